@@ -1,0 +1,2 @@
+//! `airlockd` (in progress).
+fn main() {}

@@ -1,0 +1,59 @@
+//! The agent's one error type. Every variant's text says what happened and what to do next; callers at the
+//! binary edge print it as is. This module must not log: errors are values, logged once where handled.
+
+use std::path::PathBuf;
+
+/// Result alias for the agent library.
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the agent library.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A file or directory operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What the agent was doing, e.g. "cannot read policy file".
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy could not be parsed or is inconsistent.
+    #[error("invalid policy {origin}: {message}")]
+    Policy {
+        /// Where the policy came from ("embedded default" or a path).
+        origin: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The device CA could not be created, loaded or used.
+    #[error("device CA: {0}")]
+    Ca(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}. {hint}")]
+    Bind {
+        /// The address that was asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+    /// TLS configuration for the upstream client failed.
+    #[error("upstream TLS setup: {0}")]
+    UpstreamTls(String),
+}
+
+impl AgentError {
+    /// Shorthand for an [`AgentError::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        AgentError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

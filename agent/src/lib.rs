@@ -1,0 +1,29 @@
+//! `airlock-agent`: the library behind `airlockd`, Airlock's per-machine AI governance daemon.
+//!
+//! The agent listens on loopback, terminates TLS for the AI hosts its policy names (with a per-device,
+//! name-constrained CA), runs every request through one explicit [`pipeline::Pipeline`] and forwards it
+//! upstream over a pooled rustls client. Everything else is tunnelled byte for byte.
+//!
+//! Module map (each module's own doc says what it owns and what it must not do):
+//! - [`paths`]: where state lives on disk and how files in it are protected.
+//! - [`policy`]: the policy file, its embedded default and the compiled interception set.
+//! - [`ca`]: the device certificate authority and per-host leaves.
+//! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and the local status API.
+//! - [`pipeline`]: the ordered stages every AI request passes through.
+//! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
+//! - [`upstream`]: the pooled client that talks to providers and gateways.
+//! - [`record`]: the structured record of every request and where records go.
+//! - [`agent`]: wiring it all together into a running daemon.
+
+pub mod agent;
+pub mod ca;
+pub mod error;
+pub mod paths;
+pub mod pipeline;
+pub mod policy;
+pub mod providers;
+pub mod proxy;
+pub mod record;
+pub mod upstream;
+
+pub use error::{AgentError, Result};

@@ -1,0 +1,166 @@
+//! Where the agent keeps its state and how files there are protected. It owns the layout of the state
+//! directory (CA, bundles, runtime info, records) and the helpers that create private directories and
+//! write files atomically with a given mode. It must not decide what goes into those files.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{AgentError, Result};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as os;
+#[cfg(not(unix))]
+mod other;
+#[cfg(not(unix))]
+use other as os;
+
+/// Default listen address of the agent (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8479";
+
+/// Environment variable that overrides the state directory for both `airlockd` and `airlock`.
+pub const STATE_DIR_ENV: &str = "AIRLOCK_STATE_DIR";
+
+/// The agent's state directory and the well-known files in it.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Uses `root` as the state directory.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// Resolves the state directory: an explicit path, else `$AIRLOCK_STATE_DIR`, else `/var/lib/airlock`
+    /// for root, else `$XDG_STATE_HOME/airlock` or `~/.local/state/airlock`.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
+        if let Some(p) = explicit {
+            return Ok(Self::new(p));
+        }
+        if let Some(p) = std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+            return Ok(Self::new(PathBuf::from(p)));
+        }
+        if os::is_superuser() {
+            return Ok(Self::new("/var/lib/airlock"));
+        }
+        if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::new(PathBuf::from(p).join("airlock")));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Self::new(PathBuf::from(home).join(".local/state/airlock"))),
+            None => Err(AgentError::Policy {
+                origin: "environment".into(),
+                message: format!(
+                    "cannot find a state directory: HOME is not set; pass --state-dir or set {STATE_DIR_ENV}"
+                ),
+            }),
+        }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory holding the public CA material (certificate, merged bundle). World-readable.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// Path of the CA certificate (PEM).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.ca_dir().join("airlock-ca.pem")
+    }
+
+    /// Directory holding the CA private key: mode 0700, owned by the daemon's user.
+    pub fn ca_private_dir(&self) -> PathBuf {
+        self.ca_dir().join("private")
+    }
+
+    /// Path of the CA private key (PEM, mode 0600).
+    pub fn ca_key(&self) -> PathBuf {
+        self.ca_private_dir().join("airlock-ca.key")
+    }
+
+    /// Directory where rotated-out CA certificates are kept (so they can be removed from trust stores).
+    pub fn ca_retired_dir(&self) -> PathBuf {
+        self.ca_dir().join("retired")
+    }
+
+    /// Merged trust bundle: the system roots plus the Airlock CA, for runtimes whose CA variable
+    /// replaces their default roots (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`).
+    pub fn merged_bundle(&self) -> PathBuf {
+        self.ca_dir().join("bundle.pem")
+    }
+
+    /// Runtime information written by a running agent (address, pid), read by the CLI.
+    pub fn runtime_file(&self) -> PathBuf {
+        self.root.join("airlockd.json")
+    }
+
+    /// Append-only request records (JSON lines).
+    pub fn records_file(&self) -> PathBuf {
+        self.root.join("records.jsonl")
+    }
+}
+
+/// Creates `dir` (and parents) and sets its mode (unix) to `mode`.
+pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| AgentError::io("cannot create directory", dir, e))?;
+    os::set_mode(dir, mode).map_err(|e| AgentError::io("cannot set permissions on", dir, e))
+}
+
+/// Writes `contents` to `path` atomically (temporary file in the same directory, then rename), with
+/// `mode` applied before any byte is written, so a secret is never readable by others even briefly.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = os::create_with_mode(&tmp, mode)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(AgentError::io("cannot write", path, e));
+    }
+    Ok(())
+}
+
+/// The permission bits of `path` (unix), for status reports and tests.
+pub fn mode_of(path: &Path) -> Option<u32> {
+    os::mode_of(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_applies_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret.key");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        assert_eq!(mode_of(&p), Some(0o600));
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn explicit_state_dir_wins() {
+        let s = StateDir::resolve(Some(Path::new("/tmp/x"))).unwrap();
+        assert_eq!(s.ca_key(), PathBuf::from("/tmp/x/ca/private/airlock-ca.key"));
+    }
+}

@@ -1,0 +1,303 @@
+//! The policy: which hosts Airlock intercepts, which provider each speaks, and how to reach upstream.
+//! It owns parsing (TOML, unknown fields refused), validation and compilation into the lookup structures
+//! the proxy uses on every connection. It must not do I/O beyond reading the policy file itself; signed
+//! bundles and fleet distribution extend [`PolicySource`] in a later issue.
+
+mod hosts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use hosts::{HostEntry, HostPattern, InterceptionSet};
+
+use crate::{AgentError, Result};
+
+/// The embedded default policy (also at `policies/default.toml`).
+pub const DEFAULT_POLICY_TOML: &str = include_str!("../../../policies/default.toml");
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKind {
+    /// OpenAI's API and the many OpenAI-compatible hosts.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API (generativelanguage).
+    Gemini,
+    /// Azure OpenAI: OpenAI bodies behind deployment URLs.
+    Azure,
+}
+
+impl ApiKind {
+    /// The API a well-known provider name speaks, if it is well known.
+    pub fn for_provider(provider: &str) -> Option<ApiKind> {
+        Some(match provider {
+            "openai" | "mistral" | "groq" | "openrouter" | "deepseek" | "xai" | "together"
+            | "fireworks" | "perplexity" | "cerebras" => ApiKind::Openai,
+            "anthropic" => ApiKind::Anthropic,
+            "gemini" | "google" => ApiKind::Gemini,
+            "azure" | "azure_openai" => ApiKind::Azure,
+            _ => return None,
+        })
+    }
+
+    /// Name used in records and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::Openai => "openai",
+            ApiKind::Anthropic => "anthropic",
+            ApiKind::Gemini => "gemini",
+            ApiKind::Azure => "azure",
+        }
+    }
+}
+
+/// The policy file as written by an admin.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Policy schema version; this agent understands 1.
+    pub schema: u32,
+    /// A human name for the policy, shown in `airlock status`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The interception set: AI hosts whose TLS is terminated and inspected.
+    #[serde(default)]
+    pub hosts: Vec<HostRule>,
+    /// How the agent reaches upstream.
+    #[serde(default)]
+    pub upstream: UpstreamPolicy,
+}
+
+/// One intercepted host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRule {
+    /// Exact host (`api.openai.com`) or one-label wildcard (`*.openai.azure.com`).
+    pub host: String,
+    /// Provider name used in records (`openai`, `anthropic`, `mistral` …).
+    pub provider: String,
+    /// Wire format; defaults from the provider name for well-known providers.
+    #[serde(default)]
+    pub api: Option<ApiKind>,
+    /// Base-URL mode prefix: `http://127.0.0.1:PORT/<prefix>/...`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// How to reach upstream.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamPolicy {
+    /// An HTTP proxy for the agent's own upstream calls (`http://host:port`). Without it the agent
+    /// connects directly and ignores `HTTPS_PROXY`, so it can never route through itself.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Extra root CA (PEM) trusted for every upstream, besides the platform's roots.
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
+    /// Pooled connections idle this long are closed.
+    #[serde(default = "default_idle")]
+    pub pool_idle_timeout_secs: u64,
+    /// TCP connect timeout.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Per-host overrides: send traffic for a host to another address (an on-prem gateway, a mock).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, UpstreamOverride>,
+}
+
+fn default_idle() -> u64 {
+    30
+}
+fn default_connect() -> u64 {
+    10
+}
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        UpstreamPolicy {
+            proxy: None,
+            extra_ca_file: None,
+            pool_idle_timeout_secs: default_idle(),
+            connect_timeout_secs: default_connect(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where to send a host's traffic instead of its DNS address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOverride {
+    /// `ip:port` or `host:port` to connect to. TLS still verifies the original host name.
+    pub address: String,
+    /// A root CA (PEM) trusted only for this host, in addition to the platform's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where the policy in force came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "path")]
+pub enum PolicySource {
+    /// Compiled into the binary.
+    Embedded,
+    /// A TOML file given with `--policy`.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::Embedded => f.write_str("embedded default"),
+            PolicySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A validated, compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it came from.
+    pub source: PolicySource,
+    /// Its name.
+    pub name: String,
+    /// The interception set.
+    pub hosts: InterceptionSet,
+    /// Upstream settings, with override keys lower-cased.
+    pub upstream: UpstreamPolicy,
+}
+
+impl Policy {
+    /// The embedded default policy.
+    pub fn embedded() -> Result<Policy> {
+        Self::from_toml(DEFAULT_POLICY_TOML, PolicySource::Embedded)
+    }
+
+    /// Reads and compiles a policy file.
+    pub fn from_file(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AgentError::io("cannot read policy file", path, e))?;
+        Self::from_toml(&text, PolicySource::File(path.to_path_buf()))
+    }
+
+    /// Parses and compiles policy text.
+    pub fn from_toml(text: &str, source: PolicySource) -> Result<Policy> {
+        let origin = source.to_string();
+        let doc: PolicyDocument = toml::from_str(text).map_err(|e| AgentError::Policy {
+            origin: origin.clone(),
+            message: format!("{e}"),
+        })?;
+        Self::compile(doc, source)
+    }
+
+    /// Validates and compiles a parsed document.
+    pub fn compile(doc: PolicyDocument, source: PolicySource) -> Result<Policy> {
+        let origin = source.to_string();
+        let err = |message: String| AgentError::Policy {
+            origin: origin.clone(),
+            message,
+        };
+        if doc.schema != 1 {
+            return Err(err(format!(
+                "schema {} is not supported by this agent (it understands schema 1); upgrade airlockd",
+                doc.schema
+            )));
+        }
+        let hosts = InterceptionSet::compile(&doc.hosts).map_err(err)?;
+        let mut upstream = doc.upstream;
+        upstream.overrides = std::mem::take(&mut upstream.overrides)
+            .into_iter()
+            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
+            .collect();
+        for (host, o) in &upstream.overrides {
+            if o.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(err(format!(
+                    "upstream override for {host}: address {:?} must be host:port, e.g. \"127.0.0.1:8443\"",
+                    o.address
+                )));
+            }
+        }
+        if let Some(proxy) = &upstream.proxy {
+            if !proxy.starts_with("http://") {
+                return Err(err(format!(
+                    "upstream.proxy {proxy:?} must be an http:// URL such as \"http://proxy.corp:3128\""
+                )));
+            }
+        }
+        Ok(Policy {
+            source,
+            name: doc.name.unwrap_or_else(|| "unnamed".into()),
+            hosts,
+            upstream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_covers_the_major_providers() {
+        let p = Policy::embedded().unwrap();
+        for (host, provider) in [
+            ("api.openai.com", "openai"),
+            ("api.anthropic.com", "anthropic"),
+            ("generativelanguage.googleapis.com", "gemini"),
+            ("myres.openai.azure.com", "azure"),
+            ("api.mistral.ai", "mistral"),
+            ("api.groq.com", "groq"),
+            ("openrouter.ai", "openrouter"),
+            ("api.deepseek.com", "deepseek"),
+            ("api.x.ai", "xai"),
+            ("api.together.xyz", "together"),
+        ] {
+            let e = p.hosts.lookup(host).unwrap_or_else(|| panic!("{host} not intercepted"));
+            assert_eq!(e.provider, provider);
+        }
+        assert!(p.hosts.lookup("example.com").is_none());
+        assert!(p.hosts.lookup("openai.azure.com").is_none(), "wildcard needs a label");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_the_field_name() {
+        let e = Policy::from_toml("schema = 1\nbudget = 5\n", PolicySource::Embedded).unwrap_err();
+        assert!(e.to_string().contains("budget"), "{e}");
+    }
+
+    #[test]
+    fn unknown_provider_needs_an_api() {
+        let e = Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"llm.corp\"\nprovider = \"corp\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("api = "), "{e}");
+        Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"llm.corp\"\nprovider = \"corp\"\napi = \"openai\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_override_address_is_explained() {
+        let e = Policy::from_toml(
+            "schema = 1\n[upstream.overrides.\"api.openai.com\"]\naddress = \"127.0.0.1\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn future_schema_is_refused() {
+        let e = Policy::from_toml("schema = 2\n", PolicySource::Embedded).unwrap_err();
+        assert!(e.to_string().contains("upgrade airlockd"), "{e}");
+    }
+}

@@ -1,0 +1,2 @@
+//! Benchmark harness (placeholder).
+fn main() {}

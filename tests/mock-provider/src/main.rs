@@ -1,0 +1,2 @@
+//! Mock provider (placeholder; built out by the mock-provider work).
+fn main() {}
