@@ -1,1 +1,261 @@
-//! Wiring (in progress).
+//! Wiring: builds the running agent from a policy and a state directory — binds the listener first (so a
+//! taken port fails fast), loads or creates the device CA, writes the merged trust bundle and the runtime
+//! file the CLI reads, builds the upstream client and pipeline, and serves until shut down. It owns the
+//! state shared by every connection ([`Shared`]) and the status report; it must not handle requests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::ca::{self, CertificateAuthority};
+use crate::paths::{self, StateDir};
+use crate::pipeline::Pipeline;
+use crate::policy::Policy;
+use crate::record::{now_rfc3339, Recorder};
+use crate::upstream::{OwnCaCheck, UpstreamClient};
+use crate::{proxy, Result};
+
+/// How to start the agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Listen address (must be loopback).
+    pub listen: SocketAddr,
+    /// State directory.
+    pub state: StateDir,
+    /// Policy in force.
+    pub policy: Policy,
+    /// How many finished records to keep in memory for the status API.
+    pub records_in_memory: usize,
+}
+
+/// State shared by all connections.
+pub struct Shared {
+    policy: Policy,
+    ca: Arc<ArcSwap<CertificateAuthority>>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) upstream: UpstreamClient,
+    listen: SocketAddr,
+    state: StateDir,
+    started_at: String,
+    started: Instant,
+    bundle_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("listen", &self.listen)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The device CA in force.
+    pub fn ca(&self) -> arc_swap::Guard<Arc<CertificateAuthority>> {
+        self.ca.load()
+    }
+
+    /// The bound listen address.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Whether `host:port` is this agent's own listener (to refuse loops).
+    pub fn is_own_address(&self, host: &str, port: u16) -> bool {
+        if port != self.listen.port() {
+            return false;
+        }
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    }
+
+    /// Re-reads the CA from the state directory (after `airlock ca rotate`) and rewrites the bundle.
+    pub fn reload_ca(&self) -> Result<()> {
+        let ca =
+            CertificateAuthority::load_or_create(&self.state, &self.policy.hosts.ca_domains())?;
+        if let Err(e) = ca::write_merged_bundle(&self.state, ca.info()) {
+            tracing::warn!(error = %e, "cannot rewrite the merged trust bundle");
+        }
+        tracing::info!(fingerprint = %ca.info().fingerprint_sha256, "device CA reloaded");
+        self.ca.store(Arc::new(ca));
+        Ok(())
+    }
+
+    /// The status report served at `/airlock/v1/status` and shown by `airlock status`.
+    pub fn status(&self) -> serde_json::Value {
+        let ca = self.ca();
+        let info = ca.info();
+        let hosts: Vec<_> = self
+            .policy
+            .hosts
+            .entries()
+            .iter()
+            .map(|e| {
+                json!({
+                    "host": e.pattern.display(),
+                    "provider": e.provider,
+                    "api": e.api.as_str(),
+                    "prefix": e.prefix,
+                    "intercepted": ca.covers(e.pattern.constraint_domain()),
+                })
+            })
+            .collect();
+        let uncovered: Vec<String> = self
+            .policy
+            .hosts
+            .entries()
+            .iter()
+            .filter(|e| !ca.covers(e.pattern.constraint_domain()))
+            .map(|e| e.pattern.display())
+            .collect();
+        let recorder = self.pipeline.recorder();
+        json!({
+            "agent": "airlockd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "listen": self.listen.to_string(),
+            "proxy_url": format!("http://{}", self.listen),
+            "started_at": self.started_at,
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "state_dir": self.state.root(),
+            "policy": {"name": self.policy.name, "source": self.policy.source.to_string()},
+            "ca": {
+                "cert_path": info.cert_path,
+                "bundle_path": self.bundle_path,
+                "fingerprint_sha256": info.fingerprint_sha256,
+                "subject": info.subject,
+                "serial": info.serial,
+                "not_after": info.not_after,
+                "permitted_domains": info.permitted_domains,
+                "uncovered_hosts": uncovered,
+            },
+            "interception_hosts": hosts,
+            "requests_seen": recorder.seen(),
+            "requests_in_flight": recorder.in_flight(),
+        })
+    }
+}
+
+/// A running agent.
+pub struct RunningAgent {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (status, recorder).
+    pub shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningAgent")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl RunningAgent {
+    /// Stops accepting, waits up to `grace` for requests in flight, flushes records and removes the
+    /// runtime file.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        let deadline = Instant::now() + grace;
+        let recorder = self.shared.pipeline.recorder().clone();
+        while recorder.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        recorder.close();
+        let _ = std::fs::remove_file(self.shared.state.runtime_file());
+    }
+}
+
+/// Starts the agent: binds, prepares the CA and state, and serves in the background.
+pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
+    let AgentConfig {
+        listen,
+        state,
+        policy,
+        records_in_memory,
+    } = config;
+    let listener = proxy::bind(listen).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::AgentError::io("cannot read the listen address of", state.root(), e))?;
+
+    paths::create_dir_with_mode(state.root(), 0o711)?;
+    let domains = policy.hosts.ca_domains();
+    let ca = CertificateAuthority::load_or_create(&state, &domains)?;
+    let uncovered = ca.info().uncovered(&domains);
+    if !uncovered.is_empty() {
+        tracing::warn!(
+            hosts = ?uncovered,
+            "the policy intercepts hosts the device CA does not cover; they are tunnelled uninspected until `airlock ca rotate`"
+        );
+    }
+    let bundle_path = match ca::write_merged_bundle(&state, ca.info()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write the merged trust bundle; `airlock run` will use the CA alone");
+            None
+        }
+    };
+    let ca = Arc::new(ArcSwap::from_pointee(ca));
+    let own = ca.clone();
+    let upstream = UpstreamClient::new(
+        &policy.upstream,
+        OwnCaCheck::new(move |c| own.load().is_ours(c)),
+    )?;
+    let recorder = Arc::new(Recorder::new(records_in_memory, Some(state.records_file())));
+    let pipeline = Pipeline::new(upstream.clone(), recorder);
+
+    let shared = Arc::new(Shared {
+        policy,
+        ca,
+        pipeline,
+        upstream,
+        listen: addr,
+        state: state.clone(),
+        started_at: now_rfc3339(),
+        started: Instant::now(),
+        bundle_path,
+    });
+    let runtime = json!({
+        "listen": addr.to_string(),
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": shared.started_at,
+    });
+    paths::write_atomic(&state.runtime_file(), runtime.to_string().as_bytes(), 0o644)?;
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(proxy::serve(listener, shared.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningAgent {
+        addr,
+        shared,
+        stop: Some(stop),
+        task,
+    })
+}

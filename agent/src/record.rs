@@ -97,7 +97,8 @@ pub struct Recorder {
     in_flight: AtomicU64,
     next_id: AtomicU64,
     id_prefix: String,
-    sink: Option<Mutex<mpsc::Sender<Arc<Record>>>>,
+    sink: Mutex<Option<mpsc::Sender<Arc<Record>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -113,16 +114,23 @@ impl Recorder {
     /// A recorder keeping the last `capacity` records in memory, and appending every record to
     /// `file` (JSON lines) if given.
     pub fn new(capacity: usize, file: Option<PathBuf>) -> Recorder {
-        let sink = file.map(|path| {
+        let mut sink = None;
+        let mut writer = None;
+        if let Some(path) = file {
             let (tx, rx) = mpsc::channel::<Arc<Record>>();
-            let spawned = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name("airlock-records".into())
-                .spawn(move || write_records(path, rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the records writer; records stay in memory only");
+                .spawn(move || write_records(path, rx))
+            {
+                Ok(handle) => {
+                    sink = Some(tx);
+                    writer = Some(handle);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the records writer; records stay in memory only")
+                }
             }
-            Mutex::new(tx)
-        });
+        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -133,8 +141,12 @@ impl Recorder {
             seen: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
-            id_prefix: format!("{:08x}", (nanos as u64) ^ u64::from(std::process::id())),
-            sink,
+            id_prefix: format!(
+                "{:08x}",
+                ((nanos as u64) ^ u64::from(std::process::id())) & 0xffff_ffff
+            ),
+            sink: Mutex::new(sink),
+            writer: Mutex::new(writer),
         }
     }
 
@@ -154,8 +166,8 @@ impl Recorder {
     pub fn finish(&self, record: Record) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let record = Arc::new(record);
-        if let Some(sink) = &self.sink {
-            if let Ok(tx) = sink.lock() {
+        if let Ok(sink) = self.sink.lock() {
+            if let Some(tx) = sink.as_ref() {
                 let _ = tx.send(record.clone());
             }
         }
@@ -164,6 +176,17 @@ impl Recorder {
                 ring.pop_front();
             }
             ring.push_back(record);
+        }
+    }
+
+    /// Stops the file writer after it has written every record it was given.
+    pub fn close(&self) {
+        if let Ok(mut sink) = self.sink.lock() {
+            sink.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
         }
     }
 
@@ -180,15 +203,18 @@ impl Recorder {
     /// The most recent `limit` finished records, oldest first.
     pub fn recent(&self, limit: usize) -> Vec<Arc<Record>> {
         match self.ring.lock() {
-            Ok(ring) => ring.iter().skip(ring.len().saturating_sub(limit)).cloned().collect(),
+            Ok(ring) => ring
+                .iter()
+                .skip(ring.len().saturating_sub(limit))
+                .cloned()
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
 }
 
 fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
-    let mut out = match file {
+    let mut out = match crate::paths::open_append(&path, 0o600) {
         Ok(f) => std::io::BufWriter::new(f),
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot open the records file; records stay in memory only");
@@ -218,7 +244,9 @@ fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
 /// Current time as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now);
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
@@ -241,7 +269,10 @@ mod tests {
             path: "/v1/chat/completions".into(),
             status: Some(200),
             outcome: Outcome::Completed,
-            usage: Some(Usage { input_tokens: 3, output_tokens: 4 }),
+            usage: Some(Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+            }),
             latency_ms: Some(1.0),
             ttfb_ms: Some(0.5),
             request_bytes: 10,
@@ -270,6 +301,7 @@ mod tests {
         let r = Recorder::new(4, Some(path.clone()));
         r.begin();
         r.finish(rec("a"));
+        r.close();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();

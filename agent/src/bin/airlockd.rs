@@ -1,2 +1,141 @@
-//! `airlockd` (in progress).
-fn main() {}
+//! `airlockd`: the Airlock agent daemon. Parses flags, sets up logging, loads the policy, starts the agent
+//! and waits for Ctrl-C or SIGTERM. Everything else lives in the `airlock_agent` library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airlock_agent::agent::{self, AgentConfig};
+use airlock_agent::paths::{StateDir, DEFAULT_LISTEN};
+use airlock_agent::policy::Policy;
+use anyhow::Context;
+use clap::Parser;
+
+/// Airlock agent: governs this machine's AI API traffic through a local proxy.
+#[derive(Debug, Parser)]
+#[command(name = "airlockd", version, about)]
+struct Args {
+    /// Loopback address to listen on.
+    #[arg(long, env = "AIRLOCK_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Policy file (TOML). Without it the embedded default policy is used.
+    #[arg(long, env = "AIRLOCK_POLICY")]
+    policy: Option<PathBuf>,
+    /// State directory (CA, records). Default: $AIRLOCK_STATE_DIR, /var/lib/airlock for root,
+    /// else ~/.local/state/airlock.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Worker threads (default: number of CPUs, at most 4).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// Finished requests kept in memory for `airlock status` and the requests API.
+    #[arg(long, default_value_t = 1000)]
+    records_in_memory: usize,
+    /// Check the policy and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+
+    let policy = match &args.policy {
+        Some(p) => Policy::from_file(p)?,
+        None => Policy::embedded()?,
+    };
+    if args.check {
+        println!(
+            "policy {:?} from {} is valid: {} intercepted hosts",
+            policy.name,
+            policy.source,
+            policy.hosts.entries().len()
+        );
+        return Ok(());
+    }
+    let state = StateDir::resolve(args.state_dir.as_deref())?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(4)
+        })
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .thread_name("airlockd")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args, policy, state))
+}
+
+async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> {
+    let hosts = policy.hosts.entries().len();
+    let source = policy.source.to_string();
+    let running = agent::start(AgentConfig {
+        listen: args.listen,
+        state,
+        policy,
+        records_in_memory: args.records_in_memory,
+    })
+    .await?;
+    let addr = running.addr;
+    let status = running.shared.status();
+    eprintln!(
+        "airlockd {} listening on {addr} (policy: {source}, {hosts} intercepted hosts)\n\
+         Device CA: {} (SHA-256 {})\n\
+         Point a shell at it:  eval \"$(airlock env)\"\n\
+         Run one command:      airlock run -- curl https://api.openai.com/v1/models\n\
+         Base-URL mode:        OPENAI_BASE_URL=http://{addr}/openai/v1  ANTHROPIC_BASE_URL=http://{addr}/anthropic\n\
+         Status:               airlock status",
+        env!("CARGO_PKG_VERSION"),
+        status["ca"]["cert_path"].as_str().unwrap_or("?"),
+        status["ca"]["fingerprint_sha256"].as_str().unwrap_or("?"),
+    );
+    tracing::info!(%addr, policy = %source, "airlockd started");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

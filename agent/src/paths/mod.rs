@@ -136,6 +136,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Opens `path` for appending, creating it with `mode` if it does not exist.
+pub fn open_append(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    os::open_append(path, mode)
+}
+
 /// The permission bits of `path` (unix), for status reports and tests.
 pub fn mode_of(path: &Path) -> Option<u32> {
     os::mode_of(path)
@@ -161,6 +166,9 @@ mod tests {
     #[test]
     fn explicit_state_dir_wins() {
         let s = StateDir::resolve(Some(Path::new("/tmp/x"))).unwrap();
-        assert_eq!(s.ca_key(), PathBuf::from("/tmp/x/ca/private/airlock-ca.key"));
+        assert_eq!(
+            s.ca_key(),
+            PathBuf::from("/tmp/x/ca/private/airlock-ca.key")
+        );
     }
 }

@@ -12,9 +12,17 @@ pub(super) fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
 }
 
 pub(super) fn create_with_mode(path: &Path, _mode: u32) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create(true).truncate(true).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
 }
 
 pub(super) fn mode_of(_path: &Path) -> Option<u32> {
     None
+}
+
+pub(super) fn open_append(path: &Path, _mode: u32) -> std::io::Result<File> {
+    OpenOptions::new().append(true).create(true).open(path)
 }

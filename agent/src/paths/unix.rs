@@ -26,5 +26,15 @@ pub(super) fn create_with_mode(path: &Path, mode: u32) -> std::io::Result<File> 
 }
 
 pub(super) fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+pub(super) fn open_append(path: &Path, mode: u32) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)
 }

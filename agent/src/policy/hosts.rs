@@ -63,7 +63,11 @@ pub fn normalize_host(host: &str) -> String {
         rest.split(']').next().unwrap_or(rest)
     } else {
         match h.rsplit_once(':') {
-            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some((name, port))
+                if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
             _ => h,
         }
     };
@@ -117,7 +121,9 @@ impl InterceptionSet {
             if let Some(prefix) = &rule.prefix {
                 let ok = !prefix.is_empty()
                     && prefix != "airlock"
-                    && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 if !ok {
                     return Err(format!(
                         "host {:?}: prefix {prefix:?} must be letters, digits, '-' or '_' (and not \"airlock\")",
@@ -125,7 +131,9 @@ impl InterceptionSet {
                     ));
                 }
                 if set.prefixes.contains_key(prefix) {
-                    return Err(format!("prefix {prefix:?} is used by two hosts; each needs its own"));
+                    return Err(format!(
+                        "prefix {prefix:?} is used by two hosts; each needs its own"
+                    ));
                 }
             }
             let idx = set.entries.len();
@@ -158,7 +166,9 @@ impl InterceptionSet {
         }
         self.wildcards.iter().find_map(|(suffix, i)| {
             let label = h.strip_suffix(suffix.as_str())?;
-            (!label.is_empty() && !label.contains('.')).then(|| self.entries.get(*i)).flatten()
+            (!label.is_empty() && !label.contains('.'))
+                .then(|| self.entries.get(*i))
+                .flatten()
         })
     }
 
@@ -248,8 +258,14 @@ mod tests {
     #[test]
     fn base_url_routes() {
         let p = Policy::embedded().unwrap();
-        let (e, host, tail) = p.hosts.route_base_url("/openai/v1/chat/completions").unwrap();
-        assert_eq!((e.provider.as_str(), host.as_str(), tail), ("openai", "api.openai.com", "/v1/chat/completions"));
+        let (e, host, tail) = p
+            .hosts
+            .route_base_url("/openai/v1/chat/completions")
+            .unwrap();
+        assert_eq!(
+            (e.provider.as_str(), host.as_str(), tail),
+            ("openai", "api.openai.com", "/v1/chat/completions")
+        );
         let (_, host, tail) = p
             .hosts
             .route_base_url("/azure/myres/openai/deployments/d/chat/completions")
@@ -277,6 +293,8 @@ mod tests {
             api: None,
             prefix: None,
         }];
-        assert!(InterceptionSet::compile(&rules).unwrap_err().contains("IP addresses"));
+        assert!(InterceptionSet::compile(&rules)
+            .unwrap_err()
+            .contains("IP addresses"));
     }
 }

@@ -3,7 +3,7 @@
 //! the proxy uses on every connection. It must not do I/O beyond reading the policy file itself; signed
 //! bundles and fleet distribution extend [`PolicySource`] in a later issue.
 
-mod hosts;
+pub mod hosts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,7 +215,11 @@ impl Policy {
             .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
             .collect();
         for (host, o) in &upstream.overrides {
-            if o.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            if o.address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
                 return Err(err(format!(
                     "upstream override for {host}: address {:?} must be host:port, e.g. \"127.0.0.1:8443\"",
                     o.address
@@ -257,11 +261,17 @@ mod tests {
             ("api.x.ai", "xai"),
             ("api.together.xyz", "together"),
         ] {
-            let e = p.hosts.lookup(host).unwrap_or_else(|| panic!("{host} not intercepted"));
+            let e = p
+                .hosts
+                .lookup(host)
+                .unwrap_or_else(|| panic!("{host} not intercepted"));
             assert_eq!(e.provider, provider);
         }
         assert!(p.hosts.lookup("example.com").is_none());
-        assert!(p.hosts.lookup("openai.azure.com").is_none(), "wildcard needs a label");
+        assert!(
+            p.hosts.lookup("openai.azure.com").is_none(),
+            "wildcard needs a label"
+        );
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! The environment that points a process at the agent: proxy variables in both cases, a bypass list for
+//! loopback, and CA variables for every common runtime. Variables that *replace* a runtime's roots point at
+//! the merged bundle (system roots + Airlock CA) so non-AI TLS keeps working; `NODE_EXTRA_CA_CERTS`
+//! appends, so it points at the Airlock CA alone. Pure functions: no I/O here.
+
+use std::path::Path;
+
+/// Hosts that never go through the proxy.
+pub const BYPASS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Variables replacing a runtime's CA roots; they get the merged bundle.
+pub const BUNDLE_VARS: [&str; 9] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "AWS_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "PIP_CERT",
+    "DENO_CERT",
+    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+];
+
+/// The variables, in a stable order.
+pub fn build(
+    proxy_url: &str,
+    bundle: &Path,
+    ca_cert: &Path,
+    existing_no_proxy: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut no_proxy: Vec<String> = existing_no_proxy
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    for b in BYPASS {
+        if !no_proxy.iter().any(|x| x == b) {
+            no_proxy.push(b.to_string());
+        }
+    }
+    let no_proxy = no_proxy.join(",");
+    let mut v = Vec::new();
+    for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        v.push((name.to_string(), proxy_url.to_string()));
+    }
+    v.push(("NO_PROXY".into(), no_proxy.clone()));
+    v.push(("no_proxy".into(), no_proxy));
+    let bundle = bundle.display().to_string();
+    for name in BUNDLE_VARS {
+        v.push((name.to_string(), bundle.clone()));
+    }
+    v.push(("NODE_EXTRA_CA_CERTS".into(), ca_cert.display().to_string()));
+    v.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    v.push(("AIRLOCK_PROXY".into(), proxy_url.to_string()));
+    v
+}
+
+/// Quotes a value for POSIX shells.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Renders the variables for a shell: `posix` (sh, bash, zsh), `fish` or `powershell`.
+pub fn render(vars: &[(String, String)], shell: &str) -> String {
+    let mut out = String::new();
+    for (k, v) in vars {
+        let line = match shell {
+            "fish" => format!("set -gx {k} {}\n", sh_quote(v)),
+            "powershell" => format!("$env:{k} = '{}'\n", v.replace('\'', "''")),
+            _ => format!("export {k}={}\n", sh_quote(v)),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_in_both_cases_and_bundle_for_replacing_vars() {
+        let v = build(
+            "http://127.0.0.1:8479",
+            Path::new("/s/bundle.pem"),
+            Path::new("/s/ca.pem"),
+            Some("corp.local, 10.0.0.1"),
+        );
+        let get = |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str());
+        for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            assert_eq!(get(k), Some("http://127.0.0.1:8479"));
+        }
+        assert_eq!(
+            get("NO_PROXY"),
+            Some("corp.local,10.0.0.1,localhost,127.0.0.1,::1")
+        );
+        assert_eq!(get("no_proxy"), get("NO_PROXY"));
+        for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            assert_eq!(get(k), Some("/s/bundle.pem"));
+        }
+        assert_eq!(get("NODE_EXTRA_CA_CERTS"), Some("/s/ca.pem"));
+        assert_eq!(get("NODE_USE_ENV_PROXY"), Some("1"));
+    }
+
+    #[test]
+    fn rendering_quotes_values() {
+        let v = vec![("A".to_string(), "it's".to_string())];
+        assert_eq!(render(&v, "posix"), "export A='it'\\''s'\n");
+        assert_eq!(render(&v, "fish"), "set -gx A 'it'\\''s'\n");
+        assert_eq!(render(&v, "powershell"), "$env:A = 'it''s'\n");
+    }
+}
