@@ -126,3 +126,52 @@ def test_rotate_makes_a_ca_covering_a_host_the_policy_added(fresh_agent, mock, t
                 assert s.getpeercert()["subjectAltName"] == (("DNS", "llm.corp.example"),)
     finally:
         stop(second.proc)
+
+
+def test_upstream_never_trusts_the_airlock_ca_even_when_policy_names_it(fresh_agent, mock, tmp_path):
+    """An upstream presenting an Airlock-signed certificate is a loop through Airlock (or a stolen key):
+    the agent refuses it even if a policy lists the Airlock CA as a trusted root."""
+    from conftest import free_port, start_agent
+
+    state = tmp_path / "state"
+    port = free_port()
+    policy = (mock_policy(mock).replace(f'address = "127.0.0.1:{mock.port}"\nca_file = "{mock.ca_file}"',
+                                        f'address = "127.0.0.1:{port}"\nca_file = "{state}/ca/airlock-ca.pem"', 1))
+    assert f"127.0.0.1:{port}" in policy
+    a = start_agent(tmp_path / "w", policy, state=state)
+    try:
+        ca_cert, ca_key = load_ca(a.ca_cert, state / "ca" / "private" / "airlock-ca.key")
+        leaf, key = make_leaf(ca_cert, ca_key, "api.openai.com")
+        (tmp_path / "srv.pem").write_bytes(leaf)
+        (tmp_path / "srv.key").write_bytes(key)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
+        lsock = socket.socket()
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.1", port))
+        lsock.listen(8)
+
+        def accept_all():
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                except OSError:
+                    return
+                try:
+                    with sctx.wrap_socket(conn, server_side=True) as s:
+                        s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                except (ssl.SSLError, OSError):
+                    pass
+
+        threading.Thread(target=accept_all, daemon=True).start()
+        import httpx
+        r = httpx.post(f"{a.base_url('openai')}/v1/chat/completions", json={"model": "own-ca", "messages": []},
+                       headers={"authorization": "Bearer sk"}, trust_env=False, timeout=20)
+        lsock.close()
+        assert r.status_code == 502
+        msg = r.json()["error"]["message"]
+        assert "own Airlock CA" in msg and "api.openai.com" in msg
+        rec = a.wait_record(model="own-ca")
+        assert rec["outcome"] == "upstream_failed"
+    finally:
+        stop(a.proc)

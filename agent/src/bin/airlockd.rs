@@ -87,13 +87,14 @@ async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> 
     .await?;
     let addr = running.addr;
     let status = running.shared.status();
+    let cli = cli_command();
     eprintln!(
         "airlockd {} listening on {addr} (policy: {source}, {hosts} intercepted hosts)\n\
          Device CA: {} (SHA-256 {})\n\
-         Point a shell at it:  eval \"$(airlock env)\"\n\
-         Run one command:      airlock run -- curl https://api.openai.com/v1/models\n\
+         Point a shell at it:  eval \"$({cli} env)\"\n\
+         Run one command:      {cli} run -- curl https://api.openai.com/v1/models\n\
          Base-URL mode:        OPENAI_BASE_URL=http://{addr}/openai/v1  ANTHROPIC_BASE_URL=http://{addr}/anthropic\n\
-         Status:               airlock status",
+         Status:               {cli} status",
         env!("CARGO_PKG_VERSION"),
         status["ca"]["cert_path"].as_str().unwrap_or("?"),
         status["ca"]["fingerprint_sha256"].as_str().unwrap_or("?"),
@@ -103,6 +104,23 @@ async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> 
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// How to invoke the `airlock` CLI: by name if it is on PATH, else by the path of the one built
+/// beside this binary.
+fn cli_command() -> String {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("airlock").is_file()))
+        .unwrap_or(false);
+    if on_path {
+        return "airlock".into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("airlock")))
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "airlock".into())
 }
 
 async fn wait_for_signal() {

@@ -171,3 +171,46 @@ async fn origin_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Pr
         None => local::not_found(&req, &shared),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_peers_are_allowed() {
+        for ok in [
+            "127.0.0.1:5000",
+            "127.9.9.9:1",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(is_allowed_peer(&ok.parse().unwrap()), "{ok}");
+        }
+        for bad in [
+            "10.0.0.2:5000",
+            "192.168.1.5:1",
+            "[2001:db8::1]:80",
+            "[::ffff:10.0.0.1]:80",
+            "0.0.0.0:1",
+        ] {
+            assert!(!is_allowed_peer(&bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn binding_a_non_loopback_address_is_refused_with_advice() {
+        let e = bind("0.0.0.0:0".parse().unwrap()).await.unwrap_err();
+        assert!(e.to_string().contains("loopback only"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_names_the_port_and_the_fix() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = first.local_addr().unwrap();
+        let e = bind(addr).await.unwrap_err().to_string();
+        assert!(
+            e.contains(&addr.port().to_string()) && e.contains("--listen"),
+            "{e}"
+        );
+    }
+}
