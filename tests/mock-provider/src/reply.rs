@@ -1,0 +1,465 @@
+//! The provider-neutral description of one answer (status, headers, a JSON body or a list of stream
+//! frames plus the in-stream error frame to use for `error-mid-stream`), the per-request context the
+//! provider modules read, and each provider's error dialect. It decides what an error looks like for
+//! each provider; it does not decide when to send one.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+use crate::j;
+use crate::json::J;
+
+/// Which provider a request is addressed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `api.openai.com`
+    OpenAi,
+    /// `api.anthropic.com`
+    Anthropic,
+    /// `generativelanguage.googleapis.com`
+    Gemini,
+}
+
+impl Provider {
+    /// The provider served on `host` (lower-case, no port), if any.
+    pub fn for_host(host: &str) -> Option<Self> {
+        if host.eq_ignore_ascii_case("api.openai.com") {
+            Some(Self::OpenAi)
+        } else if host.eq_ignore_ascii_case("api.anthropic.com") {
+            Some(Self::Anthropic)
+        } else if host.eq_ignore_ascii_case("generativelanguage.googleapis.com") {
+            Some(Self::Gemini)
+        } else {
+            None
+        }
+    }
+}
+
+/// Options a request sets through `x-mock-*` headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Opts {
+    /// `x-mock-output-words`: words in the answer (default: the sentence once).
+    pub output_words: Option<usize>,
+    /// `x-mock-cached-tokens`: input tokens to report as served from the provider's prompt cache.
+    pub cached_tokens: u64,
+    /// `x-mock-tool-call: 1`: answer with a call of the request's first tool.
+    pub tool_call: bool,
+}
+
+/// Everything a provider module needs to answer one request.
+pub struct Call<'a> {
+    /// The provider the request is for.
+    pub provider: Provider,
+    /// Request method.
+    pub method: &'a Method,
+    /// Path, after any `/openai`, `/anthropic`, `/gemini` prefix used on loopback hosts.
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Request body.
+    pub body: &'a Bytes,
+    /// `x-mock-*` options.
+    pub opts: Opts,
+    /// Unique hex id of this request (used in response ids and request ids).
+    pub id: &'a str,
+    /// Unix time in seconds.
+    pub created: u64,
+}
+
+impl Call<'_> {
+    /// Value of a header as text, if present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Value of a query parameter (not percent-decoded; the mock only reads simple values).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+/// The body of a reply.
+pub enum ReplyBody {
+    /// One buffer.
+    Full(Bytes),
+    /// Stream frames, each sent as its own body frame.
+    Stream {
+        /// The frames of a complete, successful stream.
+        frames: Vec<Bytes>,
+        /// The in-stream error frame(s) `error-mid-stream` appends after the first half.
+        error_frame: Bytes,
+    },
+}
+
+/// One answer, before faults and common headers are applied.
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// `content-type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: ReplyBody,
+}
+
+/// `content-type` of JSON bodies from OpenAI and Anthropic.
+pub const JSON: &str = "application/json";
+/// `content-type` of JSON bodies from Google APIs.
+pub const GOOGLE_JSON: &str = "application/json; charset=UTF-8";
+/// `content-type` of OpenAI and Anthropic event streams.
+pub const SSE_UTF8: &str = "text/event-stream; charset=utf-8";
+/// `content-type` of Gemini event streams.
+pub const SSE: &str = "text/event-stream";
+
+impl Reply {
+    /// A JSON reply from an already serialised body.
+    pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Self {
+        Self {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: ReplyBody::Full(body),
+        }
+    }
+
+    /// A compact JSON reply.
+    pub fn json(status: StatusCode, value: &J) -> Self {
+        Self::bytes(status, JSON, value.to_bytes())
+    }
+
+    /// A pretty-printed JSON reply, as Google APIs send them.
+    pub fn google_json(status: StatusCode, value: &J) -> Self {
+        Self::bytes(status, GOOGLE_JSON, Bytes::from(value.to_pretty()))
+    }
+
+    /// A streamed reply.
+    pub fn stream(content_type: &'static str, frames: Vec<Bytes>, error_frame: Bytes) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type,
+            headers: Vec::new(),
+            body: ReplyBody::Stream {
+                frames,
+                error_frame,
+            },
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        self
+    }
+}
+
+/// An SSE frame with only a `data:` line.
+pub fn sse_data(value: &J) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.truncate(6);
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// An SSE frame with `event:` and `data:` lines.
+pub fn sse_event(event: &str, value: &J) -> Bytes {
+    let mut out = Vec::with_capacity(event.len() + 128);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    let len = out.len();
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.truncate(len);
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The kinds of error the mock answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: malformed or invalid request.
+    BadRequest,
+    /// No credential at all (OpenAI/Anthropic 401, Gemini 403).
+    MissingKey,
+    /// A credential containing `invalid` (OpenAI/Anthropic 401, Gemini 400).
+    InvalidKey,
+    /// 404: unknown path or host.
+    NotFound,
+    /// 413: body over the size limit.
+    TooLarge,
+    /// 429: rate limited.
+    RateLimited,
+    /// 5xx (500, 503, 529).
+    Server(u16),
+}
+
+/// The error reply of `provider` for `kind`; `message` replaces the default text when given.
+pub fn error(provider: Provider, kind: ErrorKind, message: Option<&str>, call_id: &str) -> Reply {
+    match provider {
+        Provider::OpenAi => openai_error(kind, message),
+        Provider::Anthropic => anthropic_error(kind, message, call_id),
+        Provider::Gemini => gemini_error(kind, message),
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn openai_error(kind: ErrorKind, message: Option<&str>) -> Reply {
+    let (code, ty, ecode, default): (u16, &'static str, J, &str) = match kind {
+        ErrorKind::BadRequest => (400, "invalid_request_error", J::Null, "Invalid request."),
+        ErrorKind::MissingKey => (
+            401,
+            "invalid_request_error",
+            J::Null,
+            "You didn't provide an API key. You need to provide your API key in an Authorization header \
+using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) \
+if you're accessing the API from your browser and are prompted for a username and password. You can \
+obtain an API key from https://platform.openai.com/account/api-keys.",
+        ),
+        ErrorKind::InvalidKey => (
+            401,
+            "invalid_request_error",
+            J::from("invalid_api_key"),
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        ),
+        ErrorKind::NotFound => (404, "invalid_request_error", J::Null, "Invalid URL"),
+        ErrorKind::TooLarge => (
+            413,
+            "invalid_request_error",
+            J::Null,
+            "Request body too large.",
+        ),
+        ErrorKind::RateLimited => (
+            429,
+            "requests",
+            J::from("rate_limit_exceeded"),
+            "Rate limit reached for requests in organization org-mock on requests per min (RPM): \
+Limit 3, Used 3, Requested 1. Please try again in 1s. Visit https://platform.openai.com/account/rate-limits \
+to learn more.",
+        ),
+        ErrorKind::Server(503) => (
+            503,
+            "server_error",
+            J::Null,
+            "The server is overloaded or not ready yet.",
+        ),
+        ErrorKind::Server(c) => (
+            c,
+            "server_error",
+            J::Null,
+            "The server had an error while processing your request. Sorry about that!",
+        ),
+    };
+    let body = j!({"error": {
+        "message": (message.unwrap_or(default).to_owned()),
+        "type": ty,
+        "param": null,
+        "code": ecode,
+    }});
+    let mut r = Reply::json(status(code), &body);
+    if kind == ErrorKind::RateLimited {
+        r = r
+            .with_header("retry-after", "1")
+            .with_header("retry-after-ms", "1000")
+            .with_header("x-ratelimit-limit-requests", "3")
+            .with_header("x-ratelimit-remaining-requests", "0")
+            .with_header("x-ratelimit-reset-requests", "1s");
+    }
+    r
+}
+
+fn anthropic_error(kind: ErrorKind, message: Option<&str>, call_id: &str) -> Reply {
+    let (code, ty, default) = match kind {
+        ErrorKind::BadRequest => (400, "invalid_request_error", "Invalid request."),
+        ErrorKind::MissingKey => (401, "authentication_error", "x-api-key header is required"),
+        ErrorKind::InvalidKey => (401, "authentication_error", "invalid x-api-key"),
+        ErrorKind::NotFound => (404, "not_found_error", "Not found"),
+        ErrorKind::TooLarge => (
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        ErrorKind::RateLimited => (
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 requests per \
+minute. Please try again later.",
+        ),
+        ErrorKind::Server(529) => (529, "overloaded_error", "Overloaded"),
+        ErrorKind::Server(c) => (c, "api_error", "Internal server error"),
+    };
+    let body = j!({
+        "type": "error",
+        "error": {"type": ty, "message": (message.unwrap_or(default).to_owned())},
+        "request_id": (format!("req_mock{call_id}")),
+    });
+    let mut r = Reply::json(status(code), &body);
+    if kind == ErrorKind::RateLimited {
+        r = r
+            .with_header("retry-after", "1")
+            .with_header("anthropic-ratelimit-requests-limit", "50")
+            .with_header("anthropic-ratelimit-requests-remaining", "0");
+    }
+    if matches!(kind, ErrorKind::Server(_)) {
+        r = r.with_header("x-should-retry", "true");
+    }
+    r
+}
+
+fn gemini_error(kind: ErrorKind, message: Option<&str>) -> Reply {
+    let (code, st, default): (u16, &str, Cow<'_, str>) = match kind {
+        ErrorKind::BadRequest => (400, "INVALID_ARGUMENT", "Invalid request.".into()),
+        ErrorKind::MissingKey => (
+            403,
+            "PERMISSION_DENIED",
+            "Method doesn't allow unregistered callers (callers without established identity). \
+Please use API Key or other form of API consumer identity to call this API."
+                .into(),
+        ),
+        ErrorKind::InvalidKey => (
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.".into(),
+        ),
+        ErrorKind::NotFound => (404, "NOT_FOUND", "Requested entity was not found.".into()),
+        ErrorKind::TooLarge => (
+            400,
+            "INVALID_ARGUMENT",
+            "Request payload size exceeds the limit: 33554432 bytes.".into(),
+        ),
+        ErrorKind::RateLimited => (
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details.".into(),
+        ),
+        ErrorKind::Server(500) => (
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in \
+https://developers.generativeai.google/guide/troubleshooting"
+                .into(),
+        ),
+        ErrorKind::Server(c) => (
+            c,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.".into(),
+        ),
+    };
+    let mut err = j!({
+        "code": code,
+        "message": (message.map(Cow::Borrowed).unwrap_or(default).into_owned()),
+        "status": st,
+    });
+    match kind {
+        ErrorKind::RateLimited => {
+            err.set(
+                "details",
+                j!([
+                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+                     "metadata": {"service": "generativelanguage.googleapis.com"}},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
+                ]),
+            );
+        }
+        ErrorKind::InvalidKey => {
+            err.set(
+                "details",
+                j!([
+                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                     "metadata": {"service": "generativelanguage.googleapis.com"}}
+                ]),
+            );
+        }
+        _ => {}
+    }
+    let mut r = Reply::google_json(status(code), &j!({ "error": err }));
+    if kind == ErrorKind::RateLimited {
+        r = r.with_header("retry-after", "1");
+    }
+    r
+}
+
+/// Reads a JSON request body, or answers with the provider's malformed-body error.
+pub fn parse_body(call: &Call<'_>) -> Result<Value, Reply> {
+    serde_json::from_slice::<Value>(call.body).map_err(|e| {
+        let msg = match call.provider {
+            Provider::OpenAi => "We could not parse the JSON body of your request. (HINT: This likely \
+means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was \
+sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our \
+help center at help.openai.com.)"
+                .to_owned(),
+            Provider::Anthropic => format!("There was an issue with the request body: invalid JSON ({e})"),
+            Provider::Gemini => format!("Invalid JSON payload received. {e}"),
+        };
+        error(call.provider, ErrorKind::BadRequest, Some(&msg), call.id)
+    })
+    .and_then(|v| {
+        if v.is_object() {
+            Ok(v)
+        } else {
+            let msg = match call.provider {
+                Provider::OpenAi => "We could not parse the JSON body of your request: expected a JSON object.",
+                Provider::Anthropic => "There was an issue with the request body: expected a JSON object",
+                Provider::Gemini => "Invalid JSON payload received. Expected an object.",
+            };
+            Err(error(call.provider, ErrorKind::BadRequest, Some(msg), call.id))
+        }
+    })
+}
+
+/// Extracts the bearer token of an `Authorization` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Checks a credential value: `Err(kind)` when it is rejected.
+pub fn check_key(key: Option<&str>) -> Result<(), ErrorKind> {
+    match key {
+        None => Err(ErrorKind::MissingKey),
+        Some(k) if k.trim().is_empty() => Err(ErrorKind::MissingKey),
+        Some(k) if k.contains("invalid") => Err(ErrorKind::InvalidKey),
+        Some(_) => Ok(()),
+    }
+}
+
+/// How many frames of a stream of `len` frames go out before a mid-stream fault: the first half,
+/// at least one.
+pub fn cut_point(len: usize) -> usize {
+    (len / 2).max(1).min(len)
+}
+
+/// Answers a request body that is missing a field or has a wrong one, in the provider's dialect.
+pub fn bad_request(call: &Call<'_>, message: &str) -> Reply {
+    error(call.provider, ErrorKind::BadRequest, Some(message), call.id)
+}
+
+/// A string field of a JSON object, if present and non-empty.
+pub fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A boolean field of a JSON object, false when absent.
+pub fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}

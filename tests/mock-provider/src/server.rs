@@ -1,0 +1,663 @@
+//! Transport and dispatch: accepts loopback TCP connections (TLS with ALPN h2/http1.1, or plain),
+//! serves HTTP/1.1 and HTTP/2 with hyper, records each request, picks the provider from the Host /
+//! :authority (or, on loopback hosts, from the path), and applies faults — slow headers, a TCP reset,
+//! status errors, and mid-stream abort or error frames — around the provider modules' replies.
+//! It decides nothing about what a provider's bodies look like.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::MockBody;
+use crate::fault::{Fault, FaultKind};
+use crate::j;
+use crate::record::{Recorded, RequestLog};
+use crate::reply::{self, cut_point, Call, ErrorKind, Opts, Provider, Reply, ReplyBody};
+use crate::{anthropic, gemini, openai};
+
+/// Largest request body accepted (Anthropic's documented limit).
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest `x-mock-output-words`.
+pub const MAX_OUTPUT_WORDS: usize = 1_000_000;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of a running mock.
+pub struct State {
+    /// The request log.
+    pub log: RequestLog,
+    /// Fault applied when a request has no `x-mock-fault` header.
+    pub default_fault: Fault,
+    /// Pacing between stream frames when a request has no `x-mock-chunk-delay-ms` header.
+    pub chunk_delay: Duration,
+    counter: AtomicU64,
+    seed: u64,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl State {
+    /// New state.
+    pub fn new(log: RequestLog, default_fault: Fault, chunk_delay: Duration) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(1024);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed);
+        Self {
+            log,
+            default_fault,
+            chunk_delay,
+            counter: AtomicU64::new(1),
+            seed,
+            builder,
+        }
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // splitmix64's finaliser is a bijection, so ids never repeat within a run.
+        let mut z = self
+            .seed
+            .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        format!("{z:016x}")
+    }
+}
+
+/// Per-connection state shared with the request handlers.
+struct ConnCtx {
+    listener: &'static str,
+    reset: AtomicBool,
+    notify: Notify,
+}
+
+/// A TCP stream that is closed with a RST (zero linger) when a `reset` fault asked for it.
+struct ResetOnDrop {
+    tcp: TcpStream,
+    ctx: Arc<ConnCtx>,
+}
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if self.ctx.reset.load(Ordering::Acquire) {
+            let _ = self.tcp.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ResetOnDrop {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ResetOnDrop {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
+/// Accepts connections on `listener` forever; with `tls`, connections must speak TLS.
+pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>) {
+    let name = if tls.is_some() { "tls" } else { "plain" };
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                eprintln!("airlock-mock: accept on the {name} listener failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = Arc::new(ConnCtx {
+            listener: name,
+            reset: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        let io = ResetOnDrop {
+            tcp,
+            ctx: ctx.clone(),
+        };
+        let state = state.clone();
+        match &tls {
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        serve(stream, state, ctx).await;
+                    }
+                });
+            }
+            None => {
+                tokio::spawn(serve(io, state, ctx));
+            }
+        }
+    }
+}
+
+async fn serve<I>(io: I, state: Arc<State>, ctx: Arc<ConnCtx>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_state = state.clone();
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| handle(req, svc_state.clone(), svc_ctx.clone()));
+    let conn = state.builder.serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        // A `reset` fault: drop the connection (and its socket, with zero linger) right now.
+        _ = ctx.notify.notified() => {}
+    }
+}
+
+/// Host of a request, without port, lower-cased: from the URI (HTTP/2 `:authority`, absolute-form)
+/// or the `Host` header.
+fn request_host(uri: &http::Uri, headers: &HeaderMap) -> String {
+    if let Some(h) = uri.host() {
+        return h.to_ascii_lowercase();
+    }
+    let raw = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => raw,
+        }
+    };
+    host.to_ascii_lowercase()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "" | "localhost" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+/// The provider and provider-relative path of a request, or `None` for an unknown host.
+fn resolve<'p>(host: &str, path: &'p str) -> Option<(Provider, &'p str)> {
+    if let Some(p) = Provider::for_host(host) {
+        return Some((p, path));
+    }
+    if !is_loopback_host(host) {
+        return None;
+    }
+    for (prefix, p) in [
+        ("/openai", Provider::OpenAi),
+        ("/anthropic", Provider::Anthropic),
+        ("/gemini", Provider::Gemini),
+    ] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.starts_with('/') {
+                return Some((p, rest));
+            }
+        }
+    }
+    let p = if path.starts_with("/v1/messages") {
+        Provider::Anthropic
+    } else if path.starts_with("/v1beta/")
+        || (path.starts_with("/v1/models/") && path.contains(':'))
+    {
+        Provider::Gemini
+    } else {
+        Provider::OpenAi
+    };
+    Some((p, path))
+}
+
+enum Route {
+    OpenAi(openai::Endpoint),
+    Anthropic(anthropic::Endpoint),
+    Gemini(gemini::Endpoint),
+}
+
+fn route(provider: Provider, method: &Method, path: &str) -> Option<Route> {
+    match provider {
+        Provider::OpenAi => openai::route(method, path).map(Route::OpenAi),
+        Provider::Anthropic => anthropic::route(method, path).map(Route::Anthropic),
+        Provider::Gemini => gemini::route(method, path).map(Route::Gemini),
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// Reads the `x-mock-*` request headers.
+fn mock_options(headers: &HeaderMap, state: &State) -> Result<(Fault, Duration, Opts), String> {
+    let fault = match header_str(headers, "x-mock-fault") {
+        Some(v) => v.parse::<Fault>().map_err(|e| e.to_string())?,
+        None => state.default_fault,
+    };
+    let delay = match header_str(headers, "x-mock-chunk-delay-ms") {
+        Some(v) => Duration::from_millis(v.parse::<u64>().map_err(|_| {
+            format!("invalid x-mock-chunk-delay-ms '{v}': expected milliseconds as an integer")
+        })?),
+        None => state.chunk_delay,
+    };
+    let output_words = match header_str(headers, "x-mock-output-words") {
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= MAX_OUTPUT_WORDS => Some(n),
+            _ => {
+                return Err(format!(
+                    "invalid x-mock-output-words '{v}': expected an integer from 0 to {MAX_OUTPUT_WORDS}"
+                ))
+            }
+        },
+        None => None,
+    };
+    let cached_tokens = match header_str(headers, "x-mock-cached-tokens") {
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            format!("invalid x-mock-cached-tokens '{v}': expected a non-negative integer")
+        })?,
+        None => 0,
+    };
+    let tool_call = match header_str(headers, "x-mock-tool-call") {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(v) => return Err(format!("invalid x-mock-tool-call '{v}': expected 1 or 0")),
+    };
+    Ok((
+        fault,
+        delay,
+        Opts {
+            output_words,
+            cached_tokens,
+            tool_call,
+        },
+    ))
+}
+
+/// Whether the request body has a content coding other than identity.
+fn encoded(headers: &HeaderMap) -> bool {
+    header_str(headers, "content-encoding")
+        .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("identity"))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response<MockBody>, Infallible> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let host = request_host(&parts.uri, &parts.headers);
+    let full_path = parts.uri.path();
+
+    if let Some(rest) = full_path.strip_prefix("/__mock/") {
+        return Ok(control(&state, &parts.method, rest));
+    }
+
+    let id = state.next_id();
+    let resolved = resolve(&host, full_path);
+    let dialect = resolved.map_or(Provider::OpenAi, |(p, _)| p);
+
+    // Body: refuse oversize up front, then collect with a cap.
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        respond(
+            reply::error(dialect, ErrorKind::TooLarge, None, &id),
+            FaultKind::None,
+            Duration::ZERO,
+            dialect,
+            &id,
+            started,
+        )
+    };
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Ok(too_large());
+    }
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
+        Err(_) => {
+            let r = reply::error(
+                dialect,
+                ErrorKind::BadRequest,
+                Some("could not read the request body"),
+                &id,
+            );
+            return Ok(respond(
+                r,
+                FaultKind::None,
+                Duration::ZERO,
+                dialect,
+                &id,
+                started,
+            ));
+        }
+    };
+
+    if state.log.enabled() {
+        state.log.push(Recorded {
+            listener: ctx.listener,
+            version: parts.version,
+            host: host.clone(),
+            method: parts.method.clone(),
+            path: full_path.to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
+
+    let Some((provider, path)) = resolved else {
+        let msg = format!(
+            "airlock-mock does not serve host '{host}'; it serves api.openai.com, api.anthropic.com \
+and generativelanguage.googleapis.com (or any path on a loopback host)"
+        );
+        let r = reply::error(Provider::OpenAi, ErrorKind::NotFound, Some(&msg), &id);
+        return Ok(respond(
+            r,
+            FaultKind::None,
+            Duration::ZERO,
+            Provider::OpenAi,
+            &id,
+            started,
+        ));
+    };
+
+    let (fault, delay, opts) = match mock_options(&parts.headers, &state) {
+        Ok(o) => o,
+        Err(msg) => {
+            let r = reply::error(provider, ErrorKind::BadRequest, Some(&msg), &id);
+            return Ok(respond(
+                r,
+                FaultKind::None,
+                Duration::ZERO,
+                provider,
+                &id,
+                started,
+            ));
+        }
+    };
+
+    if let Some(wait) = fault.slow_headers {
+        tokio::time::sleep(wait).await;
+    }
+    if fault.kind == FaultKind::Reset {
+        ctx.reset.store(true, Ordering::Release);
+        ctx.notify.notify_one();
+        // The connection task drops this future together with the connection.
+        return std::future::pending().await;
+    }
+
+    let call = Call {
+        provider,
+        method: &parts.method,
+        path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+        opts,
+        id: &id,
+        created: unix_now(),
+    };
+    let mut reply = match route(provider, &parts.method, path) {
+        None => match provider {
+            Provider::OpenAi => openai::not_found(&call),
+            Provider::Anthropic => anthropic::not_found(&call),
+            Provider::Gemini => gemini::not_found(&call),
+        },
+        Some(route) => {
+            let auth = match provider {
+                Provider::OpenAi => openai::authenticate(&call),
+                Provider::Anthropic => anthropic::authenticate(&call),
+                Provider::Gemini => gemini::authenticate(&call),
+            };
+            match (auth, fault.kind) {
+                (Err(r), _) => r,
+                (Ok(()), FaultKind::Status(429)) => {
+                    reply::error(provider, ErrorKind::RateLimited, None, &id)
+                }
+                (Ok(()), FaultKind::Status(code)) => {
+                    reply::error(provider, ErrorKind::Server(code), None, &id)
+                }
+                (Ok(()), _) if encoded(&parts.headers) => {
+                    let msg = "airlock-mock does not decode request bodies sent with a \
+Content-Encoding; send the JSON body uncompressed";
+                    reply::error(provider, ErrorKind::BadRequest, Some(msg), &id)
+                }
+                (Ok(()), _) => match &route {
+                    Route::OpenAi(e) => openai::handle(e, &call),
+                    Route::Anthropic(e) => anthropic::handle(e, &call),
+                    Route::Gemini(e) => gemini::handle(e, &call),
+                },
+            }
+        }
+    };
+
+    // Mid-stream faults apply to successful answers only.
+    let ok = reply.status == StatusCode::OK;
+    if ok && fault.kind == FaultKind::ErrorMidStream && matches!(reply.body, ReplyBody::Full(_)) {
+        reply = reply::error(provider, ErrorKind::Server(500), None, &id);
+    }
+    Ok(respond(reply, fault.kind, delay, provider, &id, started))
+}
+
+/// Turns a reply into a response: body pacing, mid-stream faults, and the provider's usual headers.
+fn respond(
+    reply: Reply,
+    fault: FaultKind,
+    delay: Duration,
+    provider: Provider,
+    id: &str,
+    started: Instant,
+) -> Response<MockBody> {
+    let Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    } = reply;
+    let ok = status == StatusCode::OK;
+    let mut declared_len = None;
+    let body = match (body, fault) {
+        (ReplyBody::Full(b), FaultKind::ResetMidStream) if ok => {
+            declared_len = Some(b.len());
+            MockBody::frames(vec![b.slice(..b.len() / 2)], delay, true)
+        }
+        (ReplyBody::Full(b), _) => MockBody::full(b),
+        (ReplyBody::Stream { mut frames, .. }, FaultKind::ResetMidStream) if ok => {
+            frames.truncate(cut_point(frames.len()));
+            MockBody::frames(frames, delay, true)
+        }
+        (
+            ReplyBody::Stream {
+                mut frames,
+                error_frame,
+            },
+            FaultKind::ErrorMidStream,
+        ) if ok => {
+            frames.truncate(cut_point(frames.len()));
+            frames.push(error_frame);
+            MockBody::frames(frames, delay, false)
+        }
+        (ReplyBody::Stream { frames, .. }, _) => MockBody::frames(frames, delay, false),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(len) = declared_len {
+        // The full length is announced, so the cut body is visibly incomplete.
+        if let Ok(v) = HeaderValue::try_from(len.to_string()) {
+            h.insert(CONTENT_LENGTH, v);
+        }
+    }
+    let request_id = HeaderValue::try_from(format!("req_mock{id}")).ok();
+    match provider {
+        Provider::OpenAi => {
+            if let Some(v) = request_id {
+                h.insert("x-request-id", v);
+            }
+            let ms = started.elapsed().as_millis().max(1);
+            if let Ok(v) = HeaderValue::try_from(ms.to_string()) {
+                h.insert("openai-processing-ms", v);
+            }
+            h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+            h.insert("openai-organization", HeaderValue::from_static("org-mock"));
+        }
+        Provider::Anthropic => {
+            if let Some(v) = request_id {
+                h.insert("request-id", v);
+            }
+            h.insert(
+                "anthropic-organization-id",
+                HeaderValue::from_static("00000000-0000-4000-8000-000000000000"),
+            );
+        }
+        Provider::Gemini => {
+            h.insert(
+                "server",
+                HeaderValue::from_static("scaffolding on HTTPServer2"),
+            );
+            h.insert(
+                "vary",
+                HeaderValue::from_static("Origin, X-Origin, Referer"),
+            );
+        }
+    }
+    if content_type.starts_with("text/event-stream") {
+        h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    }
+    for (name, value) in headers {
+        h.insert(name, value);
+    }
+    resp
+}
+
+/// The `/__mock/...` endpoints.
+fn control(state: &State, method: &Method, rest: &str) -> Response<MockBody> {
+    let (status, body) = match (method, rest) {
+        (&Method::GET, "requests") => (StatusCode::OK, state.log.to_json().to_bytes()),
+        (&Method::DELETE, "requests") => {
+            let n = state.log.clear();
+            (StatusCode::OK, j!({ "cleared": n }).to_bytes())
+        }
+        (&Method::GET, "health") => (StatusCode::OK, Bytes::from_static(b"{\"ok\":true}")),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(
+                b"{\"error\":\"unknown mock endpoint; use GET or DELETE /__mock/requests, or GET /__mock/health\"}",
+            ),
+        ),
+    };
+    let mut resp = Response::new(MockBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(reply::JSON));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("API.OpenAI.com:443"));
+        let uri: http::Uri = "/v1/models".parse().unwrap_or_default();
+        assert_eq!(request_host(&uri, &h), "api.openai.com");
+        h.insert(HOST, HeaderValue::from_static("[::1]:8080"));
+        assert_eq!(request_host(&uri, &h), "[::1]");
+    }
+
+    #[test]
+    fn resolution() {
+        assert_eq!(
+            resolve("api.anthropic.com", "/v1/messages"),
+            Some((Provider::Anthropic, "/v1/messages"))
+        );
+        assert_eq!(
+            resolve("127.0.0.1", "/anthropic/v1/messages"),
+            Some((Provider::Anthropic, "/v1/messages"))
+        );
+        assert_eq!(
+            resolve(
+                "localhost",
+                "/v1beta/models/gemini-2.5-flash:generateContent"
+            ),
+            Some((
+                Provider::Gemini,
+                "/v1beta/models/gemini-2.5-flash:generateContent"
+            ))
+        );
+        assert_eq!(
+            resolve("127.0.0.1", "/v1/chat/completions"),
+            Some((Provider::OpenAi, "/v1/chat/completions"))
+        );
+        assert_eq!(resolve("example.com", "/v1/chat/completions"), None);
+    }
+}

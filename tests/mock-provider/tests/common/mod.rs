@@ -1,0 +1,300 @@
+//! Shared helpers of the mock's integration tests: start the built `airlock-mock` binary on ephemeral
+//! ports in a temporary directory (killed on drop), and talk to it the way Airlock's upstream client
+//! would: TCP to 127.0.0.1, TLS with SNI api.openai.com etc. trusting only mock-ca.pem, HTTP/1.1 or
+//! HTTP/2 by ALPN, or plain HTTP/1.1 to the plain listener.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// How to reach the mock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// TLS, ALPN http/1.1.
+    H1,
+    /// TLS, ALPN h2.
+    H2,
+    /// Plain HTTP/1.1 on the plain listener.
+    Plain,
+}
+
+/// A running mock process.
+pub struct Mock {
+    child: Child,
+    dir: PathBuf,
+    /// TLS port.
+    pub port: u16,
+    /// Plain port, if started with one.
+    pub plain_port: Option<u16>,
+    /// The ready-file JSON.
+    pub ready: Value,
+    /// The stdout line.
+    pub line: String,
+    tls: Arc<ClientConfig>,
+    tls_h2: Arc<ClientConfig>,
+}
+
+impl Mock {
+    /// Starts the binary with a plain listener and `extra` arguments; returns once it is listening.
+    pub fn start(extra: &[&str]) -> Mock {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("airlock-mock-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready_file = dir.join("ready.json");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-mock"))
+            .arg("--cert-dir")
+            .arg(&dir)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .args(["--plain-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn airlock-mock");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("airlock-mock listening on 127.0.0.1:"),
+            "unexpected first line {line:?}"
+        );
+        let ready: Value =
+            serde_json::from_slice(&std::fs::read(&ready_file).expect("ready file")).unwrap();
+        let port = u16::try_from(ready["port"].as_u64().unwrap()).unwrap();
+        let plain_port = ready["plain_port"]
+            .as_u64()
+            .map(|p| u16::try_from(p).unwrap());
+        let ca_pem = std::fs::read(ready["ca_file"].as_str().unwrap()).unwrap();
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = |alpn: &[u8]| {
+            let mut c = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Arc::new(c)
+        };
+        Mock {
+            child,
+            dir,
+            port,
+            plain_port,
+            ready,
+            line,
+            tls: config(b"http/1.1"),
+            tls_h2: config(b"h2"),
+        }
+    }
+
+    /// Sends one request on a new connection and returns the response head and streaming body.
+    pub async fn send(&self, proto: Proto, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        self.try_send(proto, req).await.expect("request failed")
+    }
+
+    /// Like [`Mock::send`], but returns the client error instead of panicking.
+    pub async fn try_send(
+        &self,
+        proto: Proto,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("api.openai.com")
+            .to_owned();
+        match proto {
+            Proto::Plain => {
+                let tcp = TcpStream::connect(("127.0.0.1", self.plain_port.unwrap()))
+                    .await
+                    .unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                tokio::spawn(conn);
+                sender.send_request(req).await
+            }
+            Proto::H1 | Proto::H2 => {
+                let config = if proto == Proto::H2 {
+                    self.tls_h2.clone()
+                } else {
+                    self.tls.clone()
+                };
+                let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+                let tls = TlsConnector::from(config)
+                    .connect(ServerName::try_from(host.clone()).unwrap(), tcp)
+                    .await
+                    .expect("TLS handshake with the mock CA");
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                if proto == Proto::H2 {
+                    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+                    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                        TokioExecutor::new(),
+                        TokioIo::new(tls),
+                    )
+                    .await?;
+                    tokio::spawn(conn);
+                    // HTTP/2 needs an absolute URI for :scheme and :authority.
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = format!("https://{host}{}", parts.uri).parse().unwrap();
+                    parts.headers.remove(http::header::HOST);
+                    sender.send_request(Request::from_parts(parts, body)).await
+                } else {
+                    let (mut sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                    tokio::spawn(conn);
+                    sender.send_request(req).await
+                }
+            }
+        }
+    }
+
+    /// Sends a request and reads the whole body as text (panics on a body error).
+    pub async fn text(&self, proto: Proto, req: Request<Full<Bytes>>) -> (Response<()>, String) {
+        let resp = self.send(proto, req).await;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    /// Sends a request and parses the body as JSON.
+    pub async fn json(&self, proto: Proto, req: Request<Full<Bytes>>) -> (Response<()>, Value) {
+        let (resp, text) = self.text(proto, req).await;
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (resp, v)
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A POST with a JSON body to `host` + `path`, with extra headers.
+pub fn post(
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+/// A request with any method and a raw body.
+pub fn raw(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+}
+
+/// Reads a body frame by frame: the data frames received and whether the body ended in an error.
+pub async fn frames(resp: Response<Incoming>) -> (Vec<Bytes>, Option<hyper::Error>) {
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return (out, None),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.push(d);
+                }
+            }
+            Some(Err(e)) => return (out, Some(e)),
+        }
+    }
+}
+
+/// One SSE frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    /// The `event:` line, if any.
+    pub event: Option<String>,
+    /// The joined `data:` lines.
+    pub data: String,
+}
+
+impl Sse {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("frame not JSON ({e}): {}", self.data))
+    }
+}
+
+/// Parses an event stream (LF or CRLF line endings), checking every frame ends with a blank line.
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    let normalised = text.replace("\r\n", "\n");
+    assert!(
+        normalised.ends_with("\n\n"),
+        "stream does not end with a blank line: {text:?}"
+    );
+    normalised
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|frame| {
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push(d);
+                } else {
+                    panic!("unexpected SSE line {line:?}");
+                }
+            }
+            Sse {
+                event,
+                data: data.join("\n"),
+            }
+        })
+        .collect()
+}
