@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ class Mock:
     ca_file: Path
 
     def requests(self) -> list[dict]:
-        r = httpx.get(f"https://127.0.0.1:{self.port}/__mock/requests", verify=str(self.ca_file),
+        r = httpx.get(f"https://127.0.0.1:{self.port}/__mock/requests",
+                      verify=ssl.create_default_context(cafile=str(self.ca_file)),
                       headers={"host": "api.openai.com"}, trust_env=False)
         r.raise_for_status()
         return r.json()["requests"]
