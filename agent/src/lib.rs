@@ -21,6 +21,7 @@ pub mod error;
 pub mod paths;
 pub mod pipeline;
 pub mod policy;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod record;

@@ -39,13 +39,40 @@ pub enum Outcome {
     Rejected,
 }
 
-/// Token usage as reported by the provider.
+/// Token usage, normalised across providers (wire-formats.md §0): every count is a total the provider
+/// bills, and the cache and reasoning counts are subsets of the totals they belong to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    /// Input (prompt) tokens, all of them, cached or not.
+    /// All input tokens: uncached, cache reads and cache writes together.
     pub input_tokens: u64,
-    /// Output (completion) tokens, reasoning included.
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Of `input_tokens`, those written to the prompt cache (any TTL).
+    pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written with a one-hour TTL (Anthropic), priced higher.
+    pub cache_write_1h_tokens: u64,
+    /// All output tokens, reasoning included.
     pub output_tokens: u64,
+    /// Of `output_tokens`, reasoning (thinking) tokens.
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input tokens neither read from nor written to a cache.
+    pub fn uncached_input_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cache_read_tokens)
+            .saturating_sub(self.cache_write_tokens)
+    }
+
+    /// Usage with only plain input and output counts.
+    pub fn plain(input_tokens: u64, output_tokens: u64) -> Usage {
+        Usage {
+            input_tokens,
+            output_tokens,
+            ..Usage::default()
+        }
+    }
 }
 
 /// One request's record.
@@ -269,10 +296,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             status: Some(200),
             outcome: Outcome::Completed,
-            usage: Some(Usage {
-                input_tokens: 3,
-                output_tokens: 4,
-            }),
+            usage: Some(Usage::plain(3, 4)),
             latency_ms: Some(1.0),
             ttfb_ms: Some(0.5),
             request_bytes: 10,

@@ -176,10 +176,7 @@ impl UsageObserver {
                 input: None,
                 output: None,
             } => None,
-            Partial { input, output } => Some(Usage {
-                input_tokens: input.unwrap_or(0),
-                output_tokens: output.unwrap_or(0),
-            }),
+            Partial { input, output } => Some(Usage::plain(input.unwrap_or(0), output.unwrap_or(0))),
         }
     }
 }
@@ -265,10 +262,7 @@ data: [DONE]\n\n";
         for split in 1..OPENAI_STREAM.len() {
             assert_eq!(
                 run(ApiKind::Openai, Framing::Sse, OPENAI_STREAM, split),
-                Some(Usage {
-                    input_tokens: 9,
-                    output_tokens: 2
-                }),
+                Some(Usage::plain(9, 2)),
                 "split {split}"
             );
         }
@@ -281,10 +275,7 @@ event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason
 event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         assert_eq!(
             run(ApiKind::Anthropic, Framing::Sse, s, 7),
-            Some(Usage {
-                input_tokens: 1112,
-                output_tokens: 30
-            })
+            Some(Usage::plain(1112, 30))
         );
     }
 
@@ -294,10 +285,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 ,{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":4,"thoughtsTokenCount":3}}]"#;
         assert_eq!(
             run(ApiKind::Gemini, Framing::JsonArray, s, 5),
-            Some(Usage {
-                input_tokens: 5,
-                output_tokens: 7
-            })
+            Some(Usage::plain(5, 7))
         );
     }
 
@@ -306,26 +294,17 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         let chat = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
         assert_eq!(
             run(ApiKind::Openai, Framing::Json, chat, 4),
-            Some(Usage {
-                input_tokens: 3,
-                output_tokens: 4
-            })
+            Some(Usage::plain(3, 4))
         );
         let resp = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":30}}}\n\n";
         assert_eq!(
             run(ApiKind::Openai, Framing::Sse, resp, 3),
-            Some(Usage {
-                input_tokens: 12,
-                output_tokens: 30
-            })
+            Some(Usage::plain(12, 30))
         );
         let groq = b"data: {\"choices\":[],\"x_groq\":{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}}\n\n";
         assert_eq!(
             run(ApiKind::Openai, Framing::Sse, groq, 2),
-            Some(Usage {
-                input_tokens: 1,
-                output_tokens: 2
-            })
+            Some(Usage::plain(1, 2))
         );
     }
 
@@ -364,10 +343,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         o.feed(b"\ndata: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n");
         assert_eq!(
             o.finish(),
-            Some(Usage {
-                input_tokens: 1,
-                output_tokens: 1
-            })
+            Some(Usage::plain(1, 1))
         );
     }
 
