@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
 use crate::paths::{self, StateDir};
-use crate::pipeline::Pipeline;
+use crate::pipeline::settle::CostStage;
+use crate::pipeline::{Pipeline, Stage};
 use crate::policy::Policy;
 use crate::record::{now_rfc3339, Recorder};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
@@ -227,7 +228,9 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         OwnCaCheck::new(move |c| own.load().is_ours(c)),
     )?;
     let recorder = Arc::new(Recorder::new(records_in_memory, Some(state.records_file())));
-    let pipeline = Pipeline::new(upstream.clone(), recorder);
+    let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
+    let pipeline = Pipeline::new(upstream.clone(), recorder)
+        .with_response_stage(Stage::Settle, Box::new(cost));
 
     let shared = Arc::new(Shared {
         policy,

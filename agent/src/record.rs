@@ -75,6 +75,18 @@ impl Usage {
     }
 }
 
+/// Whether and how a request's cost is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostStatus {
+    /// Exact usage × the model's price.
+    Priced,
+    /// Estimated usage × the model's price.
+    Estimated,
+    /// The model has no price (flagged, never counted as free).
+    Unknown,
+}
+
 /// One request's record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -102,8 +114,26 @@ pub struct Record {
     pub status: Option<u16>,
     /// How it ended.
     pub outcome: Outcome,
-    /// Token usage, when the response carried it.
+    /// How the request authenticated — the kind only (`bearer`, `x_api_key`, `api_key`,
+    /// `goog_api_key`, `query_key`, `none`), never the value.
+    pub credential: String,
+    /// The model the response named (a dated snapshot, or the model behind an Azure deployment).
+    pub response_model: Option<String>,
+    /// Token usage: as the response reported it, or estimated (see `usage_estimated`).
     pub usage: Option<Usage>,
+    /// Whether `usage` is an estimate (the stream was cut short, or the provider reported none).
+    pub usage_estimated: bool,
+    /// Whether the agent asked upstream for stream usage the client had not asked for (and removed
+    /// the extra chunk before the client saw it).
+    pub usage_injected: bool,
+    /// Cost in USD, when the model has a price.
+    pub cost_usd: Option<f64>,
+    /// `priced`, `estimated` (priced from estimated usage) or `unknown` (no price: see `cost_note`).
+    pub cost_status: Option<CostStatus>,
+    /// The price-table entry used, or why there is no cost.
+    pub cost_note: Option<String>,
+    /// An error the provider reported in its response or stream (type and message, no content).
+    pub upstream_error: Option<String>,
     /// Total time until the last response byte (or the failure), milliseconds.
     pub latency_ms: Option<f64>,
     /// Time until the first response body byte arrived from upstream, milliseconds.
@@ -296,7 +326,15 @@ mod tests {
             path: "/v1/chat/completions".into(),
             status: Some(200),
             outcome: Outcome::Completed,
+            credential: "bearer".into(),
+            response_model: None,
             usage: Some(Usage::plain(3, 4)),
+            usage_estimated: false,
+            usage_injected: false,
+            cost_usd: None,
+            cost_status: None,
+            cost_note: None,
+            upstream_error: None,
             latency_ms: Some(1.0),
             ttfb_ms: Some(0.5),
             request_bytes: 10,

@@ -228,3 +228,10 @@ def proxy_env(agent: Agent) -> dict:
 
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None
+
+
+def tokens(record: dict) -> tuple[int, int]:
+    """(input, output) tokens of a record, asserting they are exact, not estimated."""
+    assert record["usage"] is not None, record
+    assert record["usage_estimated"] is False, record
+    return record["usage"]["input_tokens"], record["usage"]["output_tokens"]

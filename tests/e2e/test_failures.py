@@ -88,20 +88,45 @@ def test_upstream_reset_before_answering_is_a_502_in_each_dialect(agent):
     still_serving(agent)
 
 
-def test_stream_cut_mid_way_is_recorded_incomplete(agent):
+def test_stream_cut_mid_way_ends_with_an_error_frame_and_an_estimated_incomplete_record(agent):
     body = {"model": "cut-stream", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    got = []
-    with pytest.raises(httpx.HTTPError):
-        with httpx.stream("POST", f"{agent.base_url('openai')}/v1/chat/completions", json=body, trust_env=False,
-                          headers={"authorization": "Bearer sk", "x-mock-fault": "reset-mid-stream",
-                                   "x-mock-output-words": "20"}, timeout=30) as r:
-            assert r.status_code == 200
-            for line in r.iter_lines():
-                got.append(line)
-    assert any(l.startswith("data: {") for l in got), "the chunks before the cut reached the client"
+    frames = []
+    with httpx.stream("POST", f"{agent.base_url('openai')}/v1/chat/completions", json=body, trust_env=False,
+                      headers={"authorization": "Bearer sk", "x-mock-fault": "reset-mid-stream",
+                               "x-mock-output-words": "20"}, timeout=30) as r:
+        assert r.status_code == 200
+        frames = [json.loads(l[6:]) for l in r.iter_lines() if l.startswith("data: {")]
+    assert any(f.get("choices") for f in frames), "the chunks before the cut reached the client"
+    err = frames[-1]["error"]
+    assert err["code"] == "upstream_stream_broken" and "api.openai.com" in err["message"]
     rec = agent.wait_record(model="cut-stream")
     assert (rec["status"], rec["outcome"]) == (200, "incomplete")
     assert "broke off" in rec["error"]
+    # No usage arrived: it is estimated from the text that went each way, and flagged.
+    assert rec["usage_estimated"] is True
+    assert rec["usage"]["output_tokens"] > 0 and rec["usage"]["input_tokens"] == 1
+    still_serving(agent)
+
+
+def test_sdks_raise_the_in_stream_error_of_their_own_dialect(agent):
+    client = openai.OpenAI(api_key="sk", base_url=agent.base_url("openai/v1"), max_retries=0,
+                           http_client=httpx.Client(trust_env=False))
+    stream = client.chat.completions.create(model="cut-sdk", stream=True, messages=[{"role": "user", "content": "x"}],
+                                            extra_headers={"x-mock-fault": "reset-mid-stream", "x-mock-output-words": "20"})
+    with pytest.raises(openai.APIError, match="broke in the middle"):
+        for _ in stream:
+            pass
+    ac = anthropic.Anthropic(api_key="sk-ant", base_url=agent.base_url("anthropic"), max_retries=0,
+                             http_client=anthropic.DefaultHttpxClient(trust_env=False))
+    with pytest.raises(anthropic.APIError, match="broke in the middle"):
+        with ac.messages.stream(model="cut-claude", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                                extra_headers={"x-mock-fault": "reset-mid-stream", "x-mock-output-words": "20"}) as s:
+            for _ in s.text_stream:
+                pass
+    rec = agent.wait_record(model="cut-claude")
+    assert rec["outcome"] == "incomplete" and rec["usage_estimated"] is True
+    # Anthropic's message_start carried the exact input; only the output is estimated.
+    assert rec["usage"]["input_tokens"] == 1
     still_serving(agent)
 
 

@@ -8,6 +8,7 @@
 
 pub mod body;
 mod observe;
+pub mod settle;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,10 +19,12 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::policy::ApiKind;
+use crate::policy::{ApiKind, HostEntry, StreamUsage};
+use crate::providers::decode::{decode_all, Coding, DecodeError};
 use crate::providers::dialect::{self, AirlockError};
-use crate::providers::usage::{Framing, UsageObserver};
-use crate::providers::{self, Identity};
+use crate::providers::response::{Framing, ResponseParser};
+use crate::providers::strip::UsageChunkStripper;
+use crate::providers::{self, request, Identity};
 use crate::record::{now_rfc3339, InterceptMode, Outcome, Record, Recorder};
 use crate::upstream::UpstreamClient;
 use body::ProxyBody;
@@ -80,12 +83,35 @@ pub struct Target {
     pub api: ApiKind,
     /// Path and query to request upstream.
     pub path_and_query: String,
+    /// Whether to ask OpenAI-style streams for usage the client did not ask for.
+    pub stream_usage: StreamUsage,
+}
+
+impl Target {
+    /// The target for a host entry of the interception set.
+    pub fn new(
+        mode: InterceptMode,
+        host: String,
+        port: Option<u16>,
+        entry: &HostEntry,
+        path_and_query: String,
+    ) -> Self {
+        Target {
+            mode,
+            host,
+            port,
+            provider: entry.provider.clone(),
+            api: entry.api,
+            path_and_query,
+            stream_usage: entry.stream_usage,
+        }
+    }
 }
 
 /// A request body: read whole (JSON the stages may read) or streamed through untouched.
 #[derive(Debug)]
 pub enum RequestBody {
-    /// The whole body.
+    /// The whole body, as it travels (possibly compressed).
     Buffered(Bytes),
     /// A body that is streamed upstream as it arrives.
     Streaming(Incoming),
@@ -104,6 +130,8 @@ pub struct Exchange {
     pub head: http::request::Parts,
     /// Request body.
     pub body: RequestBody,
+    /// The body decoded for reading (its Content-Encoding undone), when it is JSON the agent could read.
+    pub readable: Option<Bytes>,
 }
 
 /// A request-side stage (authorize, inspect request, route).
@@ -198,6 +226,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 impl Pipeline {
     /// A pipeline with empty policy stages.
     pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>) -> Pipeline {
@@ -227,6 +259,21 @@ impl Pipeline {
             Stage::Authorize => self.authorize.push(s),
             Stage::InspectRequest => self.inspect_request.push(s),
             _ => self.route.push(s),
+        }
+        self
+    }
+
+    /// Adds a response-side stage at `stage` (InspectResponse or Settle).
+    pub fn with_response_stage(mut self, stage: Stage, s: Box<dyn ResponseStage>) -> Self {
+        match Arc::get_mut(&mut self.after) {
+            Some(after) => match stage {
+                Stage::InspectResponse => after.inspect_response.push(s),
+                _ => after.settle.push(s),
+            },
+            None => tracing::error!(
+                stage = s.name(),
+                "response stages can only be added before the pipeline runs"
+            ),
         }
         self
     }
@@ -265,7 +312,15 @@ impl Pipeline {
             path: record_path,
             status: None,
             outcome: Outcome::InProgress,
+            credential: providers::credential_kind(&head.headers, query.as_deref()).to_string(),
+            response_model: None,
             usage: None,
+            usage_estimated: false,
+            usage_injected: false,
+            cost_usd: None,
+            cost_status: None,
+            cost_note: None,
+            upstream_error: None,
             latency_ms: None,
             ttfb_ms: None,
             request_bytes: 0,
@@ -274,8 +329,8 @@ impl Pipeline {
         };
         recorder.begin();
 
-        // Identify: read JSON bodies whole (bounded), stream everything else through.
-        let body = match self.read_body(&head, body).await {
+        // Identify: read JSON bodies whole (bounded; decoded for reading), stream everything else through.
+        let (mut body, readable) = match self.read_body(&head, body).await {
             Ok(b) => b,
             Err(e) => {
                 record.operation =
@@ -289,20 +344,37 @@ impl Pipeline {
             &head.method,
             &path,
             query.as_deref(),
-            match &body {
-                RequestBody::Buffered(b) => Some(b),
-                RequestBody::Streaming(_) => None,
-            },
+            readable.as_deref(),
         );
         record.operation = identity.operation.clone();
         record.model = identity.model.clone();
         record.stream = identity.stream;
+
+        // Usage for OpenAI-style streams that did not ask for it: ask upstream, strip it on the way back.
+        let unencoded = head.headers.get(header::CONTENT_ENCODING).is_none();
+        if target.stream_usage == StreamUsage::Inject
+            && unencoded
+            && identity.stream
+            && identity.include_usage != Some(true)
+            && matches!(target.api, ApiKind::Openai | ApiKind::Azure)
+            && matches!(
+                identity.operation.as_str(),
+                "chat_completions" | "completions"
+            )
+        {
+            if let Some(new) = match &body {
+                RequestBody::Buffered(b) => request::inject_stream_usage(b),
+                RequestBody::Streaming(_) => None,
+            } {
+                body = RequestBody::Buffered(Bytes::from(new));
+                head.headers.remove(header::CONTENT_LENGTH);
+                record.usage_injected = true;
+            }
+        }
         record.request_bytes = match &body {
             RequestBody::Buffered(b) => b.len() as u64,
-            RequestBody::Streaming(_) => head
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok())
+            RequestBody::Streaming(_) => header_str(&head.headers, header::CONTENT_LENGTH)
+                .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
         };
 
@@ -312,6 +384,7 @@ impl Pipeline {
             identity,
             head,
             body,
+            readable,
         };
         for s in self
             .authorize
@@ -331,42 +404,58 @@ impl Pipeline {
         &self,
         head: &http::request::Parts,
         body: Incoming,
-    ) -> Result<RequestBody, AirlockError> {
-        let declared: Option<u64> = head
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        let ct = head
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+    ) -> Result<(RequestBody, Option<Bytes>), AirlockError> {
+        let declared: Option<u64> =
+            header_str(&head.headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        let ct = header_str(&head.headers, header::CONTENT_TYPE).unwrap_or("");
         let json = ct.is_empty() || ct.to_ascii_lowercase().contains("json");
         if !json || head.method == Method::GET || head.method == Method::HEAD {
-            return Ok(RequestBody::Streaming(body));
+            return Ok((RequestBody::Streaming(body), None));
         }
-        let too_large = || {
+        let limit = self.max_request_body;
+        let too_large = |what: &str| {
             AirlockError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
                 format!(
-                    "the request body is larger than Airlock's limit of {} MiB for JSON requests; send a smaller request",
-                    self.max_request_body >> 20
+                    "the request body{what} is larger than Airlock's limit of {} MiB for JSON requests; send a smaller request",
+                    limit >> 20
                 ),
             )
         };
-        if declared.is_some_and(|n| n > self.max_request_body as u64) {
-            return Err(too_large());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large(""));
         }
-        match Limited::new(body, self.max_request_body).collect().await {
-            Ok(c) => Ok(RequestBody::Buffered(c.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(AirlockError::new(
-                StatusCode::BAD_REQUEST,
-                "request_body_unreadable",
-                format!("Airlock could not read the request body from the client ({e}); retry the request"),
-            )),
-        }
+        let wire = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large("")),
+            Err(e) => {
+                return Err(AirlockError::new(
+                    StatusCode::BAD_REQUEST,
+                    "request_body_unreadable",
+                    format!("Airlock could not read the request body from the client ({e}); retry the request"),
+                ))
+            }
+        };
+        let readable = match Coding::parse(header_str(&head.headers, header::CONTENT_ENCODING)) {
+            Ok(Coding::Identity) => Some(wire.clone()),
+            Ok(coding) => match decode_all(coding, &wire, limit) {
+                Ok(d) => Some(Bytes::from(d)),
+                Err(DecodeError::TooLarge(_)) => return Err(too_large(" once decompressed")),
+                Err(e) => {
+                    return Err(AirlockError::new(
+                        StatusCode::BAD_REQUEST,
+                        "request_body_undecodable",
+                        format!("the request body does not match its Content-Encoding ({e}); send it uncompressed or fix the encoding"),
+                    ))
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "request body forwarded unread");
+                None
+            }
+        };
+        Ok((RequestBody::Buffered(wire), readable))
     }
 
     fn refuse(
@@ -397,7 +486,7 @@ impl Pipeline {
             head,
             body,
             identity,
-            ..
+            readable,
         } = ex;
         let port = match target.port {
             Some(p) if !self.upstream.is_overridden(&target.host) => format!(":{p}"),
@@ -449,19 +538,35 @@ impl Pipeline {
         let (mut parts, incoming) = resp.into_parts();
         record.status = Some(parts.status.as_u16());
         strip_hop_by_hop(&mut parts.headers);
-        let header_str = |n: HeaderName| parts.headers.get(n).and_then(|v| v.to_str().ok());
-        let mut framing = Framing::from_headers(
-            header_str(header::CONTENT_TYPE),
-            header_str(header::CONTENT_ENCODING),
+        let framing = Framing::from_content_type(
+            header_str(&parts.headers, header::CONTENT_TYPE),
+            target.api == ApiKind::Gemini && identity.stream,
         );
-        if framing == Framing::Json && target.api == ApiKind::Gemini && identity.stream {
-            framing = Framing::JsonArray;
+        let parser = ResponseParser::new(
+            target.api,
+            &identity.operation,
+            framing,
+            header_str(&parts.headers, header::CONTENT_ENCODING),
+        );
+        let success = parts.status.is_success();
+        let sse_ok = success && framing == Framing::Sse;
+        let stripper = (record.usage_injected && sse_ok).then(UsageChunkStripper::new);
+        if stripper.is_some() {
+            // The body the client gets is shorter than upstream's.
+            parts.headers.remove(header::CONTENT_LENGTH);
         }
         if let Ok(v) = HeaderValue::from_str(&id) {
             parts.headers.insert("x-airlock-request-id", v);
         }
         let tap = observe::Tap {
-            observer: UsageObserver::new(target.api, framing),
+            parser,
+            stripper,
+            request: observe::RequestFacts {
+                api: target.api,
+                operation: identity.operation,
+                body: readable,
+                sse_ok,
+            },
             record,
             start,
             first_byte: None,

@@ -45,6 +45,8 @@ pub struct HostEntry {
     pub api: ApiKind,
     /// Base-URL prefix, if any.
     pub prefix: Option<String>,
+    /// Usage for OpenAI-style streams that did not ask for it.
+    pub stream_usage: super::StreamUsage,
 }
 
 /// The hosts Airlock intercepts.
@@ -153,6 +155,7 @@ impl InterceptionSet {
                 provider: rule.provider.clone(),
                 api,
                 prefix: rule.prefix.clone(),
+                stream_usage: rule.stream_usage,
             });
         }
         Ok(set)
@@ -292,6 +295,7 @@ mod tests {
             provider: "openai".into(),
             api: None,
             prefix: None,
+            stream_usage: Default::default(),
         }];
         assert!(InterceptionSet::compile(&rules)
             .unwrap_err()

@@ -70,6 +70,32 @@ pub struct PolicyDocument {
     /// How the agent reaches upstream.
     #[serde(default)]
     pub upstream: UpstreamPolicy,
+    /// Price overrides and additions, keyed `provider/model`, USD per million tokens.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::pricing::ModelPrice>,
+    /// Azure OpenAI settings.
+    #[serde(default)]
+    pub azure: AzurePolicy,
+}
+
+/// Azure OpenAI: URLs name deployments, prices name models.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzurePolicy {
+    /// Deployment name → the model it serves (`"gpt4o-prod" = "gpt-4o"`), for pricing.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
+}
+
+/// Whether the agent asks OpenAI-style streams for usage the client did not ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamUsage {
+    /// Add `stream_options.include_usage` upstream and remove the extra chunk before the client sees it.
+    #[default]
+    Inject,
+    /// Leave the request alone; usage of such streams is estimated.
+    Off,
 }
 
 /// One intercepted host.
@@ -86,6 +112,9 @@ pub struct HostRule {
     /// Base-URL mode prefix: `http://127.0.0.1:PORT/<prefix>/...`.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Usage for OpenAI-style streams that did not ask for it (default: inject).
+    #[serde(default)]
+    pub stream_usage: StreamUsage,
 }
 
 /// How to reach upstream.
@@ -170,6 +199,10 @@ pub struct Policy {
     pub hosts: InterceptionSet,
     /// Upstream settings, with override keys lower-cased.
     pub upstream: UpstreamPolicy,
+    /// The price table: the shipped one with the policy's overrides applied.
+    pub prices: crate::pricing::PriceTable,
+    /// Azure deployment → model.
+    pub azure: AzurePolicy,
 }
 
 impl Policy {
@@ -233,11 +266,30 @@ impl Policy {
                 )));
             }
         }
+        for (key, price) in &doc.prices {
+            if !key.contains('/') {
+                return Err(err(format!(
+                    "prices.{key:?}: price keys are \"provider/model\", e.g. [prices.\"openai/gpt-4o\"]"
+                )));
+            }
+            if !(price.input >= 0.0
+                && price.output >= 0.0
+                && price.input.is_finite()
+                && price.output.is_finite())
+            {
+                return Err(err(format!(
+                    "prices.{key:?}: input and output must be non-negative numbers (USD per million tokens)"
+                )));
+            }
+        }
+        let prices = crate::pricing::PriceTable::embedded()?.with_overrides(&doc.prices);
         Ok(Policy {
             source,
             name: doc.name.unwrap_or_else(|| "unnamed".into()),
             hosts,
             upstream,
+            prices,
+            azure: doc.azure,
         })
     }
 }
@@ -303,6 +355,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn prices_azure_and_stream_usage_parse() {
+        let p = Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"api.openai.com\"\nprovider = \"openai\"\nstream_usage = \"off\"\n\
+             [prices.\"openai/my-model\"]\ninput = 1.0\noutput = 2.0\n[azure.deployments]\nprod = \"gpt-4o\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap();
+        assert_eq!(
+            p.hosts.lookup("api.openai.com").unwrap().stream_usage,
+            StreamUsage::Off
+        );
+        assert_eq!(p.azure.deployments["prod"], "gpt-4o");
+        let e = Policy::from_toml(
+            "schema = 1\n[prices.gpt]\ninput = 1.0\noutput = 1.0\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("provider/model"), "{e}");
+        let e = Policy::from_toml(
+            "schema = 1\n[prices.\"a/b\"]\ninput = -1.0\noutput = 1.0\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("non-negative"), "{e}");
     }
 
     #[test]

@@ -138,9 +138,78 @@ pub fn response(
     resp
 }
 
+/// An error frame for a stream whose status line and headers have already gone out, in the caller's
+/// dialect (wire-formats.md §9): OpenAI chat `data: {"error":…}`, Responses `event: error`, Anthropic
+/// `event: error`, Gemini `data: {"error":…}`. The stream should end right after it.
+pub fn stream_error_frame(
+    api: ApiKind,
+    operation: &str,
+    err: &AirlockError,
+    request_id: Option<&str>,
+) -> Bytes {
+    let frame = match api {
+        ApiKind::Anthropic => format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": anthropic_type(err.status), "message": err.message},
+                   "request_id": request_id, "airlock": {"type": err.kind}})
+        ),
+        ApiKind::Openai | ApiKind::Azure if operation == "responses" => format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "code": err.kind, "message": err.message, "param": null,
+                   "airlock": {"type": err.kind, "request_id": request_id}})
+        ),
+        _ => format!("data: {}\n\n", body(Some(api), err, request_id)),
+    };
+    Bytes::from(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_stream_frames_speak_each_dialect() {
+        let e = AirlockError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_stream_broken",
+            "the stream broke",
+        );
+        let a = String::from_utf8(
+            stream_error_frame(ApiKind::Anthropic, "messages", &e, None).to_vec(),
+        )
+        .unwrap();
+        assert!(
+            a.starts_with(
+                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""
+            ),
+            "{a}"
+        );
+        let o = String::from_utf8(
+            stream_error_frame(ApiKind::Openai, "chat_completions", &e, None).to_vec(),
+        )
+        .unwrap();
+        assert!(
+            o.starts_with("data: {\"error\":{\"message\":\"the stream broke\""),
+            "{o}"
+        );
+        let r =
+            String::from_utf8(stream_error_frame(ApiKind::Openai, "responses", &e, None).to_vec())
+                .unwrap();
+        assert!(
+            r.starts_with(
+                "event: error\ndata: {\"type\":\"error\",\"code\":\"upstream_stream_broken\""
+            ),
+            "{r}"
+        );
+        let g = String::from_utf8(
+            stream_error_frame(ApiKind::Gemini, "stream_generate_content", &e, None).to_vec(),
+        )
+        .unwrap();
+        assert!(g.contains("\"status\":\"INTERNAL\""), "{g}");
+        for f in [a, o, r, g] {
+            assert!(f.ends_with("\n\n"));
+        }
+    }
 
     #[test]
     fn each_dialect_has_its_shape() {

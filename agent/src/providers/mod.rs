@@ -1,8 +1,16 @@
-//! What each provider's wire format means: which operation a request is, which model and whether it
-//! streams ([`identify`]), where usage sits in responses and streams ([`usage`]), and how to answer in the
-//! provider's own error dialect ([`dialect`]). It owns no I/O and no policy; it only reads bytes it is given.
+//! What each provider's wire format means: which operation a request is, which model, whether it streams
+//! and which credential it carries ([`identify`], [`credential_kind`]); the text a request carries
+//! ([`request`]); how response bodies are framed, decoded and read — usage, model, completeness, text
+//! ([`framing`], [`decode`], [`response`], [`usage`]); undoing the agent's own usage request ([`strip`]);
+//! and how to answer in the provider's own error dialect ([`dialect`]). It owns no I/O and no policy; it
+//! only reads bytes it is given.
 
+pub mod decode;
 pub mod dialect;
+pub mod framing;
+pub mod request;
+pub mod response;
+pub mod strip;
 pub mod usage;
 
 use http::Method;
@@ -19,6 +27,14 @@ pub struct Identity {
     pub model: Option<String>,
     /// Whether a streamed response was asked for.
     pub stream: bool,
+    /// `stream_options.include_usage` as the client sent it.
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptionsPeek {
+    #[serde(default)]
+    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -27,17 +43,32 @@ struct BodyPeek<'a> {
     model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptionsPeek>,
 }
 
-/// Reads `model` and `stream` from a JSON body without materialising the rest. Malformed JSON gives
-/// `(None, None)`: the upstream is the authority on what is malformed and answers for itself.
-fn peek_body(body: Option<&[u8]>) -> (Option<String>, Option<bool>) {
+/// What the agent reads of a body to identify it.
+#[derive(Default)]
+struct Peek {
+    model: Option<String>,
+    stream: Option<bool>,
+    include_usage: Option<bool>,
+}
+
+/// Reads `model`, `stream` and `stream_options.include_usage` from a JSON body without materialising
+/// the rest. Malformed JSON gives nothing: the upstream is the authority on what is malformed and
+/// answers for itself.
+fn peek_body(body: Option<&[u8]>) -> Peek {
     match body
         .filter(|b| !b.is_empty())
         .map(serde_json::from_slice::<BodyPeek<'_>>)
     {
-        Some(Ok(p)) => (p.model.map(|m| m.into_owned()), p.stream),
-        _ => (None, None),
+        Some(Ok(p)) => Peek {
+            model: p.model.map(|m| m.into_owned()),
+            stream: p.stream,
+            include_usage: p.stream_options.and_then(|o| o.include_usage),
+        },
+        _ => Peek::default(),
     }
 }
 
@@ -49,102 +80,140 @@ pub fn identify(
     query: Option<&str>,
     body: Option<&[u8]>,
 ) -> Identity {
-    let (model, stream) = peek_body(body);
-    match api {
-        ApiKind::Openai | ApiKind::Azure => identify_openai(api, method, path, model, stream),
-        ApiKind::Anthropic => Identity {
-            operation: match path.trim_end_matches('/') {
-                p if p.ends_with("/messages/count_tokens") => "count_tokens".into(),
-                p if p.ends_with("/messages") => "messages".into(),
-                p if p.ends_with("/complete") => "complete".into(),
-                p => other_operation(p),
-            },
-            model,
-            stream: stream.unwrap_or(false),
-        },
-        ApiKind::Gemini => identify_gemini(path, query, model),
-    }
-}
-
-fn identify_openai(
-    api: ApiKind,
-    method: &Method,
-    path: &str,
-    model: Option<String>,
-    stream: Option<bool>,
-) -> Identity {
+    let peek = peek_body(body);
     let p = path.trim_end_matches('/');
-    let operation = if p.ends_with("/chat/completions") {
-        "chat_completions".to_string()
-    } else if p.ends_with("/completions") {
-        "completions".into()
-    } else if p.ends_with("/embeddings") {
-        "embeddings".into()
-    } else if p.ends_with("/responses") && method == Method::POST {
-        "responses".into()
-    } else {
-        other_operation(p)
+    let (operation, model, stream) = match api {
+        ApiKind::Openai | ApiKind::Azure => {
+            let operation = if p.ends_with("/chat/completions") {
+                "chat_completions".to_string()
+            } else if p.ends_with("/completions") {
+                "completions".into()
+            } else if p.ends_with("/embeddings") {
+                "embeddings".into()
+            } else if p.ends_with("/responses") && method == Method::POST {
+                "responses".into()
+            } else {
+                other_operation(p)
+            };
+            // Azure's dated URLs name the deployment in the path, not the body.
+            let model = peek.model.or_else(|| {
+                (api == ApiKind::Azure)
+                    .then(|| {
+                        let rest = p.split("/deployments/").nth(1)?;
+                        rest.split('/')
+                            .next()
+                            .filter(|d| !d.is_empty())
+                            .map(str::to_string)
+                    })
+                    .flatten()
+            });
+            (operation, model, peek.stream.unwrap_or(false))
+        }
+        ApiKind::Anthropic => {
+            let operation = if p.ends_with("/messages/count_tokens") {
+                "count_tokens".to_string()
+            } else if p.ends_with("/messages") {
+                "messages".into()
+            } else if p.ends_with("/complete") {
+                "complete".into()
+            } else {
+                other_operation(p)
+            };
+            (operation, peek.model, peek.stream.unwrap_or(false))
+        }
+        ApiKind::Gemini => {
+            // /v1beta/models/{model}:{method} (also tunedModels/…)
+            let last = p.rsplit('/').next().unwrap_or_default();
+            let (model, method) = match last.split_once(':') {
+                Some((m, meth)) => (Some(m.to_string()), meth),
+                None => (None, ""),
+            };
+            let operation = match method {
+                "generateContent" => "generate_content".to_string(),
+                "streamGenerateContent" => "stream_generate_content".into(),
+                "countTokens" => "count_tokens".into(),
+                "embedContent" => "embed_content".into(),
+                "batchEmbedContents" => "batch_embed_contents".into(),
+                _ => other_operation(p),
+            };
+            let _ = query; // alt=sse changes framing, not the operation
+            (
+                operation,
+                model.or(peek.model),
+                method == "streamGenerateContent",
+            )
+        }
     };
-    // Azure's dated URLs name the deployment in the path, not the body.
-    let model = model.or_else(|| {
-        (api == ApiKind::Azure)
-            .then(|| {
-                let rest = p.split("/deployments/").nth(1)?;
-                rest.split('/')
-                    .next()
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_string)
-            })
-            .flatten()
-    });
     Identity {
         operation,
         model,
-        stream: stream.unwrap_or(false),
+        stream,
+        include_usage: peek.include_usage,
     }
 }
 
-fn identify_gemini(path: &str, query: Option<&str>, body_model: Option<String>) -> Identity {
-    // /v1beta/models/{model}:{method} (also tunedModels/…)
-    let last = path.rsplit('/').next().unwrap_or_default();
-    let (model, method) = match last.split_once(':') {
-        Some((m, meth)) => (Some(m.to_string()), meth),
-        None => (None, ""),
-    };
-    let operation = match method {
-        "generateContent" => "generate_content".to_string(),
-        "streamGenerateContent" => "stream_generate_content".into(),
-        "countTokens" => "count_tokens".into(),
-        "embedContent" => "embed_content".into(),
-        "batchEmbedContents" => "batch_embed_contents".into(),
-        _ => other_operation(path),
-    };
-    let stream = method == "streamGenerateContent";
-    let _ = query;
-    Identity {
-        operation,
-        model: model.or(body_model),
-        stream,
-    }
-}
+/// Operation names of endpoints the agent recognises and passes through without metering tokens.
+const KNOWN_OTHER: [&str; 14] = [
+    "images",
+    "audio",
+    "moderations",
+    "files",
+    "uploads",
+    "batches",
+    "realtime",
+    "models",
+    "fine_tuning",
+    "vector_stores",
+    "assistants",
+    "threads",
+    "containers",
+    "conversations",
+];
 
 /// A bounded operation name for endpoints the agent passes through without metering.
 fn other_operation(path: &str) -> String {
-    // The first meaningful segment after a version segment: /v1/images/generations → other:images
+    // The first meaningful segment after a version segment: /v1/images/generations → images
     let seg = path
         .split('/')
         .filter(|s| !s.is_empty())
         .find(|s| {
             !(s.starts_with('v') && s[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
-                && *s != "openai"
+                && !matches!(*s, "openai" | "api")
         })
         .unwrap_or("root");
+    if let Some(name) = KNOWN_OTHER.iter().find(|k| **k == seg) {
+        return (*name).to_string();
+    }
     let seg: String = seg
         .chars()
         .take(32)
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
         .collect();
     format!("other:{seg}")
+}
+
+/// How a request authenticates, by kind only — the value is never read into a record or a log.
+pub fn credential_kind(headers: &http::HeaderMap, query: Option<&str>) -> &'static str {
+    let has = |n: &str| headers.get(n).is_some_and(|v| !v.is_empty());
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        "bearer"
+    } else if has("x-api-key") {
+        "x_api_key"
+    } else if has("api-key") {
+        "api_key"
+    } else if has("x-goog-api-key") {
+        "goog_api_key"
+    } else if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("key="))) {
+        "query_key"
+    } else if has("authorization") {
+        "other_authorization"
+    } else {
+        "none"
+    }
 }
 
 /// Removes credentials from a query string for records: `key=...` (Gemini) and anything that looks
@@ -175,6 +244,10 @@ pub fn redact_query(query: &str) -> String {
 mod tests {
     use super::*;
 
+    fn op(api: ApiKind, method: Method, path: &str) -> String {
+        identify(api, &method, path, None, None).operation
+    }
+
     #[test]
     fn openai_operations_and_models() {
         let b = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
@@ -185,59 +258,76 @@ mod tests {
             None,
             Some(b),
         );
-        assert_eq!(
-            id,
-            Identity {
-                operation: "chat_completions".into(),
-                model: Some("gpt-4o-mini".into()),
-                stream: true
-            }
+        let expected = Identity {
+            operation: "chat_completions".into(),
+            model: Some("gpt-4o-mini".into()),
+            stream: true,
+            include_usage: None,
+        };
+        assert_eq!(id, expected);
+        let b = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let id = identify(
+            ApiKind::Openai,
+            &Method::POST,
+            "/v1/chat/completions",
+            None,
+            Some(b),
         );
+        assert_eq!(id.include_usage, Some(true));
+        let b = br#"{"model":"text-embedding-3-small","input":"x"}"#;
         let id = identify(
             ApiKind::Openai,
             &Method::POST,
             "/v1/embeddings",
             None,
-            Some(br#"{"model":"text-embedding-3-small","input":"x"}"#),
+            Some(b),
         );
-        assert_eq!(id.operation, "embeddings");
-        assert!(!id.stream);
+        assert_eq!((id.operation.as_str(), id.stream), ("embeddings", false));
         assert_eq!(
-            identify(ApiKind::Openai, &Method::POST, "/v1/responses", None, None).operation,
+            op(ApiKind::Openai, Method::POST, "/v1/responses"),
             "responses"
         );
         assert_eq!(
-            identify(
-                ApiKind::Openai,
-                &Method::POST,
-                "/v1/completions",
-                None,
-                None
-            )
-            .operation,
+            op(ApiKind::Openai, Method::POST, "/v1/completions"),
             "completions"
         );
         assert_eq!(
-            identify(
-                ApiKind::Openai,
-                &Method::POST,
-                "/v1/images/generations",
-                None,
-                None
-            )
-            .operation,
-            "other:images"
+            op(ApiKind::Openai, Method::POST, "/openai/v1/chat/completions"),
+            "chat_completions"
         );
         assert_eq!(
-            identify(
-                ApiKind::Openai,
-                &Method::POST,
-                "/openai/v1/chat/completions",
-                None,
-                None
-            )
-            .operation,
+            op(ApiKind::Openai, Method::POST, "/api/v1/chat/completions"),
             "chat_completions"
+        );
+    }
+
+    #[test]
+    fn other_openai_endpoints_are_named() {
+        assert_eq!(
+            op(ApiKind::Openai, Method::POST, "/v1/images/generations"),
+            "images"
+        );
+        assert_eq!(op(ApiKind::Openai, Method::GET, "/v1/realtime"), "realtime");
+        assert_eq!(
+            op(ApiKind::Openai, Method::POST, "/v1/audio/transcriptions"),
+            "audio"
+        );
+        assert_eq!(
+            op(ApiKind::Openai, Method::POST, "/v1/moderations"),
+            "moderations"
+        );
+        assert_eq!(op(ApiKind::Openai, Method::POST, "/v1/batches"), "batches");
+        assert_eq!(
+            op(ApiKind::Openai, Method::GET, "/v1/files/file-1/content"),
+            "files"
+        );
+        assert_eq!(
+            op(ApiKind::Openai, Method::GET, "/v1/responses/resp_1"),
+            "other:responses"
+        );
+        assert_eq!(
+            op(ApiKind::Openai, Method::POST, "/v1/frobnicate"),
+            "other:frobnicate"
         );
     }
 
@@ -254,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn azure_deployment_is_the_model() {
+    fn azure_deployment_is_the_model_in_both_url_forms() {
         let id = identify(
             ApiKind::Azure,
             &Method::POST,
@@ -262,29 +352,41 @@ mod tests {
             Some("api-version=2024-10-21"),
             Some(b"{}"),
         );
-        assert_eq!(id.model.as_deref(), Some("gpt4o-prod"));
-        assert_eq!(id.operation, "chat_completions");
+        assert_eq!(
+            (id.operation.as_str(), id.model.as_deref()),
+            ("chat_completions", Some("gpt4o-prod"))
+        );
+        let b = br#"{"model":"my-deployment"}"#;
+        let id = identify(
+            ApiKind::Azure,
+            &Method::POST,
+            "/openai/v1/chat/completions",
+            None,
+            Some(b),
+        );
+        assert_eq!(
+            (id.operation.as_str(), id.model.as_deref()),
+            ("chat_completions", Some("my-deployment"))
+        );
     }
 
     #[test]
     fn anthropic_and_gemini() {
+        let b = br#"{"model":"claude-sonnet-4-5","stream":true}"#;
         let id = identify(
             ApiKind::Anthropic,
             &Method::POST,
             "/v1/messages",
             None,
-            Some(br#"{"model":"claude-sonnet-4-5","stream":true}"#),
+            Some(b),
         );
         assert_eq!((id.operation.as_str(), id.stream), ("messages", true));
         assert_eq!(
-            identify(
+            op(
                 ApiKind::Anthropic,
-                &Method::POST,
-                "/v1/messages/count_tokens",
-                None,
-                None
-            )
-            .operation,
+                Method::POST,
+                "/v1/messages/count_tokens"
+            ),
             "count_tokens"
         );
         let id = identify(
@@ -298,6 +400,40 @@ mod tests {
             (id.operation.as_str(), id.model.as_deref(), id.stream),
             ("stream_generate_content", Some("gemini-2.5-flash"), true)
         );
+        assert_eq!(
+            op(
+                ApiKind::Gemini,
+                Method::POST,
+                "/v1beta/models/g:countTokens"
+            ),
+            "count_tokens"
+        );
+        assert_eq!(
+            op(
+                ApiKind::Gemini,
+                Method::POST,
+                "/v1beta/models/g:embedContent"
+            ),
+            "embed_content"
+        );
+    }
+
+    #[test]
+    fn credential_kinds_never_need_the_value() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(credential_kind(&h, None), "none");
+        assert_eq!(credential_kind(&h, Some("alt=sse&key=AIza")), "query_key");
+        h.insert("x-goog-api-key", http::HeaderValue::from_static("k"));
+        assert_eq!(credential_kind(&h, None), "goog_api_key");
+        h.insert("api-key", http::HeaderValue::from_static("k"));
+        assert_eq!(credential_kind(&h, None), "api_key");
+        h.insert("x-api-key", http::HeaderValue::from_static("k"));
+        assert_eq!(credential_kind(&h, None), "x_api_key");
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer sk-x"),
+        );
+        assert_eq!(credential_kind(&h, None), "bearer");
     }
 
     #[test]

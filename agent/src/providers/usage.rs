@@ -1,361 +1,303 @@
-//! Reading token usage out of a response as it streams past. The [`UsageObserver`] is fed copies of the
-//! body chunks the client receives; it never changes, delays or holds them. It keeps bounded state: one
-//! SSE line (capped) for streams, a capped copy for whole JSON bodies. Hostile input can make it give up
-//! (usage unknown), never grow without bound or panic.
+//! Usage as each provider reports it, and its normalisation into [`Usage`] (wire-formats.md §0, §2–§7).
+//! Raw fields are collected as they appear — in a whole response or in any stream frame — keeping the last
+//! non-null value of each field, then normalised once at the end with each provider's arithmetic:
+//! OpenAI's cached and reasoning counts are subsets of its totals; Anthropic's `input_tokens` excludes cache
+//! reads and writes; Gemini's prompt count includes cached content and its thoughts are usually separate
+//! from candidates. This module reads JSON values; it never sees bytes or does I/O.
 
 use serde_json::Value;
 
 use crate::policy::ApiKind;
 use crate::record::Usage;
 
-/// Longest SSE line the observer will hold; longer lines are skipped (their usage is lost, the bytes
-/// still reach the client untouched).
-pub const MAX_LINE: usize = 1 << 20;
-/// Largest non-streamed body the observer copies to read usage from.
-pub const MAX_BODY: usize = 16 << 20;
-
-/// How the response body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// One JSON document.
-    Json,
-    /// Server-sent events.
-    Sse,
-    /// A JSON array streamed element by element (Gemini without `alt=sse`).
-    JsonArray,
-    /// Anything else (binary, encoded, unknown): not read.
-    Opaque,
-}
-
-impl Framing {
-    /// Chooses the framing from the response headers.
-    pub fn from_headers(content_type: Option<&str>, content_encoding: Option<&str>) -> Framing {
-        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
-            return Framing::Opaque;
-        }
-        let ct = content_type.unwrap_or_default().to_ascii_lowercase();
-        if ct.starts_with("text/event-stream") {
-            Framing::Sse
-        } else if ct.contains("json") {
-            Framing::Json
-        } else {
-            Framing::Opaque
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Partial {
-    input: Option<u64>,
-    output: Option<u64>,
-}
-
-impl Partial {
-    fn merge(&mut self, other: Partial) {
-        if other.input.is_some() {
-            self.input = other.input;
-        }
-        if other.output.is_some() {
-            self.output = other.output;
-        }
-    }
-}
-
-/// Incremental usage reader for one response.
-#[derive(Debug)]
-pub struct UsageObserver {
-    api: ApiKind,
-    framing: Framing,
-    buf: Vec<u8>,
-    skipping_line: bool,
-    overflowed: bool,
-    usage: Partial,
-}
-
-impl UsageObserver {
-    /// An observer for a response of `api` with the given framing.
-    pub fn new(api: ApiKind, framing: Framing) -> UsageObserver {
-        UsageObserver {
-            api,
-            framing,
-            buf: Vec::new(),
-            skipping_line: false,
-            overflowed: false,
-            usage: Partial::default(),
-        }
-    }
-
-    /// Reads a copy of the next body chunk.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        match self.framing {
-            Framing::Opaque => {}
-            Framing::Json | Framing::JsonArray => {
-                if self.overflowed {
-                    return;
-                }
-                if self.buf.len() + chunk.len() > MAX_BODY {
-                    self.overflowed = true;
-                    self.buf = Vec::new();
-                } else {
-                    self.buf.extend_from_slice(chunk);
-                }
-            }
-            Framing::Sse => self.feed_sse(chunk),
-        }
-    }
-
-    fn feed_sse(&mut self, mut chunk: &[u8]) {
-        while !chunk.is_empty() {
-            match memchr::memchr(b'\n', chunk) {
-                Some(i) => {
-                    let (head, rest) = (&chunk[..i], &chunk[i + 1..]);
-                    if self.skipping_line {
-                        self.skipping_line = false;
-                    } else if self.buf.is_empty() {
-                        self.sse_line(head);
-                    } else {
-                        let mut line = std::mem::take(&mut self.buf);
-                        line.extend_from_slice(head);
-                        self.sse_line(&line);
-                        line.clear();
-                        self.buf = line;
-                    }
-                    chunk = rest;
-                }
-                None => {
-                    if !self.skipping_line {
-                        if self.buf.len() + chunk.len() > MAX_LINE {
-                            self.buf.clear();
-                            self.skipping_line = true;
-                        } else {
-                            self.buf.extend_from_slice(chunk);
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn sse_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(data) = line.strip_prefix(b"data:") else {
-            return;
-        };
-        let data = data.strip_prefix(b" ").unwrap_or(data);
-        // Only frames that can carry usage are parsed; the rest are skipped cheaply.
-        if memchr::memmem::find(data, b"sage").is_none() {
-            return;
-        }
-        if let Ok(v) = serde_json::from_slice::<Value>(data) {
-            let p = extract(self.api, &v);
-            self.usage.merge(p);
-        }
-    }
-
-    /// Usage seen so far, once the body has ended. `None` if the response carried none.
-    pub fn finish(&mut self) -> Option<Usage> {
-        match self.framing {
-            Framing::Json if !self.overflowed => {
-                if let Ok(v) = serde_json::from_slice::<Value>(&self.buf) {
-                    self.usage.merge(extract(self.api, &v));
-                }
-            }
-            Framing::JsonArray if !self.overflowed => {
-                if let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&self.buf) {
-                    for item in &items {
-                        self.usage.merge(extract(self.api, item));
-                    }
-                }
-            }
-            _ => {}
-        }
-        self.buf = Vec::new();
-        match self.usage {
-            Partial {
-                input: None,
-                output: None,
-            } => None,
-            Partial { input, output } => Some(Usage::plain(input.unwrap_or(0), output.unwrap_or(0))),
-        }
-    }
+/// Usage fields in provider terms, each the last non-null value seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawUsage {
+    /// OpenAI `prompt_tokens` / `input_tokens`; Anthropic `input_tokens` (excludes cache); Gemini
+    /// `promptTokenCount`.
+    pub input: Option<u64>,
+    /// Cache reads: OpenAI `cached_tokens`, Anthropic `cache_read_input_tokens`, Gemini
+    /// `cachedContentTokenCount`, DeepSeek `prompt_cache_hit_tokens`.
+    pub cache_read: Option<u64>,
+    /// Anthropic `cache_creation_input_tokens`.
+    pub cache_write: Option<u64>,
+    /// Anthropic `cache_creation.ephemeral_1h_input_tokens`.
+    pub cache_write_1h: Option<u64>,
+    /// OpenAI `completion_tokens` / `output_tokens`; Anthropic `output_tokens`; Gemini
+    /// `candidatesTokenCount`.
+    pub output: Option<u64>,
+    /// OpenAI `reasoning_tokens`; Gemini `thoughtsTokenCount`.
+    pub reasoning: Option<u64>,
+    /// Gemini `toolUsePromptTokenCount`.
+    pub tool_prompt: Option<u64>,
+    /// Gemini `totalTokenCount`.
+    pub total: Option<u64>,
 }
 
 fn num(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
-/// Usage fields present in one JSON document (a whole response or one stream frame).
-fn extract(api: ApiKind, v: &Value) -> Partial {
-    match api {
-        ApiKind::Openai | ApiKind::Azure => {
-            let u = [
-                v.get("usage"),
-                v.get("response").and_then(|r| r.get("usage")),
-                v.get("x_groq").and_then(|g| g.get("usage")),
-            ]
-            .into_iter()
-            .flatten()
-            .find(|u| u.is_object());
-            match u {
-                Some(u) => Partial {
-                    input: num(u, "prompt_tokens").or_else(|| num(u, "input_tokens")),
-                    output: num(u, "completion_tokens").or_else(|| num(u, "output_tokens")),
-                },
-                None => Partial::default(),
-            }
+fn nested(v: &Value, outer: &str, key: &str) -> Option<u64> {
+    v.get(outer).and_then(|o| num(o, key))
+}
+
+impl RawUsage {
+    /// Whether any field was seen.
+    pub fn is_empty(&self) -> bool {
+        *self == RawUsage::default()
+    }
+
+    /// Overwrites fields with the non-null ones of `other`.
+    pub fn merge(&mut self, other: RawUsage) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        ApiKind::Anthropic => {
-            let u = v
-                .get("usage")
-                .or_else(|| v.get("message").and_then(|m| m.get("usage")))
-                .filter(|u| u.is_object());
-            match u {
-                Some(u) => {
-                    let base = num(u, "input_tokens");
-                    let cache = num(u, "cache_creation_input_tokens").unwrap_or(0)
-                        + num(u, "cache_read_input_tokens").unwrap_or(0);
-                    Partial {
-                        input: base.map(|b| b + cache),
-                        output: num(u, "output_tokens"),
-                    }
-                }
-                None => Partial::default(),
-            }
+        take!(
+            input,
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            output,
+            reasoning,
+            tool_prompt,
+            total
+        );
+    }
+
+    /// Reads a usage object in `api`'s shape (the object itself, not its parent).
+    pub fn from_usage_object(api: ApiKind, u: &Value) -> RawUsage {
+        if !u.is_object() {
+            return RawUsage::default();
         }
-        ApiKind::Gemini => match v.get("usageMetadata").filter(|u| u.is_object()) {
-            Some(u) => {
-                let cand = num(u, "candidatesTokenCount");
-                let thoughts = num(u, "thoughtsTokenCount");
-                Partial {
-                    input: num(u, "promptTokenCount"),
-                    output: match (cand, thoughts) {
-                        (None, None) => None,
-                        (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
-                    },
+        match api {
+            ApiKind::Openai | ApiKind::Azure => RawUsage {
+                input: num(u, "prompt_tokens").or_else(|| num(u, "input_tokens")),
+                cache_read: nested(u, "prompt_tokens_details", "cached_tokens")
+                    .or_else(|| nested(u, "input_tokens_details", "cached_tokens"))
+                    .or_else(|| num(u, "prompt_cache_hit_tokens")),
+                output: num(u, "completion_tokens").or_else(|| num(u, "output_tokens")),
+                reasoning: nested(u, "completion_tokens_details", "reasoning_tokens")
+                    .or_else(|| nested(u, "output_tokens_details", "reasoning_tokens")),
+                ..RawUsage::default()
+            },
+            ApiKind::Anthropic => RawUsage {
+                input: num(u, "input_tokens"),
+                cache_read: num(u, "cache_read_input_tokens"),
+                cache_write: num(u, "cache_creation_input_tokens"),
+                cache_write_1h: nested(u, "cache_creation", "ephemeral_1h_input_tokens"),
+                output: num(u, "output_tokens"),
+                ..RawUsage::default()
+            },
+            ApiKind::Gemini => RawUsage {
+                input: num(u, "promptTokenCount"),
+                cache_read: num(u, "cachedContentTokenCount"),
+                output: num(u, "candidatesTokenCount"),
+                reasoning: num(u, "thoughtsTokenCount"),
+                tool_prompt: num(u, "toolUsePromptTokenCount"),
+                total: num(u, "totalTokenCount"),
+                ..RawUsage::default()
+            },
+        }
+    }
+
+    /// Finds and reads the usage carried by one document (a whole response or a stream frame), wherever
+    /// the provider puts it: top-level `usage`, `x_groq.usage`, Responses' `response.usage`, Anthropic's
+    /// `message.usage`, Gemini's `usageMetadata`.
+    pub fn from_document(api: ApiKind, doc: &Value) -> RawUsage {
+        let candidates: [Option<&Value>; 3] = match api {
+            ApiKind::Openai | ApiKind::Azure => [
+                doc.get("usage"),
+                doc.get("x_groq").and_then(|g| g.get("usage")),
+                doc.get("response").and_then(|r| r.get("usage")),
+            ],
+            ApiKind::Anthropic => [
+                doc.get("usage"),
+                doc.get("message").and_then(|m| m.get("usage")),
+                None,
+            ],
+            ApiKind::Gemini => [doc.get("usageMetadata"), None, None],
+        };
+        let mut raw = RawUsage::default();
+        for u in candidates.into_iter().flatten() {
+            raw.merge(RawUsage::from_usage_object(api, u));
+        }
+        raw
+    }
+
+    /// Normalises to [`Usage`]; `None` if nothing was seen.
+    pub fn normalise(&self, api: ApiKind) -> Option<Usage> {
+        if self.is_empty() {
+            return None;
+        }
+        let v = |x: Option<u64>| x.unwrap_or(0);
+        Some(match api {
+            ApiKind::Openai | ApiKind::Azure => Usage {
+                input_tokens: v(self.input),
+                cache_read_tokens: v(self.cache_read).min(v(self.input)),
+                cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
+                output_tokens: v(self.output),
+                reasoning_tokens: v(self.reasoning).min(v(self.output)),
+            },
+            ApiKind::Anthropic => {
+                let write = v(self.cache_write);
+                Usage {
+                    input_tokens: v(self.input) + v(self.cache_read) + write,
+                    cache_read_tokens: v(self.cache_read),
+                    cache_write_tokens: write,
+                    cache_write_1h_tokens: v(self.cache_write_1h).min(write),
+                    output_tokens: v(self.output),
+                    reasoning_tokens: 0,
                 }
             }
-            None => Partial::default(),
-        },
+            ApiKind::Gemini => {
+                let (prompt, cand, thoughts, tool) = (
+                    v(self.input),
+                    v(self.output),
+                    v(self.reasoning),
+                    v(self.tool_prompt),
+                );
+                // Usually thoughts are billed on top of candidates; some responses fold them in, which shows
+                // as prompt + candidates + tool-use prompt adding up to the total on their own.
+                let folded = thoughts > 0 && self.total == Some(prompt + cand + tool);
+                Usage {
+                    input_tokens: prompt + tool,
+                    cache_read_tokens: v(self.cache_read).min(prompt),
+                    cache_write_tokens: 0,
+                    cache_write_1h_tokens: 0,
+                    output_tokens: if folded { cand } else { cand + thoughts },
+                    reasoning_tokens: thoughts,
+                }
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn run(api: ApiKind, framing: Framing, body: &[u8], split: usize) -> Option<Usage> {
-        let mut o = UsageObserver::new(api, framing);
-        for part in body.chunks(split.max(1)) {
-            o.feed(part);
-        }
-        o.finish()
-    }
-
-    const OPENAI_STREAM: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
-data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\r\n\r\n\
-: keep-alive comment\n\n\
-data: [DONE]\n\n";
-
-    #[test]
-    fn openai_stream_usage_at_any_split() {
-        for split in 1..OPENAI_STREAM.len() {
-            assert_eq!(
-                run(ApiKind::Openai, Framing::Sse, OPENAI_STREAM, split),
-                Some(Usage::plain(9, 2)),
-                "split {split}"
-            );
-        }
+    fn norm(api: ApiKind, doc: Value) -> Usage {
+        RawUsage::from_document(api, &doc).normalise(api).unwrap()
     }
 
     #[test]
-    fn anthropic_stream_adds_cache_and_takes_final_output() {
-        let s = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":100,\"cache_read_input_tokens\":1000,\"output_tokens\":1}}}\n\n\
-event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":30}}\n\n\
-event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
-        assert_eq!(
-            run(ApiKind::Anthropic, Framing::Sse, s, 7),
-            Some(Usage::plain(1112, 30))
+    fn openai_cached_and_reasoning_are_subsets() {
+        let u = norm(
+            ApiKind::Openai,
+            json!({"usage":{"prompt_tokens":1200,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":128}}}),
         );
-    }
-
-    #[test]
-    fn gemini_json_array_takes_last_usage() {
-        let s = br#"[{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":1}}
-,{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":4,"thoughtsTokenCount":3}}]"#;
         assert_eq!(
-            run(ApiKind::Gemini, Framing::JsonArray, s, 5),
-            Some(Usage::plain(5, 7))
-        );
-    }
-
-    #[test]
-    fn non_stream_json_and_responses_shapes() {
-        let chat = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
-        assert_eq!(
-            run(ApiKind::Openai, Framing::Json, chat, 4),
-            Some(Usage::plain(3, 4))
-        );
-        let resp = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":30}}}\n\n";
-        assert_eq!(
-            run(ApiKind::Openai, Framing::Sse, resp, 3),
-            Some(Usage::plain(12, 30))
-        );
-        let groq = b"data: {\"choices\":[],\"x_groq\":{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}}\n\n";
-        assert_eq!(
-            run(ApiKind::Openai, Framing::Sse, groq, 2),
-            Some(Usage::plain(1, 2))
-        );
-    }
-
-    #[test]
-    fn no_usage_and_garbage_give_none() {
-        assert_eq!(
-            run(
-                ApiKind::Openai,
-                Framing::Sse,
-                b"data: {\"usage\":null}\n\ndata: {broken usage\n",
-                3
+            (
+                u.input_tokens,
+                u.cache_read_tokens,
+                u.uncached_input_tokens()
             ),
+            (1200, 1024, 176)
+        );
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (300, 128));
+        let r = norm(
+            ApiKind::Openai,
+            json!({"type":"response.completed","response":{"usage":{"input_tokens":5000,"input_tokens_details":{"cached_tokens":4096},"output_tokens":900,"output_tokens_details":{"reasoning_tokens":640}}}}),
+        );
+        assert_eq!(
+            (
+                r.input_tokens,
+                r.cache_read_tokens,
+                r.output_tokens,
+                r.reasoning_tokens
+            ),
+            (5000, 4096, 900, 640)
+        );
+        let groq = norm(
+            ApiKind::Openai,
+            json!({"choices":[],"x_groq":{"usage":{"prompt_tokens":7,"completion_tokens":3}}}),
+        );
+        assert_eq!((groq.input_tokens, groq.output_tokens), (7, 3));
+        let deepseek = norm(
+            ApiKind::Openai,
+            json!({"usage":{"prompt_tokens":100,"completion_tokens":3,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}),
+        );
+        assert_eq!(deepseek.cache_read_tokens, 64);
+    }
+
+    #[test]
+    fn anthropic_input_excludes_cache_so_it_is_added() {
+        let u = norm(
+            ApiKind::Anthropic,
+            json!({"usage":{"input_tokens":12,"cache_creation_input_tokens":2000,"cache_read_input_tokens":10000,"cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":500},"output_tokens":30}}),
+        );
+        assert_eq!(u.input_tokens, 12_012);
+        assert_eq!(
+            (
+                u.cache_read_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens
+            ),
+            (10_000, 2000, 500)
+        );
+        assert_eq!(u.uncached_input_tokens(), 12);
+        assert_eq!(u.output_tokens, 30);
+    }
+
+    #[test]
+    fn anthropic_stream_message_delta_overwrites_message_start() {
+        let mut raw = RawUsage::from_document(
+            ApiKind::Anthropic,
+            &json!({"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":100,"output_tokens":1}}}),
+        );
+        raw.merge(RawUsage::from_document(
+            ApiKind::Anthropic,
+            &json!({"type":"message_delta","usage":{"output_tokens":30}}),
+        ));
+        let u = raw.normalise(ApiKind::Anthropic).unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+            (112, 100, 30)
+        );
+        raw.merge(RawUsage::from_document(
+            ApiKind::Anthropic,
+            &json!({"type":"message_delta","usage":{"input_tokens":15,"cache_read_input_tokens":100,"output_tokens":31}}),
+        ));
+        assert_eq!(raw.normalise(ApiKind::Anthropic).unwrap().input_tokens, 115);
+    }
+
+    #[test]
+    fn gemini_prompt_includes_cache_and_thoughts_are_output() {
+        let u = norm(
+            ApiKind::Gemini,
+            json!({"usageMetadata":{"promptTokenCount":1200,"cachedContentTokenCount":1024,"candidatesTokenCount":40,"thoughtsTokenCount":300,"toolUsePromptTokenCount":0,"totalTokenCount":1540}}),
+        );
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_read_tokens,
+                u.uncached_input_tokens()
+            ),
+            (1200, 1024, 176)
+        );
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (340, 300));
+        // Thoughts already inside candidates: the parts add up to the total without them.
+        let folded = norm(
+            ApiKind::Gemini,
+            json!({"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":50,"thoughtsTokenCount":20,"totalTokenCount":60}}),
+        );
+        assert_eq!((folded.output_tokens, folded.reasoning_tokens), (50, 20));
+    }
+
+    #[test]
+    fn null_and_absent_usage_is_none() {
+        assert_eq!(
+            RawUsage::from_document(ApiKind::Openai, &json!({"usage":null}))
+                .normalise(ApiKind::Openai),
             None
         );
-        assert_eq!(run(ApiKind::Openai, Framing::Json, b"{not json", 3), None);
         assert_eq!(
-            run(
-                ApiKind::Openai,
-                Framing::Opaque,
-                b"{\"usage\":{\"prompt_tokens\":1}}",
-                3
-            ),
+            RawUsage::from_document(ApiKind::Gemini, &json!({"candidates":[]}))
+                .normalise(ApiKind::Gemini),
             None
-        );
-    }
-
-    #[test]
-    fn huge_line_is_skipped_with_bounded_memory() {
-        let mut o = UsageObserver::new(ApiKind::Openai, Framing::Sse);
-        let big = vec![b'x'; 64 * 1024];
-        o.feed(b"data: ");
-        for _ in 0..64 {
-            o.feed(&big); // 4 MiB line, never terminated for a while
-            assert!(o.buf.capacity() <= 2 * MAX_LINE);
-        }
-        o.feed(b"\ndata: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n");
-        assert_eq!(
-            o.finish(),
-            Some(Usage::plain(1, 1))
-        );
-    }
-
-    #[test]
-    fn encoded_bodies_are_not_read() {
-        assert_eq!(
-            Framing::from_headers(Some("application/json"), Some("gzip")),
-            Framing::Opaque
-        );
-        assert_eq!(
-            Framing::from_headers(Some("text/event-stream; charset=utf-8"), None),
-            Framing::Sse
         );
     }
 }

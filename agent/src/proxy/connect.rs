@@ -153,19 +153,19 @@ async fn intercept_tls(
 
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
-        let target = Target {
-            mode: InterceptMode::Proxy,
-            host: host.clone(),
-            port: (port != 443).then_some(port),
-            provider: entry.provider.clone(),
-            api: entry.api,
-            path_and_query: req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_string(),
-        };
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let target = Target::new(
+            InterceptMode::Proxy,
+            host.clone(),
+            (port != 443).then_some(port),
+            &entry,
+            path_and_query,
+        );
         async move { Ok::<_, Infallible>(shared.pipeline.handle(req, target).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -119,18 +119,18 @@ async fn absolute_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<
     let policy = shared.policy();
     if let Some(entry) = policy.hosts.lookup(&host) {
         let default_port = matches!(uri.port_u16(), None | Some(80) | Some(443));
-        let target = Target {
-            mode: InterceptMode::Proxy,
-            host: host.trim_end_matches('.').to_string(),
-            port: if default_port { None } else { uri.port_u16() },
-            provider: entry.provider.clone(),
-            api: entry.api,
-            path_and_query: uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_string(),
-        };
+        let path_and_query = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let target = Target::new(
+            InterceptMode::Proxy,
+            host.trim_end_matches('.').to_string(),
+            if default_port { None } else { uri.port_u16() },
+            entry,
+            path_and_query,
+        );
         return shared.pipeline.handle(req, target).await;
     }
     forward::plain(req, shared).await
@@ -157,14 +157,7 @@ async fn origin_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Pr
                 Some(q) => format!("{tail}?{q}"),
                 None => tail.to_string(),
             };
-            Target {
-                mode: InterceptMode::BaseUrl,
-                host,
-                port: None,
-                provider: entry.provider.clone(),
-                api: entry.api,
-                path_and_query,
-            }
+            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
         });
     match routed {
         Some(target) => shared.pipeline.handle(req, target).await,

@@ -1,0 +1,743 @@
+//! Reading a response as it streams past: the observer's parser. It is fed copies of the body chunks the
+//! client receives (in any pieces), decodes its copy if the upstream compressed it, splits it into SSE
+//! events, streamed JSON-array elements or one JSON document, and extracts what the agent needs: usage,
+//! the model that answered, whether the provider's end-of-response marker arrived, in-stream errors, and
+//! the response text (content, tool arguments, reasoning) as addressed deltas for inspection. Every buffer
+//! is bounded; hostile input can make it give up, never panic or grow without limit.
+
+use serde_json::Value;
+
+use super::decode::{Coding, StreamDecoder};
+use super::framing::{JsonArraySplitter, SseEvent, SseSplitter, MAX_UNIT};
+use super::usage::RawUsage;
+use crate::policy::ApiKind;
+use crate::record::Usage;
+
+/// Largest non-streamed body (decoded) the parser copies.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// How the response body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON document.
+    Json,
+    /// Server-sent events.
+    Sse,
+    /// A JSON array streamed element by element (Gemini without `alt=sse`).
+    JsonArray,
+    /// Anything else: not read.
+    Opaque,
+}
+
+impl Framing {
+    /// Chooses the framing from the content type (and whether a JSON stream is an array stream).
+    pub fn from_content_type(content_type: Option<&str>, json_is_array_stream: bool) -> Framing {
+        let ct = content_type.unwrap_or_default().trim().to_ascii_lowercase();
+        if ct.starts_with("text/event-stream") {
+            Framing::Sse
+        } else if ct.contains("json") {
+            if json_is_array_stream {
+                Framing::JsonArray
+            } else {
+                Framing::Json
+            }
+        } else {
+            Framing::Opaque
+        }
+    }
+}
+
+/// Which stream of text a delta belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextChannel {
+    /// Answer text.
+    Content,
+    /// Tool-call arguments (JSON text as the model writes it).
+    ToolArguments,
+    /// Reasoning / thinking text.
+    Reasoning,
+    /// A refusal.
+    Refusal,
+}
+
+/// A piece of response text, addressed so a later stage can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextDelta {
+    /// Which text.
+    pub channel: TextChannel,
+    /// Choice / content block / output item / tool-call index the text belongs to.
+    pub index: u64,
+    /// Byte offset of this piece within its (channel, index) text so far.
+    pub offset: usize,
+    /// The text.
+    pub text: String,
+}
+
+/// What the parser learned from a whole response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseSummary {
+    /// Usage, normalised, when the response carried it.
+    pub usage: Option<Usage>,
+    /// The model named by the response.
+    pub model: Option<String>,
+    /// Whether the provider's end-of-response marker arrived (`[DONE]`, `message_stop`, a terminal
+    /// Responses event, a Gemini finish reason, or a complete JSON body).
+    pub terminal: bool,
+    /// An error the provider reported (in-stream frame, or a JSON error body): `type: message`.
+    pub error: Option<String>,
+    /// Bytes of response text seen (for estimates when usage never arrives).
+    pub output_text_bytes: u64,
+    /// Stream units too large to read, or a body that could not be decoded or parsed.
+    pub unreadable: Option<String>,
+}
+
+/// The response parser for one response.
+pub struct ResponseParser {
+    api: ApiKind,
+    operation: String,
+    framing: Framing,
+    decoder: Option<StreamDecoder>,
+    sse: SseSplitter,
+    array: JsonArraySplitter,
+    body: Vec<u8>,
+    body_overflow: bool,
+    raw: RawUsage,
+    model: Option<String>,
+    terminal: bool,
+    error: Option<String>,
+    output_bytes: u64,
+    unreadable: Option<String>,
+    offsets: Vec<((TextChannel, u64), usize)>,
+    sink: Option<Box<dyn FnMut(TextDelta) + Send>>,
+}
+
+impl std::fmt::Debug for ResponseParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseParser")
+            .field("api", &self.api)
+            .field("operation", &self.operation)
+            .field("framing", &self.framing)
+            .finish()
+    }
+}
+
+impl ResponseParser {
+    /// A parser for a response of `api` to `operation`, framed as `framing` and encoded as
+    /// `content_encoding` (the response header).
+    pub fn new(
+        api: ApiKind,
+        operation: &str,
+        framing: Framing,
+        content_encoding: Option<&str>,
+    ) -> Self {
+        let mut unreadable = None;
+        let decoder = match Coding::parse(content_encoding) {
+            Ok(c) => match StreamDecoder::new(
+                c,
+                if framing == Framing::Json {
+                    MAX_BODY
+                } else {
+                    256 << 20
+                },
+            ) {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => {
+                    unreadable = Some(e.to_string());
+                    None
+                }
+            },
+            Err(e) => {
+                unreadable = Some(e.to_string());
+                None
+            }
+        };
+        let framing = if unreadable.is_some() {
+            Framing::Opaque
+        } else {
+            framing
+        };
+        ResponseParser {
+            api,
+            operation: operation.to_string(),
+            framing,
+            decoder,
+            sse: SseSplitter::new(),
+            array: JsonArraySplitter::new(),
+            body: Vec::new(),
+            body_overflow: false,
+            raw: RawUsage::default(),
+            model: None,
+            terminal: false,
+            error: None,
+            output_bytes: 0,
+            unreadable,
+            offsets: Vec::new(),
+            sink: None,
+        }
+    }
+
+    /// Sends every response text delta to `sink` (for inspection stages).
+    pub fn with_text_sink(mut self, sink: Box<dyn FnMut(TextDelta) + Send>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Reads a copy of the next body chunk.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.framing == Framing::Opaque {
+            return;
+        }
+        match self.decoder.as_mut().map(|d| d.feed(chunk)) {
+            None => self.feed_decoded(chunk),
+            Some(Ok(decoded)) => self.feed_decoded(&decoded),
+            Some(Err(e)) => self.give_up(e.to_string()),
+        }
+    }
+
+    fn give_up(&mut self, why: String) {
+        self.unreadable = Some(why);
+        self.framing = Framing::Opaque;
+        self.decoder = None;
+        self.body = Vec::new();
+    }
+
+    fn feed_decoded(&mut self, bytes: &[u8]) {
+        match self.framing {
+            Framing::Opaque => {}
+            Framing::Json => {
+                if self.body_overflow {
+                    return;
+                }
+                if self.body.len() + bytes.len() > MAX_BODY {
+                    self.body_overflow = true;
+                    self.body = Vec::new();
+                } else {
+                    self.body.extend_from_slice(bytes);
+                }
+            }
+            Framing::Sse => {
+                let mut sse = std::mem::take(&mut self.sse);
+                sse.feed(bytes, &mut |e| self.on_sse(e));
+                self.sse = sse;
+            }
+            Framing::JsonArray => {
+                let mut array = std::mem::take(&mut self.array);
+                array.feed(bytes, &mut |elem| {
+                    if let Ok(v) = serde_json::from_slice::<Value>(elem) {
+                        self.on_document(&v, None);
+                    }
+                });
+                self.array = array;
+            }
+        }
+    }
+
+    /// Ends the body and returns what was learned.
+    pub fn finish(&mut self) -> ResponseSummary {
+        if let Some(d) = self.decoder.take() {
+            match d.finish() {
+                Ok(rest) => self.feed_decoded(&rest),
+                Err(e) => self.unreadable = Some(e.to_string()),
+            }
+        }
+        match self.framing {
+            Framing::Sse => {
+                let mut sse = std::mem::take(&mut self.sse);
+                sse.finish(&mut |e| self.on_sse(e));
+                if sse.skipped() > 0 {
+                    self.unreadable = Some(format!(
+                        "{} stream events over {MAX_UNIT} bytes were not read",
+                        sse.skipped()
+                    ));
+                }
+            }
+            Framing::JsonArray if self.array.skipped() > 0 => {
+                self.unreadable = Some(format!(
+                    "{} stream elements over {MAX_UNIT} bytes were not read",
+                    self.array.skipped()
+                ));
+            }
+            Framing::Json if self.body_overflow => {
+                self.unreadable = Some(format!(
+                    "the response body is over {MAX_BODY} bytes and was not read"
+                ));
+            }
+            Framing::Json => {
+                let body = std::mem::take(&mut self.body);
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) => {
+                        self.on_document(&v, None);
+                        if v.get("error").is_none() {
+                            self.terminal = true;
+                        }
+                    }
+                    Err(_) if body.is_empty() => {}
+                    Err(e) => {
+                        self.unreadable = Some(format!("the response is not valid JSON: {e}"))
+                    }
+                }
+            }
+            _ => {}
+        }
+        ResponseSummary {
+            usage: self.raw.normalise(self.api),
+            model: self.model.clone(),
+            terminal: self.terminal,
+            error: self.error.clone(),
+            output_text_bytes: self.output_bytes,
+            unreadable: self.unreadable.clone(),
+        }
+    }
+
+    fn on_sse(&mut self, e: SseEvent) {
+        if e.data == b"[DONE]" {
+            self.terminal = true;
+            return;
+        }
+        if e.data.is_empty() {
+            return;
+        }
+        match serde_json::from_slice::<Value>(&e.data) {
+            Ok(v) => self.on_document(&v, e.event.as_deref()),
+            Err(_) => {} // a non-JSON data line is the provider's business, not ours
+        }
+    }
+
+    fn text(&mut self, channel: TextChannel, index: u64, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.output_bytes += text.len() as u64;
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        let key = (channel, index);
+        let offset = match self.offsets.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, off)) => {
+                let o = *off;
+                *off += text.len();
+                o
+            }
+            None => {
+                self.offsets.push((key, text.len()));
+                0
+            }
+        };
+        sink(TextDelta {
+            channel,
+            index,
+            offset,
+            text: text.to_string(),
+        });
+    }
+
+    fn set_model(&mut self, m: Option<&Value>) {
+        if let Some(m) = m.and_then(Value::as_str).filter(|m| !m.is_empty()) {
+            if self.model.as_deref() != Some(m) {
+                self.model = Some(m.to_string());
+            }
+        }
+    }
+
+    fn set_error(&mut self, err: &Value) {
+        let kind = err
+            .get("type")
+            .or_else(|| err.get("code"))
+            .or_else(|| err.get("status"))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "error".into());
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let message: String = message.chars().take(300).collect();
+        self.error = Some(if message.is_empty() {
+            kind
+        } else {
+            format!("{kind}: {message}")
+        });
+    }
+
+    /// One JSON document: a stream frame (with its SSE event name) or a whole response.
+    fn on_document(&mut self, v: &Value, event: Option<&str>) {
+        self.raw.merge(RawUsage::from_document(self.api, v));
+        match self.api {
+            ApiKind::Openai | ApiKind::Azure => {
+                if self.operation == "responses" {
+                    self.on_responses(v, event)
+                } else {
+                    self.on_openai(v)
+                }
+            }
+            ApiKind::Anthropic => self.on_anthropic(v, event),
+            ApiKind::Gemini => self.on_gemini(v),
+        }
+    }
+
+    fn on_openai(&mut self, v: &Value) {
+        if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+            self.set_error(err);
+            return;
+        }
+        self.set_model(v.get("model"));
+        let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+            return;
+        };
+        for (pos, c) in choices.iter().enumerate() {
+            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+            // Streams carry `delta`, whole responses `message`; legacy completions carry `text`.
+            let msg = c.get("delta").or_else(|| c.get("message"));
+            if let Some(t) = c.get("text").and_then(Value::as_str) {
+                self.text(TextChannel::Content, idx, t);
+            }
+            let Some(msg) = msg else { continue };
+            if let Some(t) = msg.get("content").and_then(Value::as_str) {
+                self.text(TextChannel::Content, idx, t);
+            }
+            for key in ["reasoning_content", "reasoning"] {
+                if let Some(t) = msg.get(key).and_then(Value::as_str) {
+                    self.text(TextChannel::Reasoning, idx, t);
+                }
+            }
+            if let Some(t) = msg.get("refusal").and_then(Value::as_str) {
+                self.text(TextChannel::Refusal, idx, t);
+            }
+            if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+                for (k, call) in calls.iter().enumerate() {
+                    let ti = call
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(k as u64);
+                    if let Some(a) = call
+                        .get("function")
+                        .and_then(|f| f.get("arguments"))
+                        .and_then(Value::as_str)
+                    {
+                        self.text(TextChannel::ToolArguments, ti, a);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_responses(&mut self, v: &Value, event: Option<&str>) {
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event)
+            .unwrap_or_default();
+        let out_idx = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+        match kind {
+            "response.output_text.delta" => {
+                if let Some(d) = v.get("delta").and_then(Value::as_str) {
+                    self.text(TextChannel::Content, out_idx, d);
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                if let Some(d) = v.get("delta").and_then(Value::as_str) {
+                    self.text(TextChannel::ToolArguments, out_idx, d);
+                }
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(d) = v.get("delta").and_then(Value::as_str) {
+                    self.text(TextChannel::Reasoning, out_idx, d);
+                }
+            }
+            "response.refusal.delta" => {
+                if let Some(d) = v.get("delta").and_then(Value::as_str) {
+                    self.text(TextChannel::Refusal, out_idx, d);
+                }
+            }
+            "response.created" | "response.in_progress" => {
+                self.set_model(v.get("response").and_then(|r| r.get("model")));
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                self.terminal = true;
+                let r = v.get("response");
+                self.set_model(r.and_then(|r| r.get("model")));
+                if let Some(err) = r.and_then(|r| r.get("error")).filter(|e| e.is_object()) {
+                    self.set_error(err);
+                }
+            }
+            "error" => self.set_error(v.get("error").unwrap_or(v)),
+            "" => {
+                // A whole (non-streamed) response object.
+                if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+                    self.set_error(err);
+                }
+                self.set_model(v.get("model"));
+                if let Some(items) = v.get("output").and_then(Value::as_array) {
+                    for (i, item) in items.iter().enumerate() {
+                        let i = i as u64;
+                        match item.get("type").and_then(Value::as_str) {
+                            Some("message") => {
+                                for part in item
+                                    .get("content")
+                                    .and_then(Value::as_array)
+                                    .into_iter()
+                                    .flatten()
+                                {
+                                    if let Some(t) = part.get("text").and_then(Value::as_str) {
+                                        self.text(TextChannel::Content, i, t);
+                                    }
+                                    if let Some(t) = part.get("refusal").and_then(Value::as_str) {
+                                        self.text(TextChannel::Refusal, i, t);
+                                    }
+                                }
+                            }
+                            Some("function_call") => {
+                                if let Some(a) = item.get("arguments").and_then(Value::as_str) {
+                                    self.text(TextChannel::ToolArguments, i, a);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_anthropic(&mut self, v: &Value, event: Option<&str>) {
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event)
+            .unwrap_or_default();
+        match kind {
+            "message_start" => self.set_model(v.get("message").and_then(|m| m.get("model"))),
+            "content_block_start" => {
+                let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(b) = v.get("content_block") {
+                    self.anthropic_block(idx, b);
+                }
+            }
+            "content_block_delta" => {
+                let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let Some(d) = v.get("delta") else { return };
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        if let Some(t) = d.get("text").and_then(Value::as_str) {
+                            self.text(TextChannel::Content, idx, t);
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        if let Some(t) = d.get("partial_json").and_then(Value::as_str) {
+                            self.text(TextChannel::ToolArguments, idx, t);
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        if let Some(t) = d.get("thinking").and_then(Value::as_str) {
+                            self.text(TextChannel::Reasoning, idx, t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_stop" => self.terminal = true,
+            "error" => self.set_error(v.get("error").unwrap_or(v)),
+            "message" => {
+                // A whole (non-streamed) message.
+                self.set_model(v.get("model"));
+                for (i, b) in v
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    self.anthropic_block(i as u64, b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn anthropic_block(&mut self, idx: u64, b: &Value) {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                if let Some(t) = b.get("text").and_then(Value::as_str) {
+                    self.text(TextChannel::Content, idx, t);
+                }
+            }
+            Some("thinking") => {
+                if let Some(t) = b.get("thinking").and_then(Value::as_str) {
+                    self.text(TextChannel::Reasoning, idx, t);
+                }
+            }
+            Some("tool_use") | Some("server_tool_use") => {
+                // Streams start tool_use blocks with an empty input and send it as input_json_delta.
+                if let Some(input) = b
+                    .get("input")
+                    .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                {
+                    let s = input.to_string();
+                    self.text(TextChannel::ToolArguments, idx, &s);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gemini(&mut self, v: &Value) {
+        if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+            self.set_error(err);
+            return;
+        }
+        self.set_model(v.get("modelVersion"));
+        for (pos, c) in v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+            for part in c
+                .get("content")
+                .and_then(|ct| ct.get("parts"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = part.get("text").and_then(Value::as_str) {
+                    let thought = part
+                        .get("thought")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let ch = if thought {
+                        TextChannel::Reasoning
+                    } else {
+                        TextChannel::Content
+                    };
+                    self.text(ch, idx, t);
+                }
+                if let Some(args) = part.get("functionCall").and_then(|f| f.get("args")) {
+                    let s = args.to_string();
+                    self.text(TextChannel::ToolArguments, idx, &s);
+                }
+            }
+            if c.get("finishReason")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !r.is_empty())
+            {
+                self.terminal = true;
+            }
+        }
+        // Embeddings and token counts are complete documents.
+        if v.get("embedding").is_some()
+            || v.get("embeddings").is_some()
+            || v.get("totalTokens").is_some()
+        {
+            self.terminal = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn parse(
+        api: ApiKind,
+        op: &str,
+        framing: Framing,
+        body: &[u8],
+        split: usize,
+    ) -> ResponseSummary {
+        let mut p = ResponseParser::new(api, op, framing, None);
+        for part in body.chunks(split.max(1)) {
+            p.feed(part);
+        }
+        p.finish()
+    }
+
+    #[test]
+    fn openai_tool_call_arguments_are_concatenated_per_index() {
+        let s = b"data: {\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\n\
+data: [DONE]\n\n";
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let mut p = ResponseParser::new(ApiKind::Openai, "chat_completions", Framing::Sse, None)
+            .with_text_sink(Box::new(move |d| g.lock().unwrap().push(d)));
+        for part in s.chunks(7) {
+            p.feed(part);
+        }
+        let sum = p.finish();
+        assert!(sum.terminal);
+        assert_eq!(sum.model.as_deref(), Some("gpt-4o"));
+        let deltas = got.lock().unwrap().clone();
+        let args: String = deltas
+            .iter()
+            .filter(|d| d.channel == TextChannel::ToolArguments)
+            .map(|d| d.text.as_str())
+            .collect();
+        assert_eq!(args, "{\"a\":1}");
+        assert_eq!(
+            deltas.iter().map(|d| d.offset).collect::<Vec<_>>(),
+            vec![0, 4]
+        );
+    }
+
+    #[test]
+    fn stream_without_terminator_is_not_terminal_and_errors_are_kept() {
+        let cut = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+        let s = parse(ApiKind::Openai, "chat_completions", Framing::Sse, cut, 5);
+        assert!(!s.terminal);
+        assert_eq!(s.output_text_bytes, 3);
+        let err = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let s = parse(ApiKind::Anthropic, "messages", Framing::Sse, err, 4);
+        assert_eq!(s.error.as_deref(), Some("overloaded_error: Overloaded"));
+        assert!(!s.terminal);
+    }
+
+    #[test]
+    fn gzip_json_is_decoded_for_reading() {
+        use std::io::Write;
+        let body = br#"{"id":"x","model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body).unwrap();
+        let gz = e.finish().unwrap();
+        let mut p = ResponseParser::new(
+            ApiKind::Openai,
+            "chat_completions",
+            Framing::Json,
+            Some("gzip"),
+        );
+        for part in gz.chunks(9) {
+            p.feed(part);
+        }
+        let s = p.finish();
+        assert_eq!(s.usage, Some(Usage::plain(3, 1)));
+        assert_eq!(s.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert!(s.terminal && s.unreadable.is_none());
+    }
+
+    #[test]
+    fn garbage_never_panics_and_is_reported() {
+        let s = parse(
+            ApiKind::Gemini,
+            "generate_content",
+            Framing::Json,
+            b"\xff\xfe{{{",
+            2,
+        );
+        assert!(s.unreadable.is_some() && s.usage.is_none());
+        let mut p = ResponseParser::new(
+            ApiKind::Openai,
+            "chat_completions",
+            Framing::Json,
+            Some("gzip"),
+        );
+        p.feed(b"definitely not gzip");
+        assert!(p.finish().unreadable.unwrap().contains("gzip"));
+    }
+}

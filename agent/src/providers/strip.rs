@@ -1,0 +1,253 @@
+//! Undoing the agent's own usage request on the way back: when the agent added
+//! `stream_options.include_usage` to a client's OpenAI-style stream, the usage it asked for must not reach
+//! the client. This rewriter passes SSE frames through byte for byte, except that a frame carrying usage
+//! with no choices is dropped, and a frame carrying usage alongside choices (xAI, some vLLM builds) loses
+//! its `usage` field. Only complete frames are ever released, so at most one partial frame is held — the
+//! one a client could not have used yet anyway; a frame over the size cap is released unread.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+use super::framing::MAX_UNIT;
+
+/// The rewriter for one response stream.
+#[derive(Debug, Default)]
+pub struct UsageChunkStripper {
+    pending: BytesMut,
+    /// Bytes of `pending` already scanned for a frame end.
+    scanned: usize,
+    /// The frame being held is over the cap: release everything until its end unread.
+    passthrough_frame: bool,
+    /// Frames dropped or rewritten (for tests and records).
+    pub stripped: u32,
+}
+
+/// Where the frame that starts at 0 ends (exclusive), if its blank line has arrived.
+fn frame_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
+        let nl = i + off;
+        // A blank line: "\n\n" or "\n\r\n".
+        let next = nl + 1;
+        if buf.get(next) == Some(&b'\n') {
+            return Some(next + 1);
+        }
+        if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
+            return Some(next + 2);
+        }
+        if next >= buf.len() || (buf[next] == b'\r' && next + 1 >= buf.len()) {
+            return None; // need more bytes to know
+        }
+        i = next;
+    }
+    None
+}
+
+impl UsageChunkStripper {
+    /// A new stripper.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next chunk from upstream; returns what the client should get now (possibly empty).
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(chunk);
+        let mut out = BytesMut::new();
+        loop {
+            // Frames start after a blank line; the scan resumes a little before where it stopped, because a
+            // frame end can straddle two chunks.
+            let from = self.scanned.saturating_sub(2);
+            match frame_end(&self.pending, from) {
+                Some(end) => {
+                    let frame = self.pending.split_to(end).freeze();
+                    self.scanned = 0;
+                    if std::mem::take(&mut self.passthrough_frame) {
+                        out.extend_from_slice(&frame);
+                    } else {
+                        self.release(frame, &mut out);
+                    }
+                }
+                None => {
+                    self.scanned = self.pending.len();
+                    if self.passthrough_frame || self.pending.len() > MAX_UNIT {
+                        // Too large to be a usage frame: pass it on as it comes.
+                        self.passthrough_frame = true;
+                        out.extend_from_slice(&self.pending.split());
+                        self.scanned = 0;
+                    }
+                    break;
+                }
+            }
+        }
+        out.freeze()
+    }
+
+    /// The stream ended: whatever is held goes out as it is.
+    pub fn finish(&mut self) -> Bytes {
+        self.scanned = 0;
+        self.pending.split().freeze()
+    }
+
+    fn release(&mut self, frame: Bytes, out: &mut BytesMut) {
+        if memchr::memmem::find(&frame, b"\"usage\"").is_none() {
+            out.extend_from_slice(&frame);
+            return;
+        }
+        match rewrite(&frame) {
+            Rewrite::Keep => out.extend_from_slice(&frame),
+            Rewrite::Drop => self.stripped += 1,
+            Rewrite::Replace(b) => {
+                self.stripped += 1;
+                out.extend_from_slice(&b);
+            }
+        }
+    }
+}
+
+enum Rewrite {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+fn rewrite(frame: &[u8]) -> Rewrite {
+    // OpenAI-style frames are a single `data:` line; anything else is left alone.
+    let text = match std::str::from_utf8(frame) {
+        Ok(t) => t,
+        Err(_) => return Rewrite::Keep,
+    };
+    let line_end = if text.ends_with("\r\n\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    // Stray blank lines before the frame belong to no event; keep them as they were.
+    let body = text.trim_start_matches(['\r', '\n']);
+    let lead = &text[..text.len() - body.len()];
+    let body = body.trim_end_matches(['\r', '\n']);
+    let Some(data) = body.strip_prefix("data:") else {
+        return Rewrite::Keep;
+    };
+    if data.contains('\n') {
+        return Rewrite::Keep;
+    }
+    let data = data.strip_prefix(' ').unwrap_or(data);
+    let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+        return Rewrite::Keep;
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return Rewrite::Keep;
+    };
+    if obj.get("usage").is_none_or(Value::is_null) {
+        return Rewrite::Keep;
+    }
+    let no_choices = match obj.get("choices") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    if no_choices {
+        return Rewrite::Drop;
+    }
+    obj.shift_remove("usage");
+    match serde_json::to_string(&v) {
+        Ok(s) => Rewrite::Replace(format!("{lead}data: {s}{line_end}{line_end}").into_bytes()),
+        Err(_) => Rewrite::Keep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8], split: usize) -> (Vec<u8>, u32) {
+        let mut s = UsageChunkStripper::new();
+        let mut out = Vec::new();
+        for part in input.chunks(split.max(1)) {
+            out.extend_from_slice(&s.feed(part));
+        }
+        out.extend_from_slice(&s.finish());
+        (out, s.stripped)
+    }
+
+    const WITH_USAGE: &str = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn usage_chunk_is_removed_at_every_split() {
+        let expected = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: [DONE]\n\n";
+        for split in 1..=WITH_USAGE.len() {
+            let (out, n) = run(WITH_USAGE.as_bytes(), split);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "split {split}");
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[test]
+    fn crlf_frames_comments_and_choices_null() {
+        let input = ": OPENROUTER PROCESSING\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: {\"choices\":null,\"usage\":{\"prompt_tokens\":1}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let expected = ": OPENROUTER PROCESSING\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        for split in 1..=input.len() {
+            assert_eq!(
+                String::from_utf8(run(input.as_bytes(), split).0).unwrap(),
+                expected,
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_beside_choices_loses_only_the_usage_field() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"z\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let (out, n) = run(input.as_bytes(), 3);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"z\"}}]}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn extra_blank_lines_between_frames_do_not_hide_a_usage_frame() {
+        let input = "data: {\"choices\":[{\"delta\":{}}]}\n\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for split in 1..=input.len() {
+            let (out, n) = run(input.as_bytes(), split);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "data: {\"choices\":[{\"delta\":{}}]}\n\ndata: [DONE]\n\n",
+                "split {split}"
+            );
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[test]
+    fn frames_without_usage_are_byte_identical_and_a_cut_frame_is_flushed() {
+        let input = "data: {\"a\":1}\n\ndata: {\"partial";
+        let (out, n) = run(input.as_bytes(), 4);
+        assert_eq!(String::from_utf8(out).unwrap(), input);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn oversized_frame_is_passed_on_unread_with_bounded_memory() {
+        let mut s = UsageChunkStripper::new();
+        let mut total = 0usize;
+        total += s.feed(b"data: \"").len();
+        let big = vec![b'x'; 256 << 10];
+        for _ in 0..16 {
+            total += s.feed(&big).len();
+            assert!(s.pending.len() <= MAX_UNIT + big.len());
+        }
+        total += s
+            .feed(b"\"\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n")
+            .len();
+        total += s.finish().len();
+        assert_eq!(total, 7 + 16 * (256 << 10) + 3);
+        assert_eq!(s.stripped, 1);
+    }
+}
