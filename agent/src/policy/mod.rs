@@ -272,13 +272,9 @@ impl Policy {
                     "prices.{key:?}: price keys are \"provider/model\", e.g. [prices.\"openai/gpt-4o\"]"
                 )));
             }
-            if !(price.input >= 0.0
-                && price.output >= 0.0
-                && price.input.is_finite()
-                && price.output.is_finite())
-            {
+            if let Err(e) = price.check() {
                 return Err(err(format!(
-                    "prices.{key:?}: input and output must be non-negative numbers (USD per million tokens)"
+                    "prices.{key:?}: {e} (prices are non-negative USD per million tokens)"
                 )));
             }
         }
@@ -382,6 +378,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("non-negative"), "{e}");
+        let e = Policy::from_toml(
+            "schema = 1\n[prices.\"a/b\"]\ninput = 1.0\noutput = 1.0\ncache_read = -2.0\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cache_read"), "{e}");
     }
 
     #[test]
