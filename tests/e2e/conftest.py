@@ -235,3 +235,11 @@ def tokens(record: dict) -> tuple[int, int]:
     assert record["usage"] is not None, record
     assert record["usage_estimated"] is False, record
     return record["usage"]["input_tokens"], record["usage"]["output_tokens"]
+
+
+def policy_with_override(mock: Mock, host: str, address: str, ca_file: Path | str) -> str:
+    """The mock policy, but with `host` sent to `address` trusting `ca_file`."""
+    policy = mock_policy(mock)
+    old = f'[upstream.overrides."{host}"]\naddress = "127.0.0.1:{mock.port}"\nca_file = "{mock.ca_file}"'
+    assert old in policy
+    return policy.replace(old, f'[upstream.overrides."{host}"]\naddress = "{address}"\nca_file = "{ca_file}"')

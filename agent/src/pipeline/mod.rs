@@ -9,6 +9,7 @@
 pub mod body;
 mod observe;
 pub mod settle;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,8 @@ use crate::record::{now_rfc3339, InterceptMode, Outcome, Record, Recorder};
 use crate::upstream::UpstreamClient;
 use body::ProxyBody;
 pub use observe::ObservedBody;
+use upgrade::take_upgrade;
+pub use upgrade::Upgrade;
 
 /// The stages, in the order a request meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,6 +135,8 @@ pub struct Exchange {
     pub body: RequestBody,
     /// The body decoded for reading (its Content-Encoding undone), when it is JSON the agent could read.
     pub readable: Option<Bytes>,
+    /// A protocol upgrade the client asked for (the Realtime API's WebSocket), passed through.
+    pub upgrade: Option<Upgrade>,
 }
 
 /// A request-side stage (authorize, inspect request, route).
@@ -289,6 +294,7 @@ impl Pipeline {
         let recorder = &self.after.recorder;
         let id = recorder.next_id();
         let (mut head, body) = req.into_parts();
+        let upgrade = take_upgrade(&mut head);
         strip_hop_by_hop(&mut head.headers);
 
         let (path, query) = match target.path_and_query.split_once('?') {
@@ -385,6 +391,7 @@ impl Pipeline {
             head,
             body,
             readable,
+            upgrade,
         };
         for s in self
             .authorize
@@ -487,6 +494,7 @@ impl Pipeline {
             body,
             identity,
             readable,
+            upgrade,
         } = ex;
         let port = match target.port {
             Some(p) if !self.upstream.is_overridden(&target.host) => format!(":{p}"),
@@ -500,6 +508,9 @@ impl Pipeline {
         if let Some(h) = builder.headers_mut() {
             *h = head.headers;
             h.remove(header::HOST);
+            if let Some(up) = &upgrade {
+                up.apply_to(h);
+            }
         }
         let body = match body {
             RequestBody::Buffered(b) => body::full(b),
@@ -519,7 +530,11 @@ impl Pipeline {
             }
         };
 
-        let resp = match self.upstream.send(req).await {
+        let sent = match &upgrade {
+            Some(_) => self.upstream.send_upgrade(req).await,
+            None => self.upstream.send(req).await,
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 let err =
@@ -535,6 +550,9 @@ impl Pipeline {
             }
         };
 
+        if let Some(up) = upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS) {
+            return upgrade::switch_protocols(up, resp, record, start, &id, self.after.clone());
+        }
         let (mut parts, incoming) = resp.into_parts();
         record.status = Some(parts.status.as_u16());
         strip_hop_by_hop(&mut parts.headers);

@@ -177,8 +177,9 @@ fn other_operation(path: &str) -> String {
         .split('/')
         .filter(|s| !s.is_empty())
         .find(|s| {
-            !(s.starts_with('v') && s[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
-                && !matches!(*s, "openai" | "api")
+            let version =
+                s.starts_with('v') && s[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
+            !version && !matches!(*s, "openai" | "api")
         })
         .unwrap_or("root");
     if let Some(name) = KNOWN_OTHER.iter().find(|k| **k == seg) {

@@ -298,9 +298,9 @@ impl ResponseParser {
         if e.data.is_empty() {
             return;
         }
-        match serde_json::from_slice::<Value>(&e.data) {
-            Ok(v) => self.on_document(&v, e.event.as_deref()),
-            Err(_) => {} // a non-JSON data line is the provider's business, not ours
+        // A non-JSON data line is the provider's business, not ours.
+        if let Ok(v) = serde_json::from_slice::<Value>(&e.data) {
+            self.on_document(&v, e.event.as_deref());
         }
     }
 

@@ -169,7 +169,10 @@ async fn intercept_tls(
         async move { Ok::<_, Infallible>(shared.pipeline.handle(req, target).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+        .await
+    {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
 }

@@ -109,6 +109,9 @@ pub struct UpstreamError {
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<Connector, ProxyBody>,
+    /// HTTP/1.1 only, unpooled-by-reuse: protocol upgrades (the Realtime API's WebSocket) cannot ride a
+    /// pooled HTTP/2 connection.
+    upgrade_client: Client<Connector, ProxyBody>,
     overridden: Arc<HashMap<String, String>>,
 }
 
@@ -186,19 +189,29 @@ impl UpstreamClient {
             None => Dial::Direct(http),
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(dial);
+            .wrap_connector(dial.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(policy.pool_idle_timeout_secs.max(1)))
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
             .timer(TokioTimer::new())
             .build(https);
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(dial);
+        let upgrade_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .timer(TokioTimer::new())
+            .build(http1);
         Ok(UpstreamClient {
             client,
+            upgrade_client,
             overridden: overrides,
         })
     }
@@ -206,6 +219,18 @@ impl UpstreamClient {
     /// Whether `host` has an address override (its URI should then carry no explicit port).
     pub fn is_overridden(&self, host: &str) -> bool {
         self.overridden.contains_key(host)
+    }
+
+    /// Sends a request that asks for a protocol upgrade (HTTP/1.1 `Upgrade`), on a connection of its own.
+    pub async fn send_upgrade(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> std::result::Result<Response<Incoming>, UpstreamError> {
+        let host = req.uri().host().unwrap_or_default().to_string();
+        self.upgrade_client
+            .request(req)
+            .await
+            .map_err(|e| explain(&host, &e))
     }
 
     /// Sends a request upstream.
