@@ -127,8 +127,17 @@ fn messages(call: &Call<'_>, count_only: bool) -> Reply {
     let Some(max_tokens) = req.get("max_tokens").and_then(Value::as_u64) else {
         return bad_request(call, "max_tokens: Field required");
     };
+    // The request's words are split between cache reads, 5-minute writes, 1-hour writes and
+    // uncached input, in that order, each clamped to what is left: input_tokens excludes reads and
+    // writes.
     let cached = call.opts.cached_tokens.min(input);
-    let uncached = input - cached;
+    let write_5m = call.opts.cache_write_tokens.min(input - cached);
+    let write_1h = call
+        .opts
+        .cache_write_1h_tokens
+        .min(input - cached - write_5m);
+    let written = write_5m + write_1h;
+    let uncached = input - cached - written;
     let tool = if call.opts.tool_call {
         first_tool(&req)
     } else {
@@ -145,9 +154,9 @@ fn messages(call: &Call<'_>, count_only: bool) -> Reply {
     let usage = |output: u64| -> J {
         j!({
             "input_tokens": uncached,
-            "cache_creation_input_tokens": 0u64,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": cached,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0u64, "ephemeral_1h_input_tokens": 0u64},
+            "cache_creation": {"ephemeral_5m_input_tokens": write_5m, "ephemeral_1h_input_tokens": write_1h},
             "output_tokens": output,
             "service_tier": "standard",
         })
@@ -211,12 +220,23 @@ fn messages(call: &Call<'_>, count_only: bool) -> Reply {
         "content_block_stop",
         &j!({"type": "content_block_stop", "index": 0u64}),
     ));
+    // Newer API versions repeat the (cumulative) input and cache counts in message_delta.
+    let delta_usage = if call.opts.anthropic_delta_full {
+        j!({
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": cached,
+            "output_tokens": output,
+        })
+    } else {
+        j!({ "output_tokens": output })
+    };
     frames.push(sse_event(
         "message_delta",
         &j!({
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": output},
+            "usage": delta_usage,
         }),
     ));
     frames.push(sse_event("message_stop", &j!({"type": "message_stop"})));

@@ -1,4 +1,5 @@
-//! The mock's TLS identity: a fresh P-256 root CA and a server leaf for the provider hosts,
+//! The mock's TLS identity: a fresh P-256 root CA and a server leaf for the provider hosts
+//! (including the OpenAI-compatible services and a `*.openai.azure.com` wildcard),
 //! `localhost` and 127.0.0.1, generated at every start. It writes the CA certificate (never a key) to
 //! `<cert-dir>/mock-ca.pem` for tests to trust, and builds the rustls server config (ALPN h2 and
 //! http/1.1). It must not be mistaken for Airlock's own device CA, and is never installed anywhere.
@@ -15,11 +16,20 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 use time::{Duration, OffsetDateTime};
 
-/// The hosts the server leaf is valid for.
+/// The hosts the server leaf is valid for (`*.openai.azure.com` covers any one-label Azure
+/// resource name; `mockres.openai.azure.com` is listed too for clients that mishandle wildcards).
 pub const HOSTS: &[&str] = &[
     "api.openai.com",
     "api.anthropic.com",
     "generativelanguage.googleapis.com",
+    "api.groq.com",
+    "api.x.ai",
+    "openrouter.ai",
+    "api.mistral.ai",
+    "api.deepseek.com",
+    "api.together.xyz",
+    "*.openai.azure.com",
+    "mockres.openai.azure.com",
     "localhost",
 ];
 

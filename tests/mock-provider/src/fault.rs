@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// The valid fault values, for error messages and `--help`.
 pub const VALID_FAULTS: &str = "none, 500, 503, 529, 429, reset, reset-mid-stream, error-mid-stream, \
-slow-headers:<ms> (slow-headers may be combined with one other mode by a comma, e.g. slow-headers:200,429)";
+content-filter (Azure hosts only), slow-headers:<ms> (slow-headers may be combined with one other mode by a comma, e.g. slow-headers:200,429)";
 
 /// What goes wrong with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +25,8 @@ pub enum FaultKind {
     ResetMidStream,
     /// Send the first half of the stream, then the provider's in-stream error frame, then end.
     ErrorMidStream,
+    /// Azure OpenAI's 400 `content_filter` refusal of the prompt.
+    ContentFilter,
 }
 
 /// A parsed fault value.
@@ -81,6 +83,7 @@ impl FromStr for Fault {
                 "reset" => FaultKind::Reset,
                 "reset-mid-stream" => FaultKind::ResetMidStream,
                 "error-mid-stream" => FaultKind::ErrorMidStream,
+                "content-filter" => FaultKind::ContentFilter,
                 _ => return Err(bad()),
             };
         }

@@ -171,11 +171,14 @@ fn first_tool(req: &Value) -> Option<ToolCall> {
     })
 }
 
-fn usage(prompt: u64, cached: u64, candidates: u64) -> J {
+/// `usageMetadata`: `thoughts` are outside `candidatesTokenCount` and inside `totalTokenCount`;
+/// cached tokens are inside `promptTokenCount`. Zero cache and thought counts are omitted, as Google
+/// does.
+fn usage(prompt: u64, cached: u64, candidates: u64, thoughts: u64) -> J {
     let mut u = j!({
         "promptTokenCount": prompt,
         "candidatesTokenCount": candidates,
-        "totalTokenCount": (prompt + candidates),
+        "totalTokenCount": (prompt + candidates + thoughts),
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
     });
     if cached > 0 {
@@ -184,6 +187,9 @@ fn usage(prompt: u64, cached: u64, candidates: u64) -> J {
             "cacheTokensDetails",
             j!([{"modality": "TEXT", "tokenCount": cached}]),
         );
+    }
+    if thoughts > 0 {
+        u.set("thoughtsTokenCount", thoughts);
     }
     u
 }
@@ -205,6 +211,7 @@ fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
     }
     let prompt = request_words(&req);
     let cached = call.opts.cached_tokens.min(prompt);
+    let thoughts = call.opts.reasoning_tokens;
     let max = field(&req, "generationConfig", "generation_config")
         .and_then(|g| field(g, "maxOutputTokens", "max_output_tokens"))
         .and_then(Value::as_u64);
@@ -258,7 +265,7 @@ fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
         let (parts, out) = pieces.into_iter().next().unwrap_or((J::A(Vec::new()), 0));
         return Reply::google_json(
             StatusCode::OK,
-            &response(parts, Some(finish), usage(prompt, cached, out)),
+            &response(parts, Some(finish), usage(prompt, cached, out, thoughts)),
         );
     }
     let last = pieces.len().saturating_sub(1);
@@ -269,7 +276,7 @@ fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
             response(
                 parts,
                 (i == last).then_some(finish),
-                usage(prompt, cached, out),
+                usage(prompt, cached, out, thoughts),
             )
         })
         .collect();

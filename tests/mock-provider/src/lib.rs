@@ -1,5 +1,6 @@
-//! `airlock-mock`: a wire-faithful stand-in for api.openai.com, api.anthropic.com and
-//! generativelanguage.googleapis.com, used by Airlock's tests and benchmarks because the real
+//! `airlock-mock`: a wire-faithful stand-in for api.openai.com, api.anthropic.com,
+//! generativelanguage.googleapis.com and the OpenAI-compatible services (Groq, xAI, OpenRouter,
+//! Mistral, DeepSeek, Together, Azure OpenAI), used by Airlock's tests and benchmarks because the real
 //! providers cannot be reached from the test machines. It serves the providers' request, response,
 //! stream and error formats with deterministic content and token counts, injects faults on request,
 //! and records what it received for tests to inspect. See the crate README for flags and headers.
@@ -7,6 +8,7 @@
 pub mod anthropic;
 pub mod body;
 pub mod cert;
+pub mod compat;
 pub mod fault;
 pub mod gemini;
 pub mod json;

@@ -24,7 +24,8 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// The provider served on `host` (lower-case, no port), if any.
+    /// The first-party provider served on `host` (lower-case, no port), if any. OpenAI-compatible
+    /// services are found by [`Flavor::for_host`].
     pub fn for_host(host: &str) -> Option<Self> {
         if host.eq_ignore_ascii_case("api.openai.com") {
             Some(Self::OpenAi)
@@ -38,6 +39,65 @@ impl Provider {
     }
 }
 
+/// Which service an OpenAI-dialect request is addressed to: OpenAI itself or one of the
+/// OpenAI-compatible services with their known deviations (`Provider::OpenAi` for all of them).
+/// Anthropic and Gemini requests carry [`Flavor::OpenAi`], which means "no deviation".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// `api.openai.com` (and loopback hosts without a service prefix).
+    #[default]
+    OpenAi,
+    /// `api.groq.com`, under `/openai/v1/...`: stream usage only in `x_groq.usage`.
+    Groq,
+    /// `api.x.ai`: the usage chunk comes second to last.
+    Xai,
+    /// `openrouter.ai`, under `/api/v1/...`: `: OPENROUTER PROCESSING` comments, `X-Generation-Id`.
+    OpenRouter,
+    /// `api.mistral.ai`: plain OpenAI shape.
+    Mistral,
+    /// `api.deepseek.com`: plain OpenAI shape plus `prompt_cache_hit_tokens` / `_miss_tokens`.
+    DeepSeek,
+    /// `api.together.xyz`: plain OpenAI shape.
+    Together,
+    /// `{resource}.openai.azure.com`: deployment URLs, `api-key`, content filter results.
+    Azure,
+}
+
+/// Host suffix of Azure OpenAI resources (`{resource}.openai.azure.com`).
+pub const AZURE_SUFFIX: &str = ".openai.azure.com";
+
+impl Flavor {
+    /// The OpenAI-compatible service served on `host` (lower-case, no port), if any.
+    pub fn for_host(host: &str) -> Option<Self> {
+        match host {
+            "api.groq.com" => Some(Self::Groq),
+            "api.x.ai" => Some(Self::Xai),
+            "openrouter.ai" => Some(Self::OpenRouter),
+            "api.mistral.ai" => Some(Self::Mistral),
+            "api.deepseek.com" => Some(Self::DeepSeek),
+            "api.together.xyz" => Some(Self::Together),
+            _ => host
+                .strip_suffix(AZURE_SUFFIX)
+                .filter(|resource| !resource.is_empty() && !resource.contains('.'))
+                .map(|_| Self::Azure),
+        }
+    }
+
+    /// The service selected by a loopback path prefix (`/groq`, `/xai`, ...), if any.
+    pub fn for_prefix(prefix: &str) -> Option<Self> {
+        match prefix {
+            "/groq" => Some(Self::Groq),
+            "/xai" => Some(Self::Xai),
+            "/openrouter" => Some(Self::OpenRouter),
+            "/mistral" => Some(Self::Mistral),
+            "/deepseek" => Some(Self::DeepSeek),
+            "/together" => Some(Self::Together),
+            "/azure" => Some(Self::Azure),
+            _ => None,
+        }
+    }
+}
+
 /// Options a request sets through `x-mock-*` headers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Opts {
@@ -47,15 +107,32 @@ pub struct Opts {
     pub cached_tokens: u64,
     /// `x-mock-tool-call: 1`: answer with a call of the request's first tool.
     pub tool_call: bool,
+    /// `x-mock-reasoning-tokens`: hidden reasoning tokens to report (OpenAI-dialect and Gemini).
+    pub reasoning_tokens: u64,
+    /// `x-mock-cache-write-tokens`: Anthropic input tokens written to the 5-minute cache.
+    pub cache_write_tokens: u64,
+    /// `x-mock-cache-write-1h-tokens`: Anthropic input tokens written to the 1-hour cache.
+    pub cache_write_1h_tokens: u64,
+    /// `x-mock-anthropic-delta-usage: full`: `message_delta.usage` repeats input and cache fields.
+    pub anthropic_delta_full: bool,
+    /// `x-mock-choices-null: 1`: the OpenAI-dialect usage chunk has `"choices": null` (vLLM).
+    pub choices_null: bool,
+    /// `x-mock-stream-crlf: 1`: event streams use CRLF line endings throughout.
+    pub stream_crlf: bool,
+    /// `x-mock-sse-comments: 1`: a `: keep-alive` comment frame precedes every event-stream frame.
+    pub sse_comments: bool,
 }
 
 /// Everything a provider module needs to answer one request.
 pub struct Call<'a> {
-    /// The provider the request is for.
+    /// The provider (error dialect) the request is for.
     pub provider: Provider,
+    /// The OpenAI-compatible service, for `Provider::OpenAi` requests.
+    pub flavor: Flavor,
     /// Request method.
     pub method: &'a Method,
-    /// Path, after any `/openai`, `/anthropic`, `/gemini` prefix used on loopback hosts.
+    /// Path, after any `/openai`, `/anthropic`, `/gemini`, `/groq`, ... prefix used on loopback
+    /// hosts (a service's own prefix such as Groq's `/openai` is kept).
     pub path: &'a str,
     /// Raw query string.
     pub query: Option<&'a str>,
@@ -79,11 +156,16 @@ impl Call<'_> {
 
     /// Value of a query parameter (not percent-decoded; the mock only reads simple values).
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
+        query_param(self.query, name)
     }
+}
+
+/// Value of a parameter of a raw query string (not percent-decoded).
+pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
 }
 
 /// The body of a reply.
@@ -162,6 +244,14 @@ impl Reply {
         ));
         self
     }
+
+    /// Adds a header with a computed value (dropped if the value is not a valid header value).
+    pub fn with_header_value(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
 }
 
 /// An SSE frame with only a `data:` line.
@@ -209,18 +299,33 @@ pub enum ErrorKind {
 
 /// The error reply of `provider` for `kind`; `message` replaces the default text when given.
 pub fn error(provider: Provider, kind: ErrorKind, message: Option<&str>, call_id: &str) -> Reply {
+    error_in(provider, Flavor::OpenAi, kind, message, call_id)
+}
+
+/// Like [`error`], in the dialect of an OpenAI-compatible service where it differs (Azure's
+/// string-coded 401, 404 and 429 bodies).
+pub fn error_in(
+    provider: Provider,
+    flavor: Flavor,
+    kind: ErrorKind,
+    message: Option<&str>,
+    call_id: &str,
+) -> Reply {
     match provider {
+        Provider::OpenAi if flavor == Flavor::Azure => crate::compat::azure_error(kind, message),
         Provider::OpenAi => openai_error(kind, message),
         Provider::Anthropic => anthropic_error(kind, message, call_id),
         Provider::Gemini => gemini_error(kind, message),
     }
 }
 
-fn status(code: u16) -> StatusCode {
+/// The status for a code (500 if out of range).
+pub fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn openai_error(kind: ErrorKind, message: Option<&str>) -> Reply {
+/// OpenAI's error body for `kind` (also what Azure passes through for 400, 413 and 5xx).
+pub fn openai_error(kind: ErrorKind, message: Option<&str>) -> Reply {
     let (code, ty, ecode, default): (u16, &'static str, J, &str) = match kind {
         ErrorKind::BadRequest => (400, "invalid_request_error", J::Null, "Invalid request."),
         ErrorKind::MissingKey => (

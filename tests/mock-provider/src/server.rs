@@ -1,8 +1,9 @@
 //! Transport and dispatch: accepts loopback TCP connections (TLS with ALPN h2/http1.1, or plain),
-//! serves HTTP/1.1 and HTTP/2 with hyper, records each request, picks the provider from the Host /
-//! :authority (or, on loopback hosts, from the path), and applies faults — slow headers, a TCP reset,
-//! status errors, and mid-stream abort or error frames — around the provider modules' replies.
-//! It decides nothing about what a provider's bodies look like.
+//! serves HTTP/1.1 and HTTP/2 with hyper, records each request, picks the provider (and
+//! OpenAI-compatible service) from the Host / :authority (or, on loopback hosts, from the path),
+//! and applies faults — slow headers, a TCP reset, status errors, and mid-stream abort or error
+//! frames — and the transport-level stream options (CRLF line endings, keep-alive comments) around
+//! the provider modules' replies. It decides nothing about what a provider's bodies look like.
 
 use std::convert::Infallible;
 use std::io;
@@ -26,16 +27,20 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::MockBody;
+use crate::compat::{self, KEEP_ALIVE};
 use crate::fault::{Fault, FaultKind};
 use crate::j;
 use crate::record::{Recorded, RequestLog};
-use crate::reply::{self, cut_point, Call, ErrorKind, Opts, Provider, Reply, ReplyBody};
+use crate::reply::{self, cut_point, Call, ErrorKind, Flavor, Opts, Provider, Reply, ReplyBody};
 use crate::{anthropic, gemini, openai};
 
 /// Largest request body accepted (Anthropic's documented limit).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Largest `x-mock-output-words`.
 pub const MAX_OUTPUT_WORDS: usize = 1_000_000;
+/// Largest value of the token-count headers added with the OpenAI-compatible services
+/// (`x-mock-reasoning-tokens`, `x-mock-cache-write-tokens`, `x-mock-cache-write-1h-tokens`).
+pub const MAX_TOKEN_HEADER: u64 = 1_000_000_000;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state of a running mock.
@@ -230,23 +235,48 @@ fn is_loopback_host(host: &str) -> bool {
     matches!(host, "" | "localhost" | "[::1]" | "::1") || host.starts_with("127.")
 }
 
-/// The provider and provider-relative path of a request, or `None` for an unknown host.
-fn resolve<'p>(host: &str, path: &'p str) -> Option<(Provider, &'p str)> {
+/// Where a request goes: the provider (dialect), the OpenAI-compatible service, and the path the
+/// provider module routes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resolved<'p> {
+    provider: Provider,
+    flavor: Flavor,
+    path: &'p str,
+}
+
+/// The provider, service and provider-relative path of a request, or `None` for an unknown host.
+fn resolve<'p>(host: &str, path: &'p str) -> Option<Resolved<'p>> {
+    let to = |provider, flavor, path| {
+        Some(Resolved {
+            provider,
+            flavor,
+            path,
+        })
+    };
     if let Some(p) = Provider::for_host(host) {
-        return Some((p, path));
+        return to(p, Flavor::OpenAi, path);
+    }
+    if let Some(f) = Flavor::for_host(host) {
+        return to(Provider::OpenAi, f, path);
     }
     if !is_loopback_host(host) {
         return None;
     }
-    for (prefix, p) in [
-        ("/openai", Provider::OpenAi),
-        ("/anthropic", Provider::Anthropic),
-        ("/gemini", Provider::Gemini),
-    ] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.starts_with('/') {
-                return Some((p, rest));
-            }
+    // A loopback request may name the provider or service by a first path segment.
+    if let Some(seg_end) = path
+        .strip_prefix('/')
+        .and_then(|after| after.find('/'))
+        .map(|i| i + 1)
+    {
+        let (prefix, rest) = path.split_at(seg_end);
+        let named = match prefix {
+            "/openai" => Some((Provider::OpenAi, Flavor::OpenAi)),
+            "/anthropic" => Some((Provider::Anthropic, Flavor::OpenAi)),
+            "/gemini" => Some((Provider::Gemini, Flavor::OpenAi)),
+            other => Flavor::for_prefix(other).map(|f| (Provider::OpenAi, f)),
+        };
+        if let Some((p, f)) = named {
+            return to(p, f, rest);
         }
     }
     let p = if path.starts_with("/v1/messages") {
@@ -258,18 +288,24 @@ fn resolve<'p>(host: &str, path: &'p str) -> Option<(Provider, &'p str)> {
     } else {
         Provider::OpenAi
     };
-    Some((p, path))
+    to(p, Flavor::OpenAi, path)
 }
 
 enum Route {
-    OpenAi(openai::Endpoint),
+    OpenAi(openai::Target),
     Anthropic(anthropic::Endpoint),
     Gemini(gemini::Endpoint),
 }
 
-fn route(provider: Provider, method: &Method, path: &str) -> Option<Route> {
+fn route(
+    provider: Provider,
+    flavor: Flavor,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Route> {
     match provider {
-        Provider::OpenAi => openai::route(method, path).map(Route::OpenAi),
+        Provider::OpenAi => openai::route_for(flavor, method, path, query).map(Route::OpenAi),
         Provider::Anthropic => anthropic::route(method, path).map(Route::Anthropic),
         Provider::Gemini => gemini::route(method, path).map(Route::Gemini),
     }
@@ -282,49 +318,87 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(str::trim)
 }
 
-/// Reads the `x-mock-*` request headers.
+fn parse_switch(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "0" | "false" => Ok(false),
+        "1" | "true" => Ok(true),
+        _ => Err(format!("invalid {name} '{v}': expected 1 or 0")),
+    }
+}
+
+fn parse_tokens(name: &str, v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n <= MAX_TOKEN_HEADER => Ok(n),
+        _ => Err(format!(
+            "invalid {name} '{v}': expected an integer from 0 to {MAX_TOKEN_HEADER}"
+        )),
+    }
+}
+
+/// Reads the `x-mock-*` request headers in one pass over the headers (a value that is not visible
+/// ASCII counts as absent; unknown `x-mock-*` names are ignored; `x-mock-azure-model` is read by the
+/// OpenAI module).
 fn mock_options(headers: &HeaderMap, state: &State) -> Result<(Fault, Duration, Opts), String> {
-    let fault = match header_str(headers, "x-mock-fault") {
-        Some(v) => v.parse::<Fault>().map_err(|e| e.to_string())?,
-        None => state.default_fault,
-    };
-    let delay = match header_str(headers, "x-mock-chunk-delay-ms") {
-        Some(v) => Duration::from_millis(v.parse::<u64>().map_err(|_| {
-            format!("invalid x-mock-chunk-delay-ms '{v}': expected milliseconds as an integer")
-        })?),
-        None => state.chunk_delay,
-    };
-    let output_words = match header_str(headers, "x-mock-output-words") {
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n <= MAX_OUTPUT_WORDS => Some(n),
-            _ => {
-                return Err(format!(
-                    "invalid x-mock-output-words '{v}': expected an integer from 0 to {MAX_OUTPUT_WORDS}"
-                ))
+    let mut fault = state.default_fault;
+    let mut delay = state.chunk_delay;
+    let mut opts = Opts::default();
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix("x-mock-") else {
+            continue;
+        };
+        let Ok(v) = value.to_str().map(str::trim) else {
+            continue;
+        };
+        match key {
+            "fault" => fault = v.parse::<Fault>().map_err(|e| e.to_string())?,
+            "chunk-delay-ms" => {
+                delay = Duration::from_millis(v.parse::<u64>().map_err(|_| {
+                    format!(
+                        "invalid x-mock-chunk-delay-ms '{v}': expected milliseconds as an integer"
+                    )
+                })?);
             }
-        },
-        None => None,
-    };
-    let cached_tokens = match header_str(headers, "x-mock-cached-tokens") {
-        Some(v) => v.parse::<u64>().map_err(|_| {
-            format!("invalid x-mock-cached-tokens '{v}': expected a non-negative integer")
-        })?,
-        None => 0,
-    };
-    let tool_call = match header_str(headers, "x-mock-tool-call") {
-        None | Some("0") | Some("false") => false,
-        Some("1") | Some("true") => true,
-        Some(v) => return Err(format!("invalid x-mock-tool-call '{v}': expected 1 or 0")),
-    };
-    Ok((
-        fault,
-        delay,
-        Opts {
-            output_words,
-            cached_tokens,
-            tool_call,
-        },
-    ))
+            "output-words" => match v.parse::<usize>() {
+                Ok(n) if n <= MAX_OUTPUT_WORDS => opts.output_words = Some(n),
+                _ => {
+                    return Err(format!(
+                        "invalid x-mock-output-words '{v}': expected an integer from 0 to {MAX_OUTPUT_WORDS}"
+                    ))
+                }
+            },
+            "cached-tokens" => {
+                opts.cached_tokens = v.parse::<u64>().map_err(|_| {
+                    format!("invalid x-mock-cached-tokens '{v}': expected a non-negative integer")
+                })?;
+            }
+            "tool-call" => opts.tool_call = parse_switch("x-mock-tool-call", v)?,
+            "reasoning-tokens" => {
+                opts.reasoning_tokens = parse_tokens("x-mock-reasoning-tokens", v)?;
+            }
+            "cache-write-tokens" => {
+                opts.cache_write_tokens = parse_tokens("x-mock-cache-write-tokens", v)?;
+            }
+            "cache-write-1h-tokens" => {
+                opts.cache_write_1h_tokens = parse_tokens("x-mock-cache-write-1h-tokens", v)?;
+            }
+            "anthropic-delta-usage" => {
+                opts.anthropic_delta_full = match v {
+                    "full" => true,
+                    "output" => false,
+                    _ => {
+                        return Err(format!(
+                            "invalid x-mock-anthropic-delta-usage '{v}': expected full or output"
+                        ))
+                    }
+                };
+            }
+            "choices-null" => opts.choices_null = parse_switch("x-mock-choices-null", v)?,
+            "stream-crlf" => opts.stream_crlf = parse_switch("x-mock-stream-crlf", v)?,
+            "sse-comments" => opts.sse_comments = parse_switch("x-mock-sse-comments", v)?,
+            _ => {}
+        }
+    }
+    Ok((fault, delay, opts))
 }
 
 /// Whether the request body has a content coding other than identity.
@@ -356,7 +430,16 @@ async fn handle(
 
     let id = state.next_id();
     let resolved = resolve(&host, full_path);
-    let dialect = resolved.map_or(Provider::OpenAi, |(p, _)| p);
+    let (dialect, flavor) = resolved.map_or((Provider::OpenAi, Flavor::OpenAi), |r| {
+        (r.provider, r.flavor)
+    });
+    let early = Answerer {
+        provider: dialect,
+        flavor,
+        id: &id,
+        started,
+    };
+    let plain = Opts::default();
 
     // Body: refuse oversize up front, then collect with a cap.
     let declared = parts
@@ -367,11 +450,10 @@ async fn handle(
     let too_large = || {
         respond(
             reply::error(dialect, ErrorKind::TooLarge, None, &id),
+            early,
             FaultKind::None,
             Duration::ZERO,
-            dialect,
-            &id,
-            started,
+            &plain,
         )
     };
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
@@ -387,14 +469,7 @@ async fn handle(
                 Some("could not read the request body"),
                 &id,
             );
-            return Ok(respond(
-                r,
-                FaultKind::None,
-                Duration::ZERO,
-                dialect,
-                &id,
-                started,
-            ));
+            return Ok(respond(r, early, FaultKind::None, Duration::ZERO, &plain));
         }
     };
 
@@ -411,34 +486,32 @@ async fn handle(
         });
     }
 
-    let Some((provider, path)) = resolved else {
+    let Some(Resolved {
+        provider,
+        flavor,
+        path,
+    }) = resolved
+    else {
         let msg = format!(
-            "airlock-mock does not serve host '{host}'; it serves api.openai.com, api.anthropic.com \
-and generativelanguage.googleapis.com (or any path on a loopback host)"
+            "airlock-mock does not serve host '{host}'; it serves api.openai.com, api.anthropic.com, \
+generativelanguage.googleapis.com, api.groq.com, api.x.ai, openrouter.ai, api.mistral.ai, \
+api.deepseek.com, api.together.xyz and <resource>.openai.azure.com (or any path on a loopback host)"
         );
         let r = reply::error(Provider::OpenAi, ErrorKind::NotFound, Some(&msg), &id);
-        return Ok(respond(
-            r,
-            FaultKind::None,
-            Duration::ZERO,
-            Provider::OpenAi,
-            &id,
-            started,
-        ));
+        return Ok(respond(r, early, FaultKind::None, Duration::ZERO, &plain));
+    };
+    let who = Answerer {
+        provider,
+        flavor,
+        id: &id,
+        started,
     };
 
     let (fault, delay, opts) = match mock_options(&parts.headers, &state) {
         Ok(o) => o,
         Err(msg) => {
             let r = reply::error(provider, ErrorKind::BadRequest, Some(&msg), &id);
-            return Ok(respond(
-                r,
-                FaultKind::None,
-                Duration::ZERO,
-                provider,
-                &id,
-                started,
-            ));
+            return Ok(respond(r, who, FaultKind::None, Duration::ZERO, &plain));
         }
     };
 
@@ -454,6 +527,7 @@ and generativelanguage.googleapis.com (or any path on a loopback host)"
 
     let call = Call {
         provider,
+        flavor,
         method: &parts.method,
         path,
         query: parts.uri.query(),
@@ -463,7 +537,7 @@ and generativelanguage.googleapis.com (or any path on a loopback host)"
         id: &id,
         created: unix_now(),
     };
-    let mut reply = match route(provider, &parts.method, path) {
+    let mut reply = match route(provider, flavor, &parts.method, path, parts.uri.query()) {
         None => match provider {
             Provider::OpenAi => openai::not_found(&call),
             Provider::Anthropic => anthropic::not_found(&call),
@@ -478,10 +552,18 @@ and generativelanguage.googleapis.com (or any path on a loopback host)"
             match (auth, fault.kind) {
                 (Err(r), _) => r,
                 (Ok(()), FaultKind::Status(429)) => {
-                    reply::error(provider, ErrorKind::RateLimited, None, &id)
+                    reply::error_in(provider, flavor, ErrorKind::RateLimited, None, &id)
                 }
                 (Ok(()), FaultKind::Status(code)) => {
-                    reply::error(provider, ErrorKind::Server(code), None, &id)
+                    reply::error_in(provider, flavor, ErrorKind::Server(code), None, &id)
+                }
+                (Ok(()), FaultKind::ContentFilter) if flavor == Flavor::Azure => {
+                    compat::content_filter_refusal()
+                }
+                (Ok(()), FaultKind::ContentFilter) => {
+                    let msg = "airlock-mock serves the content-filter fault only on Azure OpenAI \
+hosts (<resource>.openai.azure.com, or /azure/... on a loopback host)";
+                    reply::error(provider, ErrorKind::BadRequest, Some(msg), &id)
                 }
                 (Ok(()), _) if encoded(&parts.headers) => {
                     let msg = "airlock-mock does not decode request bodies sent with a \
@@ -489,7 +571,7 @@ Content-Encoding; send the JSON body uncompressed";
                     reply::error(provider, ErrorKind::BadRequest, Some(msg), &id)
                 }
                 (Ok(()), _) => match &route {
-                    Route::OpenAi(e) => openai::handle(e, &call),
+                    Route::OpenAi(t) => openai::handle(t, &call),
                     Route::Anthropic(e) => anthropic::handle(e, &call),
                     Route::Gemini(e) => gemini::handle(e, &call),
                 },
@@ -500,19 +582,82 @@ Content-Encoding; send the JSON body uncompressed";
     // Mid-stream faults apply to successful answers only.
     let ok = reply.status == StatusCode::OK;
     if ok && fault.kind == FaultKind::ErrorMidStream && matches!(reply.body, ReplyBody::Full(_)) {
-        reply = reply::error(provider, ErrorKind::Server(500), None, &id);
+        reply = reply::error_in(provider, flavor, ErrorKind::Server(500), None, &id);
     }
-    Ok(respond(reply, fault.kind, delay, provider, &id, started))
+    Ok(respond(reply, who, fault.kind, delay, &opts))
 }
 
-/// Turns a reply into a response: body pacing, mid-stream faults, and the provider's usual headers.
+/// Who answers a request, for the common response headers.
+#[derive(Clone, Copy)]
+struct Answerer<'a> {
+    provider: Provider,
+    flavor: Flavor,
+    id: &'a str,
+    started: Instant,
+}
+
+/// An event stream's frames after the transport options: a `: keep-alive` comment frame before
+/// every frame (`x-mock-sse-comments`; it ends like the stream's frames do, so CRLF after Gemini's
+/// CRLF frames), then every LF not already preceded by CR turned into CRLF (`x-mock-stream-crlf`).
+/// Other bodies are left alone.
+fn shape_frames(frames: Vec<Bytes>, content_type: &str, opts: &Opts) -> Vec<Bytes> {
+    if !(opts.sse_comments || opts.stream_crlf) || !content_type.starts_with("text/event-stream") {
+        return frames;
+    }
+    let frames = if opts.sse_comments {
+        let comment = if frames.first().is_some_and(|f| f.ends_with(b"\r\n\r\n")) {
+            to_crlf(KEEP_ALIVE)
+        } else {
+            Bytes::from_static(KEEP_ALIVE)
+        };
+        let mut out = Vec::with_capacity(frames.len() * 2);
+        for f in frames {
+            out.push(comment.clone());
+            out.push(f);
+        }
+        out
+    } else {
+        frames
+    };
+    if opts.stream_crlf {
+        frames.iter().map(|f| to_crlf(f)).collect()
+    } else {
+        frames
+    }
+}
+
+/// `bytes` with every LF that is not already part of a CRLF turned into CRLF.
+fn to_crlf(bytes: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    Bytes::from(out)
+}
+
+/// A UUID-shaped request id for services that send UUIDs (Azure's `apim-request-id`).
+fn uuid_like(id: &str) -> String {
+    format!(
+        "{}-{}-4000-8000-00000000{}",
+        id.get(..8).unwrap_or("00000000"),
+        id.get(8..12).unwrap_or("0000"),
+        id.get(12..16).unwrap_or("0000"),
+    )
+}
+
+/// Turns a reply into a response: body pacing, mid-stream faults, stream shaping, and the
+/// provider's usual headers.
 fn respond(
     reply: Reply,
+    who: Answerer<'_>,
     fault: FaultKind,
     delay: Duration,
-    provider: Provider,
-    id: &str,
-    started: Instant,
+    opts: &Opts,
 ) -> Response<MockBody> {
     let Reply {
         status,
@@ -530,7 +675,7 @@ fn respond(
         (ReplyBody::Full(b), _) => MockBody::full(b),
         (ReplyBody::Stream { mut frames, .. }, FaultKind::ResetMidStream) if ok => {
             frames.truncate(cut_point(frames.len()));
-            MockBody::frames(frames, delay, true)
+            MockBody::frames(shape_frames(frames, content_type, opts), delay, true)
         }
         (
             ReplyBody::Stream {
@@ -541,9 +686,11 @@ fn respond(
         ) if ok => {
             frames.truncate(cut_point(frames.len()));
             frames.push(error_frame);
-            MockBody::frames(frames, delay, false)
+            MockBody::frames(shape_frames(frames, content_type, opts), delay, false)
         }
-        (ReplyBody::Stream { frames, .. }, _) => MockBody::frames(frames, delay, false),
+        (ReplyBody::Stream { frames, .. }, _) => {
+            MockBody::frames(shape_frames(frames, content_type, opts), delay, false)
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -555,18 +702,30 @@ fn respond(
             h.insert(CONTENT_LENGTH, v);
         }
     }
+    let id = who.id;
     let request_id = HeaderValue::try_from(format!("req_mock{id}")).ok();
-    match provider {
+    match who.provider {
         Provider::OpenAi => {
             if let Some(v) = request_id {
                 h.insert("x-request-id", v);
             }
-            let ms = started.elapsed().as_millis().max(1);
-            if let Ok(v) = HeaderValue::try_from(ms.to_string()) {
-                h.insert("openai-processing-ms", v);
+            match who.flavor {
+                Flavor::OpenAi => {
+                    let ms = who.started.elapsed().as_millis().max(1);
+                    if let Ok(v) = HeaderValue::try_from(ms.to_string()) {
+                        h.insert("openai-processing-ms", v);
+                    }
+                    h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+                    h.insert("openai-organization", HeaderValue::from_static("org-mock"));
+                }
+                Flavor::Azure => {
+                    if let Ok(v) = HeaderValue::try_from(uuid_like(id)) {
+                        h.insert("apim-request-id", v);
+                    }
+                    h.insert("x-ms-region", HeaderValue::from_static("East US"));
+                }
+                _ => {}
             }
-            h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
-            h.insert("openai-organization", HeaderValue::from_static("org-mock"));
         }
         Provider::Anthropic => {
             if let Some(v) = request_id {
@@ -636,28 +795,82 @@ mod tests {
 
     #[test]
     fn resolution() {
+        let r = |host: &str, path: &'static str| {
+            resolve(host, path).map(|r| (r.provider, r.flavor, r.path))
+        };
         assert_eq!(
-            resolve("api.anthropic.com", "/v1/messages"),
-            Some((Provider::Anthropic, "/v1/messages"))
+            r("api.anthropic.com", "/v1/messages"),
+            Some((Provider::Anthropic, Flavor::OpenAi, "/v1/messages"))
         );
         assert_eq!(
-            resolve("127.0.0.1", "/anthropic/v1/messages"),
-            Some((Provider::Anthropic, "/v1/messages"))
+            r("127.0.0.1", "/anthropic/v1/messages"),
+            Some((Provider::Anthropic, Flavor::OpenAi, "/v1/messages"))
         );
         assert_eq!(
-            resolve(
+            r(
                 "localhost",
                 "/v1beta/models/gemini-2.5-flash:generateContent"
             ),
             Some((
                 Provider::Gemini,
+                Flavor::OpenAi,
                 "/v1beta/models/gemini-2.5-flash:generateContent"
             ))
         );
         assert_eq!(
-            resolve("127.0.0.1", "/v1/chat/completions"),
-            Some((Provider::OpenAi, "/v1/chat/completions"))
+            r("127.0.0.1", "/v1/chat/completions"),
+            Some((Provider::OpenAi, Flavor::OpenAi, "/v1/chat/completions"))
         );
-        assert_eq!(resolve("example.com", "/v1/chat/completions"), None);
+        assert_eq!(
+            r("127.0.0.1", "/openai/v1/chat/completions"),
+            Some((Provider::OpenAi, Flavor::OpenAi, "/v1/chat/completions"))
+        );
+        assert_eq!(
+            r("127.0.0.1", "/groq/openai/v1/chat/completions"),
+            Some((
+                Provider::OpenAi,
+                Flavor::Groq,
+                "/openai/v1/chat/completions"
+            ))
+        );
+        assert_eq!(
+            r("api.groq.com", "/openai/v1/chat/completions"),
+            Some((
+                Provider::OpenAi,
+                Flavor::Groq,
+                "/openai/v1/chat/completions"
+            ))
+        );
+        assert_eq!(
+            r("mockres.openai.azure.com", "/openai/v1/chat/completions"),
+            Some((
+                Provider::OpenAi,
+                Flavor::Azure,
+                "/openai/v1/chat/completions"
+            ))
+        );
+        assert_eq!(r("a.b.openai.azure.com", "/openai/v1/models"), None);
+        assert_eq!(r("openai.azure.com", "/openai/v1/models"), None);
+        assert_eq!(r("example.com", "/v1/chat/completions"), None);
+        assert_eq!(
+            r("127.0.0.1", "/"),
+            Some((Provider::OpenAi, Flavor::OpenAi, "/"))
+        );
+    }
+
+    #[test]
+    fn crlf_conversion_keeps_existing_crlf() {
+        assert_eq!(
+            to_crlf(b"data: x\n\n"),
+            Bytes::from_static(b"data: x\r\n\r\n")
+        );
+        assert_eq!(
+            to_crlf(b"data: x\r\n\r\n"),
+            Bytes::from_static(b"data: x\r\n\r\n")
+        );
+        assert_eq!(
+            to_crlf(b"event: a\ndata: b\n\n"),
+            Bytes::from_static(b"event: a\r\ndata: b\r\n\r\n")
+        );
     }
 }

@@ -298,3 +298,78 @@ pub fn parse_sse(text: &str) -> Vec<Sse> {
         })
         .collect()
 }
+
+/// One item of an event stream, in order: a comment line (`: text`, without the colon and the
+/// space) or a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseItem {
+    /// A comment frame.
+    Comment(String),
+    /// A data frame.
+    Frame(Sse),
+}
+
+/// Parses an event stream that may contain comment frames, keeping their positions. `crlf` says
+/// which line ending every line must use (no bare LF when true, no CR at all when false).
+pub fn parse_sse_items(text: &str, crlf: bool) -> Vec<SseItem> {
+    if crlf {
+        assert!(
+            !text.replace("\r\n", "").contains('\n'),
+            "bare LF in a CRLF stream: {text:?}"
+        );
+    } else {
+        assert!(!text.contains('\r'), "CR in an LF stream: {text:?}");
+    }
+    let normalised = text.replace("\r\n", "\n");
+    assert!(
+        normalised.ends_with("\n\n"),
+        "stream does not end with a blank line: {text:?}"
+    );
+    normalised
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|frame| {
+            if let Some(c) = frame.strip_prefix(':') {
+                assert!(!c.contains('\n'), "multi-line comment frame {frame:?}");
+                return SseItem::Comment(c.trim_start().to_owned());
+            }
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push(d);
+                } else {
+                    panic!("unexpected SSE line {line:?}");
+                }
+            }
+            SseItem::Frame(Sse {
+                event,
+                data: data.join("\n"),
+            })
+        })
+        .collect()
+}
+
+/// The frames of a parsed stream, comments dropped.
+pub fn only_frames(items: &[SseItem]) -> Vec<Sse> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            SseItem::Frame(f) => Some(f.clone()),
+            SseItem::Comment(_) => None,
+        })
+        .collect()
+}
+
+/// The JSON chunks of an OpenAI-style stream that must end with `data: [DONE]`.
+pub fn openai_chunks(text: &str) -> Vec<Value> {
+    let events = parse_sse(text);
+    assert_eq!(
+        events.last().map(|e| e.data.as_str()),
+        Some("[DONE]"),
+        "{text}"
+    );
+    events[..events.len() - 1].iter().map(Sse::json).collect()
+}
