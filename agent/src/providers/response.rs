@@ -268,7 +268,7 @@ impl ResponseParser {
                 match serde_json::from_slice::<Value>(&body) {
                     Ok(v) => {
                         self.on_document(&v, None);
-                        if v.get("error").is_none() {
+                        if v.get("error").is_none_or(Value::is_null) {
                             self.terminal = true;
                         }
                     }
@@ -341,13 +341,22 @@ impl ResponseParser {
     }
 
     fn set_error(&mut self, err: &Value) {
-        let kind = err
-            .get("type")
-            .or_else(|| err.get("code"))
-            .or_else(|| err.get("status"))
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+        // The most specific name each dialect gives its error: OpenAI and Anthropic `type`, Azure's string
+        // `code` (its `type` is often null), Gemini's `status` (`RESOURCE_EXHAUSTED`, not the HTTP code).
+        // A Responses `error` event carries `type: "error"` beside its `code`, which is the useful part.
+        let text = |key: &str| {
+            err.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && *s != "error")
+        };
+        let kind = text("type")
+            .or_else(|| text("code"))
+            .or_else(|| text("status"))
+            .map(str::to_string)
+            .or_else(|| {
+                err.get("code")
+                    .filter(|c| c.is_number())
+                    .map(Value::to_string)
             })
             .unwrap_or_else(|| "error".into());
         let message = err
@@ -463,7 +472,11 @@ impl ResponseParser {
                     self.set_error(err);
                 }
             }
-            "error" => self.set_error(v.get("error").unwrap_or(v)),
+            "error" => {
+                // A terminal event (wire-formats.md §3): the provider ended the stream on purpose.
+                self.terminal = true;
+                self.set_error(v.get("error").filter(|e| e.is_object()).unwrap_or(v));
+            }
             "" => {
                 // A whole (non-streamed) response object.
                 if let Some(err) = v.get("error").filter(|e| e.is_object()) {
