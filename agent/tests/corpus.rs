@@ -887,6 +887,12 @@ fn usage_field_range(frame: &str) -> Option<std::ops::Range<usize>> {
 }
 
 /// What a client must receive from the stripper: the body with the injected usage deleted textually.
+/// Once usage was asked for, every chunk carries `"usage":null`; a stream that did not ask has no such
+/// field, so the client must not see it either.
+fn without_null_usage(s: &str) -> String {
+    s.replace(",\"usage\":null", "")
+}
+
 fn stripped_expectation(fx: &Fixture) -> Result<(String, u32), String> {
     let body = std::str::from_utf8(&fx.body).map_err(|e| e.to_string())?;
     let mut with_usage = Vec::new();
@@ -904,7 +910,7 @@ fn stripped_expectation(fx: &Fixture) -> Result<(String, u32), String> {
         }
     }
     match (fx.usage_chunk, with_usage.as_slice()) {
-        (None, []) => Ok((body.to_string(), 0)),
+        (None, []) => Ok((without_null_usage(body), 0)),
         (None, [..]) => Err(format!(
             "{} frame(s) carry top-level usage: declare usage_chunk = \"frame\" or \"field\"",
             with_usage.len()
@@ -913,9 +919,10 @@ fn stripped_expectation(fx: &Fixture) -> Result<(String, u32), String> {
         (Some(kind), [(r, no_choices)]) => {
             let (r, no_choices) = (r.clone(), *no_choices);
             match kind {
-                UsageChunk::Frame if no_choices => {
-                    Ok((format!("{}{}", &body[..r.start], &body[r.end..]), 1))
-                }
+                UsageChunk::Frame if no_choices => Ok((
+                    without_null_usage(&format!("{}{}", &body[..r.start], &body[r.end..])),
+                    1,
+                )),
                 UsageChunk::Field if !no_choices => {
                     let frame = &body[r.clone()];
                     let f = usage_field_range(frame)
@@ -926,7 +933,11 @@ fn stripped_expectation(fx: &Fixture) -> Result<(String, u32), String> {
                         return Err("the frame still has usage after deleting it".into());
                     }
                     Ok((
-                        format!("{}{rewritten}{}", &body[..r.start], &body[r.end..]),
+                        without_null_usage(&format!(
+                            "{}{rewritten}{}",
+                            &body[..r.start],
+                            &body[r.end..]
+                        )),
                         1,
                     ))
                 }

@@ -24,7 +24,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("AIRLOCK_BIN_DIR", ROOT / "target" / "debug"))
 DEFAULT_POLICY = (ROOT / "policies" / "default.toml").read_text()
-MOCK_HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"]
+MOCK_HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.groq.com",
+              "api.x.ai", "openrouter.ai", "api.mistral.ai", "api.deepseek.com", "api.together.xyz",
+              "mockres.openai.azure.com"]
 
 
 def binary(name: str) -> Path:

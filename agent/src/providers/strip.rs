@@ -1,8 +1,9 @@
 //! Undoing the agent's own usage request on the way back: when the agent added
 //! `stream_options.include_usage` to a client's OpenAI-style stream, the usage it asked for must not reach
 //! the client. This rewriter passes SSE frames through byte for byte, except that a frame carrying usage
-//! with no choices is dropped, and a frame carrying usage alongside choices (xAI, some vLLM builds) loses
-//! its `usage` field. Only complete frames are ever released, so at most one partial frame is held — the
+//! with no choices is dropped, a frame carrying usage alongside choices (xAI, some vLLM builds) loses its
+//! `usage` field, and the `"usage":null` that every other chunk carries once usage was asked for is cut
+//! out textually (a stream that did not ask has no such field). Only complete frames are ever released, so at most one partial frame is held — the
 //! one a client could not have used yet anyway; a frame over the size cap is released unread.
 
 use bytes::{Bytes, BytesMut};
@@ -100,6 +101,7 @@ impl UsageChunkStripper {
                 self.stripped += 1;
                 out.extend_from_slice(&b);
             }
+            Rewrite::NullRemoved(b) => out.extend_from_slice(&b),
         }
     }
 }
@@ -108,6 +110,26 @@ enum Rewrite {
     Keep,
     Drop,
     Replace(Vec<u8>),
+    /// Only the `"usage":null` field was removed (not counted as a stripped usage frame).
+    NullRemoved(Vec<u8>),
+}
+
+/// The frame without its top-level `"usage":null` field, cut out as text so no other byte changes. (The
+/// pattern cannot occur inside a JSON string, where quotes are escaped.)
+fn without_null_usage(frame: &[u8]) -> Option<Vec<u8>> {
+    const PATTERNS: [&[u8]; 4] = [
+        b",\"usage\":null",
+        b", \"usage\": null",
+        b"\"usage\":null,",
+        b"\"usage\": null, ",
+    ];
+    PATTERNS.iter().find_map(|p| {
+        let i = memchr::memmem::find(frame, p)?;
+        let mut v = Vec::with_capacity(frame.len() - p.len());
+        v.extend_from_slice(&frame[..i]);
+        v.extend_from_slice(&frame[i + p.len()..]);
+        Some(v)
+    })
 }
 
 fn rewrite(frame: &[u8]) -> Rewrite {
@@ -138,8 +160,15 @@ fn rewrite(frame: &[u8]) -> Rewrite {
     let Some(obj) = v.as_object_mut() else {
         return Rewrite::Keep;
     };
-    if obj.get("usage").is_none_or(Value::is_null) {
-        return Rewrite::Keep;
+    match obj.get("usage") {
+        None => return Rewrite::Keep,
+        Some(Value::Null) => {
+            return match without_null_usage(frame) {
+                Some(b) => Rewrite::NullRemoved(b),
+                None => Rewrite::Keep,
+            }
+        }
+        Some(_) => {}
     }
     let no_choices = match obj.get("choices") {
         None | Some(Value::Null) => true,
@@ -177,8 +206,10 @@ data: [DONE]\n\n";
 
     #[test]
     fn usage_chunk_is_removed_at_every_split() {
-        let expected = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
-data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+        // Once usage was asked for, every chunk carries "usage":null; a stream that did not ask has none.
+        let expected =
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
 data: [DONE]\n\n";
         for split in 1..=WITH_USAGE.len() {
             let (out, n) = run(WITH_USAGE.as_bytes(), split);

@@ -1,0 +1,52 @@
+//! Fuzzes the response parser and the usage-chunk stripper: arbitrary bytes, cut into arbitrary chunks,
+//! as every provider and framing. Neither may panic, and the stripper must pass a stream without usage
+//! frames through byte for byte.
+#![no_main]
+
+use airlock_agent::policy::ApiKind;
+use airlock_agent::providers::response::{Framing, ResponseParser};
+use airlock_agent::providers::strip::UsageChunkStripper;
+use libfuzzer_sys::fuzz_target;
+
+const APIS: [(ApiKind, &str); 6] = [
+    (ApiKind::Openai, "chat_completions"),
+    (ApiKind::Openai, "responses"),
+    (ApiKind::Azure, "completions"),
+    (ApiKind::Anthropic, "messages"),
+    (ApiKind::Gemini, "stream_generate_content"),
+    (ApiKind::Gemini, "generate_content"),
+];
+const FRAMINGS: [Framing; 3] = [Framing::Sse, Framing::Json, Framing::JsonArray];
+const ENCODINGS: [Option<&str>; 4] = [None, Some("gzip"), Some("br"), Some("zstd")];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&ctl, body)) = data.split_first() else { return };
+    let (api, op) = APIS[usize::from(ctl) % APIS.len()];
+    let framing = FRAMINGS[usize::from(ctl >> 3) % FRAMINGS.len()];
+    let encoding = ENCODINGS[usize::from(ctl >> 5) % ENCODINGS.len()];
+    let chunk = usize::from(ctl % 17) + 1;
+
+    let mut parser = ResponseParser::new(api, op, framing, encoding);
+    for part in body.chunks(chunk) {
+        parser.feed(part);
+    }
+    let summary = parser.finish();
+    if let Some(u) = summary.usage {
+        assert!(u.cache_read_tokens <= u.input_tokens || api == ApiKind::Anthropic);
+        assert!(u.reasoning_tokens <= u.output_tokens || api == ApiKind::Gemini);
+    }
+
+    let mut stripper = UsageChunkStripper::new();
+    let mut out = Vec::new();
+    for part in body.chunks(chunk) {
+        out.extend_from_slice(&stripper.feed(part));
+    }
+    out.extend_from_slice(&stripper.finish());
+    if memchr_usage(body).is_none() {
+        assert_eq!(out, body, "a stream without usage frames must pass byte for byte");
+    }
+});
+
+fn memchr_usage(b: &[u8]) -> Option<usize> {
+    b.windows(7).position(|w| w == b"\"usage\"")
+}
