@@ -72,33 +72,27 @@ fn agent() -> ureq::Agent {
 /// GETs a JSON document from the agent. `Ok(None)` means nothing is listening there.
 pub fn get_json(addr: SocketAddr, path: &str) -> Result<Option<Value>> {
     let url = format!("http://{addr}{path}");
-    match agent().get(&url).call() {
-        Ok(mut resp) => {
-            let status = resp.status();
-            let v: Value = resp.body_mut().read_json().with_context(|| {
-                format!("the agent at {addr} sent something that is not JSON for {path}")
-            })?;
-            if !status.is_success() {
-                return Err(anyhow!(
-                    "the agent at {addr} answered {status} for {path}: {}",
-                    v["error"]["message"]
-                ));
-            }
-            Ok(Some(v))
-        }
-        Err(ureq::Error::Io(e)) if is_not_listening(&e) => Ok(None),
-        Err(ureq::Error::ConnectionFailed) => Ok(None),
-        Err(e) => Err(anyhow!("cannot reach the agent at {addr}: {e}")),
-    }
+    answer(addr, path, agent().get(&url).call())
 }
 
 /// POSTs to the agent and returns its JSON answer. `Ok(None)` means nothing is listening there.
 pub fn post_json(addr: SocketAddr, path: &str) -> Result<Option<Value>> {
     let url = format!("http://{addr}{path}");
-    match agent().post(&url).send_empty() {
+    answer(addr, path, agent().post(&url).send_empty())
+}
+
+/// Reads the agent's JSON answer, turning errors into sentences and "nothing listens" into `None`.
+fn answer(
+    addr: SocketAddr,
+    path: &str,
+    sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Option<Value>> {
+    match sent {
         Ok(mut resp) => {
             let status = resp.status();
-            let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+            let v: Value = resp.body_mut().read_json().with_context(|| {
+                format!("the agent at {addr} sent something that is not JSON for {path}")
+            })?;
             if !status.is_success() {
                 return Err(anyhow!(
                     "the agent at {addr} answered {status} for {path}: {}",

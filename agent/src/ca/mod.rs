@@ -135,27 +135,24 @@ impl CertificateAuthority {
         if let Some(retired) = store::retire_current(state)? {
             tracing::info!(retired = %retired.display(), "retired the previous device CA certificate");
         }
-        store::write_new(state, &new)?;
-        let ca = Self::load(state)?;
-        tracing::info!(
-            serial = %ca.info.serial,
-            fingerprint = %ca.info.fingerprint_sha256,
-            domains = ?ca.info.permitted_domains,
-            "rotated the device CA"
-        );
-        Ok(ca)
+        Self::write_and_load(state, &new, "rotated the device CA")
     }
 
     fn create(state: &StateDir, domains: &[String]) -> Result<Self> {
         let domains = names::normalize_domains(domains)?;
         let new = issue::new_ca(&provider(), &domains)?;
-        store::write_new(state, &new)?;
+        Self::write_and_load(state, &new, "created a new device CA")
+    }
+
+    /// Writes a new CA and loads it back, so a new CA passes the same checks as a loaded one.
+    fn write_and_load(state: &StateDir, new: &issue::NewCa, what: &'static str) -> Result<Self> {
+        store::write_new(state, new)?;
         let ca = Self::load(state)?;
         tracing::info!(
             serial = %ca.info.serial,
             fingerprint = %ca.info.fingerprint_sha256,
             domains = ?ca.info.permitted_domains,
-            "created a new device CA"
+            "{what}"
         );
         Ok(ca)
     }

@@ -153,12 +153,7 @@ async fn intercept_tls(
 
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
+        let path_and_query = super::path_and_query(req.uri());
         let target = Target::new(
             InterceptMode::Proxy,
             host.clone(),

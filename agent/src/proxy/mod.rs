@@ -25,6 +25,14 @@ use crate::pipeline::Target;
 use crate::record::InterceptMode;
 use crate::{AgentError, Result};
 
+/// The path and query of a request URI (`/` when it has none), as sent upstream.
+fn path_and_query(uri: &http::Uri) -> String {
+    uri.path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string()
+}
+
 /// Whether a peer may use the agent: only processes on this machine.
 pub fn is_allowed_peer(peer: &SocketAddr) -> bool {
     match peer.ip() {
@@ -119,11 +127,7 @@ async fn absolute_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<
     let policy = shared.policy();
     if let Some(entry) = policy.hosts.lookup(&host) {
         let default_port = matches!(uri.port_u16(), None | Some(80) | Some(443));
-        let path_and_query = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
+        let path_and_query = path_and_query(&uri);
         let target = Target::new(
             InterceptMode::Proxy,
             host.trim_end_matches('.').to_string(),
