@@ -16,7 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
 missing=()
-for pair in curl:curl openssl:openssl python3:python3 npm:npm; do
+for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
