@@ -270,6 +270,10 @@ impl Recorder {
     }
 }
 
+/// How long the writer lets records gather before writing them: one write and flush per batch, not
+/// one wake-up per request.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
     let mut out = match crate::paths::open_append(&path, 0o600) {
         Ok(f) => std::io::BufWriter::new(f),
@@ -278,9 +282,25 @@ fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
             return;
         }
     };
-    while let Ok(first) = rx.recv() {
+    loop {
+        // Wait for the first record of a batch, then let more gather before writing.
+        let first = match rx.recv() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        std::thread::sleep(WRITE_INTERVAL);
+        let mut closed = false;
         let mut batch = vec![first];
-        batch.extend(rx.try_iter());
+        loop {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
         for r in batch {
             match serde_json::to_vec(&*r) {
                 Ok(mut line) => {
@@ -294,6 +314,9 @@ fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
         }
         if let Err(e) = out.flush() {
             tracing::error!(error = %e, "cannot flush the records file");
+        }
+        if closed {
+            return;
         }
     }
 }

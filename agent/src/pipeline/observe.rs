@@ -64,7 +64,19 @@ fn estimate_tokens(bytes: u64) -> u64 {
 }
 
 impl Tap {
-    fn complete(mut self: Box<Self>, outcome: Outcome, error: Option<String>) {
+    /// Completes the record off the response path: parsing a whole body, pricing and recording run in a
+    /// task of their own, so the client's last bytes are flushed first (hyper drops a finished body
+    /// before it flushes). Outside a runtime (shutdown) it runs inline.
+    fn complete(self: Box<Self>, outcome: Outcome, error: Option<String>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { self.complete_now(outcome, error) });
+            }
+            Err(_) => self.complete_now(outcome, error),
+        }
+    }
+
+    fn complete_now(mut self: Box<Self>, outcome: Outcome, error: Option<String>) {
         let summary = self.parser.finish();
         let stream_ended_early =
             self.request.sse_ok && !summary.terminal && outcome == Outcome::Completed;

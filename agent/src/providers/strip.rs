@@ -94,6 +94,12 @@ impl UsageChunkStripper {
             out.extend_from_slice(&frame);
             return;
         }
+        // The common case — every chunk once usage was asked for — needs no JSON parse: a frame whose
+        // usage is the literal null cannot also carry a usage object.
+        if let Some(b) = without_null_usage(&frame) {
+            out.extend_from_slice(&b);
+            return;
+        }
         match rewrite(&frame) {
             Rewrite::Keep => out.extend_from_slice(&frame),
             Rewrite::Drop => self.stripped += 1,

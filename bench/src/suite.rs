@@ -1,0 +1,898 @@
+//! The benchmark suite: starts the mock, airlockd and mitmdump pinned to their cores, verifies every
+//! scenario, then measures open-loop added latency at each rate (direct baseline first and repeated
+//! last, for a noise floor), paced-stream timings, cold connections and closed-loop throughput, with
+//! CPU and memory of the proxies from /proc, and checks the project's targets. It returns the
+//! results; it does not print or write them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::client::{self, Client, Target, CHAT_BODY};
+use crate::load::{closed_loop, open_loop};
+use crate::procs::{self, ChildGuard};
+use crate::results::*;
+use crate::schedule::Schedule;
+use crate::setup::{self, Agent, Mitm, Mock};
+use crate::stats::Summary;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The command line, for the record.
+    pub command: String,
+    /// Directory with airlockd and airlock-mock.
+    pub bin_dir: PathBuf,
+    /// mitmdump executable, or `None` to skip mitmproxy.
+    pub mitmdump: Option<PathBuf>,
+    /// Warm-up per measurement.
+    pub warmup: Duration,
+    /// Measured time per measurement.
+    pub duration: Duration,
+    /// Open-loop rates.
+    pub rates: Vec<u64>,
+    /// Open-loop pool size.
+    pub open_connections: usize,
+    /// Closed-loop connections.
+    pub closed_connections: usize,
+    /// airlockd threads.
+    pub agent_threads: usize,
+    /// Mock worker threads.
+    pub mock_workers: usize,
+    /// CPU list for the proxies (`None`: no pinning).
+    pub proxy_cpus: Option<String>,
+    /// CPU list for the harness and the mock.
+    pub load_cpus: Option<String>,
+    /// Stream pacing.
+    pub stream_delay_ms: u32,
+    /// Stream words.
+    pub stream_words: u32,
+    /// Streams measured per scenario.
+    pub stream_reps: usize,
+    /// Cold connections measured per scenario.
+    pub cold_reps: usize,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Short smoke run.
+    pub quick: bool,
+    /// Scratch directory.
+    pub tmp: PathBuf,
+    /// Record `perf` profiles of airlockd (MITM scenario) into this directory.
+    pub perf_dir: Option<PathBuf>,
+    /// Only these scenarios (the direct baseline always runs); empty for all.
+    pub only: Vec<String>,
+    /// A measurement starts once other processes use less than this (% of one core) over a second,
+    /// and is redone if they used more during it; 0 disables both.
+    pub quiet_below_pct: f64,
+    /// Longest wait for quiet before each measurement.
+    pub quiet_wait: Duration,
+    /// How often a noisy latency or throughput measurement is redone (the quietest attempt is kept).
+    pub retries: u32,
+}
+
+/// Waits (at most `cfg.quiet_wait`) until processes other than ours use less than
+/// `cfg.quiet_below_pct` of a core over one second.
+async fn wait_quiet(cfg: &Config, pids: Pids, clk: u64) {
+    if cfg.quiet_below_pct <= 0.0 {
+        return;
+    }
+    let deadline = Instant::now() + cfg.quiet_wait;
+    let mut said = false;
+    loop {
+        let a = snap(pids);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = snap(pids);
+        let foreign = cpu_use(a, b, Proxy::None, 0, clk).foreign_pct;
+        if foreign < cfg.quiet_below_pct {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("  (machine still busy: other processes at {foreign:.0}% of a core; measuring anyway)");
+            return;
+        }
+        if !said {
+            eprintln!(
+                "  (waiting for a quiet machine: other processes at {foreign:.0}% of a core)"
+            );
+            said = true;
+        }
+    }
+}
+
+/// Starts `perf record` on `pid` for `secs` seconds, writing `dir/name.data`.
+fn start_perf(
+    dir: &std::path::Path,
+    name: &str,
+    pid: u32,
+    secs: f64,
+    tmp: &std::path::Path,
+) -> Result<ChildGuard> {
+    std::fs::create_dir_all(dir)?;
+    let out = dir.join(format!("{name}.data"));
+    let args: Vec<String> = [
+        "record",
+        "-e",
+        "cpu-clock",
+        "-F",
+        "1999",
+        "--call-graph",
+        "dwarf,16384",
+        "-p",
+        &pid.to_string(),
+        "-o",
+        &out.to_string_lossy(),
+        "--",
+        "sleep",
+        &format!("{secs:.1}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    ChildGuard::spawn(
+        "perf",
+        std::path::Path::new("perf"),
+        &args,
+        None,
+        tmp.join(format!("perf-{name}.log")),
+        &[],
+    )
+}
+
+async fn finish_perf(perf: Option<ChildGuard>) -> Result<()> {
+    if let Some(mut p) = perf {
+        p.wait_exit(Duration::from_secs(120)).await?;
+        eprintln!("perf profile written ({})", p.log.display());
+    }
+    Ok(())
+}
+
+/// Process ids whose CPU is accounted.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    agent: u32,
+    mock: u32,
+    mitm: Option<u32>,
+}
+
+/// CPU counters at an instant.
+#[derive(Debug, Clone, Copy)]
+struct Snap {
+    at: Instant,
+    agent: u64,
+    mock: u64,
+    mitm: u64,
+    me: u64,
+    sys: u64,
+}
+
+fn snap(p: Pids) -> Snap {
+    let t = |pid: Option<u32>| procs::cpu_ticks(pid).map(|c| c.ticks).unwrap_or(0);
+    Snap {
+        at: Instant::now(),
+        agent: t(Some(p.agent)),
+        mock: t(Some(p.mock)),
+        mitm: p.mitm.map_or(0, |m| t(Some(m))),
+        me: t(None),
+        sys: setup::system_busy_ticks(),
+    }
+}
+
+/// Which process is the proxy of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Proxy {
+    None,
+    Agent,
+    Mitm,
+}
+
+fn proxy_of(target: &str) -> Proxy {
+    match target {
+        AIRLOCK_MITM | AIRLOCK_BASE | AIRLOCK_TUNNEL => Proxy::Agent,
+        MITMPROXY => Proxy::Mitm,
+        _ => Proxy::None,
+    }
+}
+
+fn cpu_use(a: Snap, b: Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
+    let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+    let clk = clk.max(1) as f64;
+    let pct = |ticks: u64| ticks as f64 / clk / secs * 100.0;
+    let agent = b.agent.saturating_sub(a.agent);
+    let mitm = b.mitm.saturating_sub(a.mitm);
+    let mock = b.mock.saturating_sub(a.mock);
+    let me = b.me.saturating_sub(a.me);
+    let sys = b.sys.saturating_sub(a.sys);
+    let proxy_ticks = match proxy {
+        Proxy::None => None,
+        Proxy::Agent => Some(agent),
+        Proxy::Mitm => Some(mitm),
+    };
+    CpuUse {
+        window_s: secs,
+        proxy_pct: proxy_ticks.map(pct),
+        proxy_us_per_req: proxy_ticks
+            .filter(|_| ok > 0)
+            .map(|t| t as f64 / clk * 1e6 / ok as f64),
+        mock_pct: pct(mock),
+        mock_us_per_req: (ok > 0).then(|| mock as f64 / clk * 1e6 / ok as f64),
+        harness_pct: pct(me),
+        foreign_pct: pct(sys.saturating_sub(agent + mitm + mock + me)),
+    }
+}
+
+async fn pool(t: &Arc<Target>, n: usize) -> Result<Vec<Client>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = Client::new(t.clone());
+        c.ensure_connected().await?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Runs the whole suite.
+pub async fn run(cfg: Config) -> Result<Results> {
+    let mut res = Results {
+        quick: cfg.quick,
+        ..Results::default()
+    };
+    res.quiet.loadavg_before = setup::loadavg();
+    res.quiet.busy_processes_before = setup::busy_processes();
+    let agent_bin = cfg.bin_dir.join("airlockd");
+    let mock_bin = cfg.bin_dir.join("airlock-mock");
+    for b in [&agent_bin, &mock_bin] {
+        if !b.exists() {
+            bail!("{} not found; build it with `cargo build --release -p airlock-agent -p airlock-mock`", b.display());
+        }
+    }
+    res.machine = setup::machine(&agent_bin, cfg.mitmdump.as_deref());
+    let clk = res.machine.clk_tck;
+    res.method = method(&cfg);
+
+    let load = cfg.load_cpus.as_deref();
+    let proxy = cfg.proxy_cpus.as_deref();
+    let mut mock: Mock = setup::start_mock(&mock_bin, &cfg.tmp, load, cfg.mock_workers).await?;
+    let mut agent: Agent =
+        setup::start_agent(&agent_bin, &cfg.tmp, &mock, proxy, cfg.agent_threads).await?;
+    let mut mitm: Option<Mitm> = match &cfg.mitmdump {
+        Some(m) => Some(setup::start_mitm(m, &cfg.tmp, &mock, proxy).await?),
+        None => None,
+    };
+    // Idle memory: a second after start, before any request.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut agent_mem = MemoryReport {
+        process: "airlockd".into(),
+        idle_rss_kb: procs::memory(agent.proc.pid())?.rss_kb,
+        ..MemoryReport::default()
+    };
+    let mut mitm_mem = match &mitm {
+        Some(m) => Some(MemoryReport {
+            process: "mitmdump".into(),
+            idle_rss_kb: procs::memory(m.proc.pid())?.rss_kb,
+            ..MemoryReport::default()
+        }),
+        None => None,
+    };
+    let pids = Pids {
+        agent: agent.proc.pid(),
+        mock: mock.proc.pid(),
+        mitm: mitm.as_ref().map(|m| m.proc.pid()),
+    };
+    let run_start = snap(pids);
+
+    let mut targets = setup::targets(&mock, &agent, mitm.as_ref())?;
+    if !cfg.only.is_empty() {
+        targets.retain(|t| t.name == DIRECT || cfg.only.iter().any(|o| *o == t.name));
+    }
+    for t in &targets {
+        let v = setup::verify(t).await;
+        eprintln!(
+            "verify {:<17} {} — {}",
+            v.target,
+            if v.ok { "ok" } else { "FAILED" },
+            v.detail
+        );
+        res.verification.push(v);
+    }
+    if let Some(bad) = res.verification.iter().find(|v| !v.ok) {
+        bail!(
+            "scenario {} does not answer correctly: {}",
+            bad.target,
+            bad.detail
+        );
+    }
+    agent_mem.warm_rss_kb = procs::memory(pids.agent)?.rss_kb;
+    if let (Some(mm), Some(pid)) = (mitm_mem.as_mut(), pids.mitm) {
+        mm.warm_rss_kb = procs::memory(pid)?.rss_kb;
+    }
+
+    // Open-loop latency: per rate, direct first, each proxy, direct again.
+    for &rate in &cfg.rates {
+        let mut order: Vec<(&Arc<Target>, bool)> = targets.iter().map(|t| (t, false)).collect();
+        order.push((&targets[0], true));
+        for (t, repeat) in order {
+            check_children(
+                &mut mock.proc,
+                &mut agent.proc,
+                mitm.as_mut().map(|m| &mut m.proc),
+            )?;
+            let mut best: Option<LatencyRun> = None;
+            for attempt in 0..=cfg.retries {
+                wait_quiet(&cfg, pids, clk).await;
+                let mut r = latency_run(t, rate, repeat, &cfg, pids, clk).await?;
+                r.attempts = attempt + 1;
+                let foreign = r.cpu.foreign_pct;
+                let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
+                {
+                    best = Some(r);
+                }
+                if !noisy || attempt == cfg.retries {
+                    break;
+                }
+                eprintln!("  (other processes used {foreign:.0}% of a core during that run; measuring again)");
+            }
+            let Some(r) = best else {
+                bail!("no latency run")
+            };
+            eprintln!(
+                "latency {:<17} {:>5}/s{} p50 {:>9.1} µs  p99 {:>9.1} µs  p99.9 {:>9.1} µs  ok {} err {} not sent {}  proxy {}",
+                r.target,
+                r.rate,
+                if repeat { " (repeat)" } else { "" },
+                r.latency.p50_us,
+                r.latency.p99_us,
+                r.latency.p999_us,
+                r.ok,
+                r.errors,
+                r.not_sent,
+                fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
+            );
+            res.latency.push(r);
+        }
+    }
+
+    // Paced stream, with a second direct baseline that asks for usage like airlockd does upstream.
+    let mut stream_targets = targets.clone();
+    stream_targets.insert(1, setup::direct_with_usage(&targets[0]));
+    for t in &stream_targets {
+        wait_quiet(&cfg, pids, clk).await;
+        let r = stream_run(t, &cfg).await;
+        eprintln!(
+            "stream  {:<17} first chunk p50 {:>9.1} µs  total p50 {:>9.1} µs  events {} ok {} err {}",
+            r.target, r.first_chunk.p50_us, r.total.p50_us, r.events, r.ok, r.errors
+        );
+        res.stream.push(r);
+    }
+
+    // Cold connections.
+    for t in &targets {
+        wait_quiet(&cfg, pids, clk).await;
+        let r = cold_run(t, &cfg).await;
+        eprintln!(
+            "cold    {:<17} p50 {:>9.1} µs  p99 {:>9.1} µs  ok {} err {}",
+            r.target, r.latency.p50_us, r.latency.p99_us, r.ok, r.errors
+        );
+        res.cold.push(r);
+    }
+
+    // Closed-loop throughput.
+    for t in &targets {
+        check_children(
+            &mut mock.proc,
+            &mut agent.proc,
+            mitm.as_mut().map(|m| &mut m.proc),
+        )?;
+        let mut best: Option<ThroughputRun> = None;
+        for attempt in 0..=cfg.retries {
+            wait_quiet(&cfg, pids, clk).await;
+            let mut r = throughput_run(t, &cfg, pids, clk).await?;
+            r.attempts = attempt + 1;
+            let foreign = r.cpu.foreign_pct;
+            let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
+            if best
+                .as_ref()
+                .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
+            {
+                best = Some(r);
+            }
+            if !noisy || attempt == cfg.retries {
+                break;
+            }
+            eprintln!(
+                "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
+            );
+        }
+        let Some(r) = best else {
+            bail!("no throughput run")
+        };
+        eprintln!(
+            "thrput  {:<17} {:>9.0} req/s  ok {} err {}  proxy {} {}  mock {:.0}%  harness {:.0}%  other {:.0}%",
+            r.target,
+            r.rps,
+            r.ok,
+            r.errors,
+            fmt_opt(r.cpu.proxy_pct, "%"),
+            fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
+            r.cpu.mock_pct,
+            r.cpu.harness_pct,
+            r.cpu.foreign_pct
+        );
+        match proxy_of(&r.target) {
+            Proxy::Agent if r.target == AIRLOCK_MITM => {
+                agent_mem.load_rss_kb = r.proxy_memory_kb.unwrap_or(0)
+            }
+            Proxy::Mitm => {
+                if let Some(mm) = mitm_mem.as_mut() {
+                    mm.load_rss_kb = r.proxy_memory_kb.unwrap_or(0);
+                }
+            }
+            _ => {}
+        }
+        res.throughput.push(r);
+    }
+
+    let run_end = snap(pids);
+    res.quiet.foreign_cpu_pct = cpu_use(run_start, run_end, Proxy::None, 0, clk).foreign_pct;
+    agent_mem.peak_hwm_kb = procs::memory(pids.agent)?.hwm_kb;
+    if let (Some(mm), Some(pid)) = (mitm_mem.as_mut(), pids.mitm) {
+        mm.peak_hwm_kb = procs::memory(pid)?.hwm_kb;
+    }
+    res.memory.push(agent_mem);
+    res.memory.extend(mitm_mem);
+
+    res.pinning.push(Pinning {
+        process: "airlock-bench (load generator)".into(),
+        cpus: procs::cpus_allowed(None),
+        threads: procs::threads(std::process::id()),
+    });
+    res.pinning.push(Pinning {
+        process: "airlock-mock".into(),
+        cpus: procs::cpus_allowed(Some(pids.mock)),
+        threads: procs::threads(pids.mock),
+    });
+    res.pinning.push(Pinning {
+        process: "airlockd".into(),
+        cpus: procs::cpus_allowed(Some(pids.agent)),
+        threads: procs::threads(pids.agent),
+    });
+    if let Some(pid) = pids.mitm {
+        res.pinning.push(Pinning {
+            process: "mitmdump".into(),
+            cpus: procs::cpus_allowed(Some(pid)),
+            threads: procs::threads(pid),
+        });
+    }
+    res.agent_status = agent_status(&agent).await;
+
+    compute_added(&mut res);
+    res.targets = check_targets(&res);
+    res.quiet.loadavg_after = setup::loadavg();
+    res.quiet.busy_processes_after = setup::busy_processes();
+    res.generated_at_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    drop(mitm);
+    drop(agent);
+    drop(mock);
+    Ok(res)
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1} {unit}"))
+}
+
+fn check_children(
+    mock: &mut ChildGuard,
+    agent: &mut ChildGuard,
+    mitm: Option<&mut ChildGuard>,
+) -> Result<()> {
+    mock.check_alive()?;
+    agent.check_alive()?;
+    if let Some(m) = mitm {
+        m.check_alive()?;
+    }
+    Ok(())
+}
+
+fn method(cfg: &Config) -> Method {
+    Method {
+        command: cfg.command.clone(),
+        warmup_s: cfg.warmup.as_secs_f64(),
+        duration_s: cfg.duration.as_secs_f64(),
+        rates: cfg.rates.clone(),
+        open_connections: cfg.open_connections,
+        closed_connections: cfg.closed_connections,
+        body: CHAT_BODY.into(),
+        agent_threads: cfg.agent_threads,
+        mock_workers: cfg.mock_workers,
+        stream_delay_ms: cfg.stream_delay_ms,
+        stream_words: cfg.stream_words,
+        stream_reps: cfg.stream_reps,
+        cold_reps: cfg.cold_reps,
+        request_timeout_s: cfg.request_timeout.as_secs_f64(),
+        notes: vec![
+            "HTTP/1.1 keep-alive over TLS 1.3 (rustls, ring) from the client; the proxies' upstream side is their own choice".into(),
+            "open loop: request i is due at start + i/rate, handed out by a pacer thread (sleep + spin), sent on the next free pooled connection; latency runs from the due time to the last body byte".into(),
+            "added latency = scenario percentile − direct percentile at the same rate in the same run; the direct baseline is run again after the proxies as a noise floor".into(),
+            "CPU from utime+stime in /proc/PID/stat over the measured window; memory from VmRSS/VmHWM in /proc/PID/status".into(),
+            format!(
+                "each measurement waits (≤ {} s) until other processes use < {}% of a core, and is redone up to {} times if they used more during it (the quietest attempt is kept)",
+                cfg.quiet_wait.as_secs(),
+                cfg.quiet_below_pct,
+                cfg.retries
+            ),
+        ],
+    }
+}
+
+async fn latency_run(
+    t: &Arc<Target>,
+    rate: u64,
+    repeat: bool,
+    cfg: &Config,
+    pids: Pids,
+    clk: u64,
+) -> Result<LatencyRun> {
+    let clients = pool(t, cfg.open_connections).await?;
+    let perf = match (&cfg.perf_dir, t.name == AIRLOCK_MITM && !repeat) {
+        (Some(dir), true) => Some(start_perf(
+            dir,
+            &format!("airlockd-open-{rate}"),
+            pids.agent,
+            (cfg.warmup + cfg.duration).as_secs_f64(),
+            &cfg.tmp,
+        )?),
+        _ => None,
+    };
+    let schedule = Schedule::for_duration(rate, cfg.warmup + cfg.duration);
+    let start = Instant::now() + Duration::from_millis(20);
+    let warm_end = start + cfg.warmup;
+    let first = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_end.into()).await;
+        snap(pids)
+    });
+    // Overload may take the run past its schedule; cut it at 1.5× plus 2 s.
+    let hard_limit = (cfg.warmup + cfg.duration).mul_f64(1.5) + Duration::from_secs(2);
+    let mut out = open_loop(
+        clients,
+        schedule,
+        start,
+        cfg.warmup,
+        hard_limit,
+        cfg.request_timeout,
+    )
+    .await?;
+    let s1 = snap(pids);
+    let s0 = first
+        .await
+        .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    finish_perf(perf).await?;
+    let mut lag = std::mem::take(&mut out.pacer_lag_ns);
+    let lag = Summary::from_ns(&mut lag);
+    Ok(LatencyRun {
+        target: t.name.clone(),
+        rate,
+        repeat,
+        scheduled: out.scheduled,
+        ok: out.ok,
+        errors: out.errors,
+        not_sent: out.not_sent,
+        latency: Summary::from_ns(&mut out.latencies_ns),
+        pacer_lag_p99_us: lag.p99_us,
+        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        added: None,
+        first_error: out.first_error,
+        attempts: 1,
+    })
+}
+
+async fn throughput_run(
+    t: &Arc<Target>,
+    cfg: &Config,
+    pids: Pids,
+    clk: u64,
+) -> Result<ThroughputRun> {
+    let clients = pool(t, cfg.closed_connections).await?;
+    let perf = match (&cfg.perf_dir, t.name == AIRLOCK_MITM) {
+        (Some(dir), true) => Some(start_perf(
+            dir,
+            "airlockd-throughput",
+            pids.agent,
+            (cfg.warmup + cfg.duration).as_secs_f64(),
+            &cfg.tmp,
+        )?),
+        _ => None,
+    };
+    let start = Instant::now() + Duration::from_millis(20);
+    let warm_end = start + cfg.warmup;
+    let end = warm_end + cfg.duration;
+    let mid = warm_end + cfg.duration / 2;
+    let proxy_pid = match proxy_of(&t.name) {
+        Proxy::Agent => Some(pids.agent),
+        Proxy::Mitm => pids.mitm,
+        Proxy::None => None,
+    };
+    let first = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_end.into()).await;
+        snap(pids)
+    });
+    let last = tokio::spawn(async move {
+        tokio::time::sleep_until(end.into()).await;
+        snap(pids)
+    });
+    let mem = tokio::spawn(async move {
+        tokio::time::sleep_until(mid.into()).await;
+        proxy_pid
+            .and_then(|p| procs::memory(p).ok())
+            .map(|m| m.rss_kb)
+    });
+    let mut out = closed_loop(
+        clients,
+        start,
+        cfg.warmup,
+        cfg.duration,
+        cfg.request_timeout,
+    )
+    .await?;
+    let s0 = first
+        .await
+        .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    let s1 = last
+        .await
+        .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    let proxy_memory_kb = mem.await.map_err(|e| anyhow!("memory task failed: {e}"))?;
+    finish_perf(perf).await?;
+    Ok(ThroughputRun {
+        target: t.name.clone(),
+        connections: cfg.closed_connections,
+        rps: out.rps(),
+        ok: out.ok,
+        errors: out.errors,
+        latency: out.summary(),
+        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        proxy_memory_kb,
+        first_error: out.first_error,
+        attempts: 1,
+    })
+}
+
+async fn stream_run(t: &Arc<Target>, cfg: &Config) -> StreamRun {
+    let mut c = Client::new(t.clone());
+    let mut r = StreamRun {
+        target: t.name.clone(),
+        ..StreamRun::default()
+    };
+    let (mut h, mut f, mut tot) = (Vec::new(), Vec::new(), Vec::new());
+    let warm = 3;
+    for i in 0..(warm + cfg.stream_reps) {
+        let res = tokio::time::timeout(
+            cfg.request_timeout,
+            c.stream(cfg.stream_delay_ms, cfg.stream_words),
+        )
+        .await;
+        match res {
+            Ok(Ok((status, timing, _))) if status == http::StatusCode::OK => {
+                if i >= warm {
+                    r.ok += 1;
+                    r.events = timing.events;
+                    h.push(ns(timing.headers));
+                    f.push(ns(timing.first_chunk));
+                    tot.push(ns(timing.total));
+                }
+            }
+            Ok(Ok((status, _, body))) => {
+                r.errors += 1;
+                r.first_error.get_or_insert_with(|| {
+                    format!(
+                        "status {status}: {}",
+                        String::from_utf8_lossy(&body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )
+                });
+            }
+            Ok(Err(e)) => {
+                r.errors += 1;
+                r.first_error.get_or_insert_with(|| format!("{e:#}"));
+                c = Client::new(t.clone());
+            }
+            Err(_) => {
+                r.errors += 1;
+                r.first_error
+                    .get_or_insert_with(|| "stream timed out".into());
+                c = Client::new(t.clone());
+            }
+        }
+    }
+    r.headers = Summary::from_ns(&mut h);
+    r.first_chunk = Summary::from_ns(&mut f);
+    r.total = Summary::from_ns(&mut tot);
+    r
+}
+
+async fn cold_run(t: &Arc<Target>, cfg: &Config) -> ColdRun {
+    let mut c = Client::new(t.clone());
+    c.fresh = true;
+    let mut r = ColdRun {
+        target: t.name.clone(),
+        ..ColdRun::default()
+    };
+    let mut lat = Vec::new();
+    let warm = 10;
+    for i in 0..(warm + cfg.cold_reps) {
+        let t0 = Instant::now();
+        let res = tokio::time::timeout(cfg.request_timeout, c.chat()).await;
+        let d = t0.elapsed();
+        let measured = i >= warm;
+        match res {
+            Ok(Ok(())) if measured => {
+                r.ok += 1;
+                lat.push(ns(d));
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                r.errors += u64::from(measured);
+                r.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(_) => {
+                r.errors += u64::from(measured);
+                r.first_error.get_or_insert_with(|| "timed out".into());
+            }
+        }
+    }
+    r.latency = Summary::from_ns(&mut lat);
+    r
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+async fn agent_status(agent: &Agent) -> Option<serde_json::Value> {
+    let body = tokio::time::timeout(
+        Duration::from_secs(5),
+        client::http_get(agent.addr, "/airlock/v1/status"),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// Fills in the added-latency fields from the direct runs of the same run.
+pub fn compute_added(res: &mut Results) {
+    let direct_lat: Vec<(u64, Summary)> = res
+        .latency
+        .iter()
+        .filter(|r| r.target == DIRECT && !r.repeat)
+        .map(|r| (r.rate, r.latency))
+        .collect();
+    for r in &mut res.latency {
+        if r.target == DIRECT && !r.repeat {
+            continue;
+        }
+        if let Some((_, d)) = direct_lat.iter().find(|(rate, _)| *rate == r.rate) {
+            r.added = Some(Added {
+                p50_us: r.latency.p50_us - d.p50_us,
+                p99_us: r.latency.p99_us - d.p99_us,
+                p999_us: r.latency.p999_us - d.p999_us,
+            });
+        }
+    }
+    let ds = res.stream.iter().find(|s| s.target == DIRECT).cloned();
+    let du = res
+        .stream
+        .iter()
+        .find(|s| s.target == DIRECT_USAGE && s.ok > 0)
+        .cloned();
+    if let Some(d) = ds {
+        for s in res
+            .stream
+            .iter_mut()
+            .filter(|s| s.target != DIRECT && s.ok > 0)
+        {
+            s.added_first_chunk_p50_us = Some(s.first_chunk.p50_us - d.first_chunk.p50_us);
+            let total = s.total.p50_us - d.total.p50_us;
+            s.added_total_p50_us = Some(total);
+            s.added_per_event_us = (s.events > 0).then(|| total / s.events as f64);
+            if let Some(u) = du.as_ref().filter(|_| s.target != DIRECT_USAGE) {
+                let total = s.total.p50_us - u.total.p50_us;
+                s.added_total_vs_usage_p50_us = Some(total);
+                s.added_per_event_vs_usage_us = (s.events > 0).then(|| total / s.events as f64);
+            }
+        }
+    }
+    let dc = res
+        .cold
+        .iter()
+        .find(|c| c.target == DIRECT)
+        .map(|c| c.latency.p50_us);
+    if let Some(d) = dc {
+        for c in res
+            .cold
+            .iter_mut()
+            .filter(|c| c.target != DIRECT && c.ok > 0)
+        {
+            c.added_p50_us = Some(c.latency.p50_us - d);
+        }
+    }
+}
+
+/// The project's targets on this machine.
+pub fn check_targets(res: &Results) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    let top_rate = res.latency.iter().map(|r| r.rate).max().unwrap_or(0);
+    if let Some(r) = res
+        .latency
+        .iter()
+        .find(|r| r.target == AIRLOCK_MITM && r.rate == top_rate)
+    {
+        let complete = r.not_sent == 0 && r.errors == 0;
+        if let Some(a) = r.added {
+            out.push(TargetCheck {
+                name: format!("added p50, MITM mode, {top_rate} req/s"),
+                target: "≤ 50 µs".into(),
+                measured: format!("{:.0} µs", a.p50_us),
+                met: complete && a.p50_us <= 50.0,
+            });
+            out.push(TargetCheck {
+                name: format!("added p99, MITM mode, {top_rate} req/s"),
+                target: "≤ 500 µs".into(),
+                measured: format!("{:.0} µs", a.p99_us),
+                met: complete && a.p99_us <= 500.0,
+            });
+        }
+    }
+    if let Some(t) = res.throughput.iter().find(|t| t.target == AIRLOCK_MITM) {
+        let implied = t.cpu.proxy_us_per_req.filter(|&u| u > 0.0).map(|u| 1e6 / u);
+        let direct = res
+            .throughput
+            .iter()
+            .find(|t| t.target == DIRECT)
+            .map(|d| d.rps);
+        out.push(TargetCheck {
+            name: "throughput through the agent (MITM), --threads 1, one core".into(),
+            target: "≥ 15,000 req/s".into(),
+            measured: format!(
+                "{:.0} req/s at {} agent CPU{}{}",
+                t.rps,
+                fmt_opt(t.cpu.proxy_pct, "%"),
+                implied.map_or_else(String::new, |i| format!(
+                    "; {i:.0} req/s implied by CPU per request"
+                )),
+                direct.map_or_else(String::new, |d| format!("; direct {d:.0} req/s"))
+            ),
+            met: t.rps >= 15_000.0 && t.errors == 0,
+        });
+    }
+    if let Some(s) = res.stream.iter().find(|s| s.target == AIRLOCK_MITM) {
+        if let Some(a) = s.added_first_chunk_p50_us {
+            out.push(TargetCheck {
+                name: "added time to first stream chunk (p50), MITM mode".into(),
+                target: "≤ 1 ms".into(),
+                measured: format!("{a:.0} µs"),
+                met: s.errors == 0 && a <= 1000.0,
+            });
+        }
+    }
+    if let Some(m) = res.memory.iter().find(|m| m.process == "airlockd") {
+        // 15 MB = 15,000,000 bytes = 14,648 KiB (VmRSS is in KiB).
+        out.push(TargetCheck {
+            name: "idle RSS of airlockd".into(),
+            target: "≤ 15 MB".into(),
+            measured: format!(
+                "{:.1} MB ({} KiB)",
+                m.idle_rss_kb as f64 * 1024.0 / 1e6,
+                m.idle_rss_kb
+            ),
+            met: m.idle_rss_kb * 1024 <= 15_000_000,
+        });
+    }
+    out
+}
