@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::hosts::*;
+
 use common::{openai_chunks, parse_sse_items, post, raw, Mock, Proto, SseItem};
 use serde_json::{json, Value};
 
-const BEARER: (&str, &str) = ("authorization", "Bearer sk-test-123");
 const AZURE: &str = "mockres.openai.azure.com";
 const AZURE_KEY: (&str, &str) = ("api-key", "azure-key-123");
 const DATED: &str = "/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-10-21";

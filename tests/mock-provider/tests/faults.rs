@@ -6,18 +6,12 @@
 
 mod common;
 
+use common::hosts::*;
+
 use std::time::{Duration, Instant};
 
 use common::{frames, parse_sse, post, Mock, Proto};
 use serde_json::{json, Value};
-
-const OPENAI: &str = "api.openai.com";
-const ANTHROPIC: &str = "api.anthropic.com";
-const GEMINI: &str = "generativelanguage.googleapis.com";
-const BEARER: (&str, &str) = ("authorization", "Bearer sk-test-123");
-const XKEY: (&str, &str) = ("x-api-key", "sk-ant-test");
-const AVERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
-const GKEY: (&str, &str) = ("x-goog-api-key", "AIza-test");
 
 fn chat(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream,

@@ -6,16 +6,10 @@
 
 mod common;
 
+use common::hosts::*;
+
 use common::{only_frames, openai_chunks, parse_sse, parse_sse_items, post, Mock, Proto, SseItem};
 use serde_json::{json, Value};
-
-const OPENAI: &str = "api.openai.com";
-const ANTHROPIC: &str = "api.anthropic.com";
-const GEMINI: &str = "generativelanguage.googleapis.com";
-const BEARER: (&str, &str) = ("authorization", "Bearer sk-test-123");
-const XKEY: (&str, &str) = ("x-api-key", "sk-ant-test");
-const AVERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
-const GKEY: (&str, &str) = ("x-goog-api-key", "AIza-test");
 
 /// 5 input words.
 fn chat(stream: bool) -> Value {

@@ -4,6 +4,17 @@
 //! HTTP/2 by ALPN, or plain HTTP/1.1 to the plain listener.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// Provider hosts and credential headers every test file uses.
+pub mod hosts {
+    pub const OPENAI: &str = "api.openai.com";
+    pub const ANTHROPIC: &str = "api.anthropic.com";
+    pub const GEMINI: &str = "generativelanguage.googleapis.com";
+    pub const BEARER: (&str, &str) = ("authorization", "Bearer sk-test-123");
+    pub const XKEY: (&str, &str) = ("x-api-key", "sk-ant-test");
+    pub const AVERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
+    pub const GKEY: (&str, &str) = ("x-goog-api-key", "AIza-test");
+}
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
