@@ -177,3 +177,21 @@ def test_records_carry_cost_and_flag_unknown_models(agent):
     rec = agent.wait_record(model="no-such-model-xyz")
     assert rec["cost_status"] == "unknown" and rec["cost_usd"] is None
     assert "[prices." in rec["cost_note"]
+
+
+def test_anthropic_version_and_beta_headers_reach_the_provider_unchanged(agent, mock):
+    beta = "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14"
+    r = httpx.post(f"{agent.base_url('anthropic')}/v1/messages", trust_env=False,
+                   headers={"x-api-key": "k", "anthropic-version": "2023-06-01", "anthropic-beta": beta,
+                            "x-e2e": "beta"},
+                   json={"model": "claude-beta", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200
+    seen = [q for q in mock.requests() if q["headers"].get("x-e2e") == "beta"][-1]
+    assert seen["headers"]["anthropic-version"] == "2023-06-01"
+    assert seen["headers"]["anthropic-beta"] == beta
+    r = httpx.post(f"{agent.base_url('anthropic')}/v1/messages/count_tokens", trust_env=False,
+                   headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+                   json={"model": "claude-count", "messages": [{"role": "user", "content": "a b c"}]})
+    assert r.json() == {"input_tokens": 3}
+    rec = agent.wait_record(model="claude-count")
+    assert rec["operation"] == "count_tokens" and rec["usage"] is None, "counting tokens is free"
