@@ -101,8 +101,6 @@ type Connector = hyper_rustls::HttpsConnector<Dial>;
 pub struct UpstreamError {
     /// Full explanation: what happened and what to do.
     pub message: String,
-    /// Whether any response could have been started (false: nothing reached the provider).
-    pub connect_failed: bool,
 }
 
 /// The pooled upstream client.
@@ -263,7 +261,6 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
         causes.join(": ")
     };
     let lower = cause.to_ascii_lowercase();
-    let connect_failed = e.is_connect();
     let message = if lower.contains("certificate")
         || lower.contains("airlock ca")
         || lower.contains("unknownissuer")
@@ -272,7 +269,7 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
             "Airlock refused {host}'s TLS certificate ({cause}). If an on-prem gateway or a corporate proxy \
              uses a private CA, add it to the policy as upstream.extra_ca_file or the host's override ca_file."
         )
-    } else if connect_failed {
+    } else if e.is_connect() {
         format!(
             "Airlock could not connect to {host} ({cause}). Check the network and DNS, or the upstream \
              override for this host in the policy."
@@ -280,8 +277,5 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
     } else {
         format!("the connection to {host} failed before a complete response arrived ({cause}); retry the request")
     };
-    UpstreamError {
-        message,
-        connect_failed,
-    }
+    UpstreamError { message }
 }
