@@ -88,6 +88,25 @@ impl Shared {
                 .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
     }
 
+    /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts an answer on
+    /// the port only if it matches this file (pid, uid, CA fingerprint), and trusts this file only
+    /// because it sits in a state directory nobody else may write.
+    pub fn write_runtime_file(&self) -> Result<()> {
+        let runtime = json!({
+            "listen": self.listen.to_string(),
+            "pid": std::process::id(),
+            "uid": paths::current_uid(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": self.started_at,
+            "ca_fingerprint_sha256": self.ca().info().fingerprint_sha256,
+        });
+        paths::write_atomic(
+            &self.state.runtime_file(),
+            runtime.to_string().as_bytes(),
+            0o644,
+        )
+    }
+
     /// Re-reads the CA from the state directory (after `airlock ca rotate`) and rewrites the bundle.
     pub fn reload_ca(&self) -> Result<()> {
         let ca =
@@ -97,7 +116,7 @@ impl Shared {
         }
         tracing::info!(fingerprint = %ca.info().fingerprint_sha256, "device CA reloaded");
         self.ca.store(Arc::new(ca));
-        Ok(())
+        self.write_runtime_file()
     }
 
     /// The status report served at `/airlock/v1/status` and shown by `airlock status`.
@@ -149,6 +168,10 @@ impl Shared {
                 "uncovered_hosts": uncovered,
             },
             "interception_hosts": hosts,
+            "upstream": {
+                "proxy": self.upstream.proxy().map(|p| p.display()),
+                "proxy_source": self.upstream.proxy().map(|p| p.source.as_str()),
+            },
             "requests_seen": recorder.seen(),
             "requests_in_flight": recorder.in_flight(),
         })
@@ -243,13 +266,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         started: Instant::now(),
         bundle_path,
     });
-    let runtime = json!({
-        "listen": addr.to_string(),
-        "pid": std::process::id(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "started_at": shared.started_at,
-    });
-    paths::write_atomic(&state.runtime_file(), runtime.to_string().as_bytes(), 0o644)?;
+    shared.write_runtime_file()?;
 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(proxy::serve(listener, shared.clone(), async move {

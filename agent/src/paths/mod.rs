@@ -141,6 +141,11 @@ pub fn open_append(path: &Path, mode: u32) -> std::io::Result<fs::File> {
     os::open_append(path, mode)
 }
 
+/// The effective uid of this process (unix), `None` elsewhere.
+pub fn current_uid() -> Option<u32> {
+    os::current_uid()
+}
+
 /// The permission bits of `path` (unix), for status reports and tests.
 pub fn mode_of(path: &Path) -> Option<u32> {
     os::mode_of(path)

@@ -7,6 +7,10 @@ pub(super) fn is_superuser() -> bool {
     false
 }
 
+pub(super) fn current_uid() -> Option<u32> {
+    None
+}
+
 pub(super) fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }

@@ -9,6 +9,10 @@ pub(super) fn is_superuser() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+pub(super) fn current_uid() -> Option<u32> {
+    Some(rustix::process::geteuid().as_raw())
+}
+
 pub(super) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }

@@ -95,6 +95,45 @@ impl tower_service::Service<Uri> for Dial {
 
 type Connector = hyper_rustls::HttpsConnector<Dial>;
 
+/// Where the upstream proxy setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxySource {
+    /// `upstream.proxy` in the policy.
+    Policy,
+    /// `HTTPS_PROXY` in the agent's own environment (never one pointing at the agent itself).
+    Environment,
+}
+
+impl ProxySource {
+    /// Name used in the status report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxySource::Policy => "policy",
+            ProxySource::Environment => "environment",
+        }
+    }
+}
+
+/// The HTTP proxy the agent's own upstream calls and blind tunnels go through.
+#[derive(Debug, Clone)]
+pub struct UpstreamProxy {
+    /// The proxy URL (may carry credentials; never printed as is).
+    pub uri: Uri,
+    /// Where the setting came from.
+    pub source: ProxySource,
+}
+
+impl UpstreamProxy {
+    /// The URL without any credentials, for status and logs.
+    pub fn display(&self) -> String {
+        let host = self.uri.host().unwrap_or_default();
+        match self.uri.port_u16() {
+            Some(p) => format!("http://{host}:{p}"),
+            None => format!("http://{host}"),
+        }
+    }
+}
+
 /// Why an upstream call failed, in words for the person who sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -111,6 +150,7 @@ pub struct UpstreamClient {
     /// pooled HTTP/2 connection.
     upgrade_client: Client<Connector, ProxyBody>,
     overridden: Arc<HashMap<String, String>>,
+    proxy: Option<UpstreamProxy>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -177,13 +217,17 @@ impl UpstreamClient {
             policy.connect_timeout_secs.max(1),
         )));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let dial = match &policy.proxy {
-            Some(proxy) => {
-                let uri: Uri = proxy.parse().map_err(|e| {
+        let proxy = match &policy.proxy {
+            Some(proxy) => Some(UpstreamProxy {
+                uri: proxy.parse().map_err(|e| {
                     AgentError::UpstreamTls(format!("upstream.proxy {proxy:?} is not a URL: {e}"))
-                })?;
-                Dial::Tunnel(Tunnel::new(uri, http))
-            }
+                })?,
+                source: ProxySource::Policy,
+            }),
+            None => None,
+        };
+        let dial = match &proxy {
+            Some(p) => Dial::Tunnel(Tunnel::new(p.uri.clone(), http)),
             None => Dial::Direct(http),
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -211,7 +255,13 @@ impl UpstreamClient {
             client,
             upgrade_client,
             overridden: overrides,
+            proxy,
         })
+    }
+
+    /// The upstream proxy in use, if any.
+    pub fn proxy(&self) -> Option<&UpstreamProxy> {
+        self.proxy.as_ref()
     }
 
     /// Whether `host` has an address override (its URI should then carry no explicit port).
