@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use crate::pipeline::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
 use crate::policy::ApiKind;
 
 /// An error the agent answers with itself.

@@ -1,10 +1,11 @@
 //! What each provider's wire format means: which operation a request is, which model, whether it streams
 //! and which credential it carries ([`identify`], [`credential_kind`]); the text a request carries
 //! ([`request`]); how response bodies are framed, decoded and read — usage, model, completeness, text
-//! ([`framing`], [`decode`], [`response`], [`usage`]); undoing the agent's own usage request ([`strip`]);
+//! ([`framing`], [`decode`], [`response`], [`usage`]); releasing streams in whole frames ([`align`]); undoing the agent's own usage request ([`strip`]);
 //! and how to answer in the provider's own error dialect ([`dialect`]). It owns no I/O and no policy; it
 //! only reads bytes it is given.
 
+pub mod align;
 pub mod decode;
 pub mod dialect;
 pub mod framing;

@@ -91,6 +91,51 @@ pub struct ResponseSummary {
     pub unreadable: Option<String>,
 }
 
+/// What a provider's error object says it is — its type and code, never its message: messages echo
+/// prompt text back ("Invalid value: '...'") and the tails of wrong keys ("Incorrect API key provided:
+/// sk-...abcd"), and records must hold neither. OpenAI and Anthropic name a `type` (and OpenAI a
+/// string `code`), Azure often only a string `code`, Gemini a `status` beside its numeric `code`; a
+/// Responses `error` event carries `type: "error"` beside its `code`, which is the useful part.
+pub fn error_kind(err: &Value) -> String {
+    let word = |key: &str| {
+        err.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && *s != "error")
+            .map(bounded_word)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for key in ["type", "status", "code"] {
+        if let Some(w) = word(key) {
+            if !parts.contains(&w) {
+                parts.push(w);
+            }
+        }
+    }
+    if let Some(n) = err.get("code").filter(|c| c.is_number()) {
+        parts.push(n.to_string());
+    }
+    if parts.is_empty() {
+        "error".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// An identifier-like word from an error object, cut to 64 characters of `[A-Za-z0-9_.-]`, so even a
+/// provider that puts free text in `type` cannot smuggle a sentence into a record.
+fn bounded_word(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 /// The response parser for one response.
 pub struct ResponseParser {
     api: ApiKind,
@@ -108,7 +153,8 @@ pub struct ResponseParser {
     output_bytes: u64,
     unreadable: Option<String>,
     offsets: Vec<((TextChannel, u64), usize)>,
-    sink: Option<Box<dyn FnMut(TextDelta) + Send>>,
+    /// Text deltas not yet taken, when collecting (`with_text_deltas`).
+    deltas: Option<Vec<TextDelta>>,
 }
 
 impl std::fmt::Debug for ResponseParser {
@@ -173,14 +219,20 @@ impl ResponseParser {
             output_bytes: 0,
             unreadable,
             offsets: Vec::new(),
-            sink: None,
+            deltas: None,
         }
     }
 
-    /// Sends every response text delta to `sink` (for inspection stages).
-    pub fn with_text_sink(mut self, sink: Box<dyn FnMut(TextDelta) + Send>) -> Self {
-        self.sink = Some(sink);
+    /// Collects every response text delta, to be taken with [`ResponseParser::take_text_deltas`]
+    /// after each chunk (for response stages). Without it, no delta is built.
+    pub fn with_text_deltas(mut self) -> Self {
+        self.deltas = Some(Vec::new());
         self
+    }
+
+    /// The text deltas completed since the last call (empty unless collecting).
+    pub fn take_text_deltas(&mut self) -> Vec<TextDelta> {
+        self.deltas.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Reads a copy of the next body chunk.
@@ -309,9 +361,9 @@ impl ResponseParser {
             return;
         }
         self.output_bytes += text.len() as u64;
-        let Some(sink) = self.sink.as_mut() else {
+        if self.deltas.is_none() {
             return;
-        };
+        }
         let key = (channel, index);
         let offset = match self.offsets.iter_mut().find(|(k, _)| *k == key) {
             Some((_, off)) => {
@@ -324,12 +376,14 @@ impl ResponseParser {
                 0
             }
         };
-        sink(TextDelta {
-            channel,
-            index,
-            offset,
-            text: text.to_string(),
-        });
+        if let Some(d) = self.deltas.as_mut() {
+            d.push(TextDelta {
+                channel,
+                index,
+                offset,
+                text: text.to_string(),
+            });
+        }
     }
 
     fn set_model(&mut self, m: Option<&Value>) {
@@ -341,34 +395,7 @@ impl ResponseParser {
     }
 
     fn set_error(&mut self, err: &Value) {
-        // The most specific name each dialect gives its error: OpenAI and Anthropic `type`, Azure's string
-        // `code` (its `type` is often null), Gemini's `status` (`RESOURCE_EXHAUSTED`, not the HTTP code).
-        // A Responses `error` event carries `type: "error"` beside its `code`, which is the useful part.
-        let text = |key: &str| {
-            err.get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty() && *s != "error")
-        };
-        let kind = text("type")
-            .or_else(|| text("code"))
-            .or_else(|| text("status"))
-            .map(str::to_string)
-            .or_else(|| {
-                err.get("code")
-                    .filter(|c| c.is_number())
-                    .map(Value::to_string)
-            })
-            .unwrap_or_else(|| "error".into());
-        let message = err
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let message: String = message.chars().take(300).collect();
-        self.error = Some(if message.is_empty() {
-            kind
-        } else {
-            format!("{kind}: {message}")
-        });
+        self.error = Some(error_kind(err));
     }
 
     /// One JSON document: a stream frame (with its SSE event name) or a whole response.
@@ -655,7 +682,6 @@ impl ResponseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     fn parse(
         api: ApiKind,
@@ -677,17 +703,16 @@ mod tests {
 data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n\
 data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\n\
 data: [DONE]\n\n";
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
         let mut p = ResponseParser::new(ApiKind::Openai, "chat_completions", Framing::Sse, None)
-            .with_text_sink(Box::new(move |d| g.lock().unwrap().push(d)));
+            .with_text_deltas();
+        let mut deltas = Vec::new();
         for part in s.chunks(7) {
             p.feed(part);
+            deltas.extend(p.take_text_deltas());
         }
         let sum = p.finish();
         assert!(sum.terminal);
         assert_eq!(sum.model.as_deref(), Some("gpt-4o"));
-        let deltas = got.lock().unwrap().clone();
         let args: String = deltas
             .iter()
             .filter(|d| d.channel == TextChannel::ToolArguments)
@@ -708,7 +733,7 @@ data: [DONE]\n\n";
         assert_eq!(s.output_text_bytes, 3);
         let err = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
         let s = parse(ApiKind::Anthropic, "messages", Framing::Sse, err, 4);
-        assert_eq!(s.error.as_deref(), Some("overloaded_error: Overloaded"));
+        assert_eq!(s.error.as_deref(), Some("overloaded_error"));
         assert!(!s.terminal);
     }
 

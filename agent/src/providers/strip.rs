@@ -3,90 +3,49 @@
 //! the client. This rewriter passes SSE frames through byte for byte, except that a frame carrying usage
 //! with no choices is dropped, a frame carrying usage alongside choices (xAI, some vLLM builds) loses its
 //! `usage` field, and the `"usage":null` that every other chunk carries once usage was asked for is cut
-//! out textually (a stream that did not ask has no such field). Only complete frames are ever released, so at most one partial frame is held — the
-//! one a client could not have used yet anyway; a frame over the size cap is released unread.
+//! out textually (a stream that did not ask has no such field). It works on whole frames from
+//! [`FrameAligner`], so at most one partial frame is held — the one a client could not have used yet
+//! anyway; a frame over the size cap is released unread.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use super::framing::MAX_UNIT;
+use super::align::{frame_end, FrameAligner, Segment};
 
-/// The rewriter for one response stream.
+/// The rewriter for one response stream, fed whole frames (see [`FrameAligner`]).
 #[derive(Debug, Default)]
-pub struct UsageChunkStripper {
-    pending: BytesMut,
-    /// Bytes of `pending` already scanned for a frame end.
-    scanned: usize,
-    /// The frame being held is over the cap: release everything until its end unread.
-    passthrough_frame: bool,
+pub struct UsageFrameRewriter {
     /// Frames dropped or rewritten (for tests and records).
     pub stripped: u32,
 }
 
-/// Where the frame that starts at 0 ends (exclusive), if its blank line has arrived.
-fn frame_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
-        let nl = i + off;
-        // A blank line: "\n\n" or "\n\r\n".
-        let next = nl + 1;
-        if buf.get(next) == Some(&b'\n') {
-            return Some(next + 1);
-        }
-        if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
-            return Some(next + 2);
-        }
-        if next >= buf.len() || (buf[next] == b'\r' && next + 1 >= buf.len()) {
-            return None; // need more bytes to know
-        }
-        i = next;
-    }
-    None
-}
-
-impl UsageChunkStripper {
-    /// A new stripper.
+impl UsageFrameRewriter {
+    /// A new rewriter.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Takes the next chunk from upstream; returns what the client should get now (possibly empty).
-    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
-        self.pending.extend_from_slice(chunk);
-        let mut out = BytesMut::new();
-        loop {
-            // Frames start after a blank line; the scan resumes a little before where it stopped, because a
-            // frame end can straddle two chunks.
-            let from = self.scanned.saturating_sub(2);
-            match frame_end(&self.pending, from) {
-                Some(end) => {
-                    let frame = self.pending.split_to(end).freeze();
-                    self.scanned = 0;
-                    if std::mem::take(&mut self.passthrough_frame) {
-                        out.extend_from_slice(&frame);
-                    } else {
-                        self.release(frame, &mut out);
-                    }
-                }
-                None => {
-                    self.scanned = self.pending.len();
-                    if self.passthrough_frame || self.pending.len() > MAX_UNIT {
-                        // Too large to be a usage frame: pass it on as it comes.
-                        self.passthrough_frame = true;
-                        out.extend_from_slice(&self.pending.split());
-                        self.scanned = 0;
-                    }
-                    break;
-                }
-            }
+    /// Rewrites a run of complete frames; a run without usage comes back as it is, uncopied.
+    pub fn rewrite_frames(&mut self, frames: Bytes) -> Bytes {
+        if memchr::memmem::find(&frames, b"\"usage\"").is_none() {
+            return frames;
+        }
+        let mut out = BytesMut::with_capacity(frames.len());
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let end = frame_end(&rest, 0).unwrap_or(rest.len());
+            let frame = rest.split_to(end);
+            self.release(frame, &mut out);
         }
         out.freeze()
     }
 
-    /// The stream ended: whatever is held goes out as it is.
-    pub fn finish(&mut self) -> Bytes {
-        self.scanned = 0;
-        self.pending.split().freeze()
+    /// Passes on one segment from the aligner: frames are rewritten, a raw (oversized) part is not.
+    pub fn segment(&mut self, seg: Segment, out: &mut BytesMut) {
+        match seg {
+            Segment::Frames(f) => out.extend_from_slice(&self.rewrite_frames(f)),
+            Segment::Raw(r) => out.extend_from_slice(&r),
+        }
     }
 
     fn release(&mut self, frame: Bytes, out: &mut BytesMut) {
@@ -109,6 +68,45 @@ impl UsageChunkStripper {
             }
             Rewrite::NullRemoved(b) => out.extend_from_slice(&b),
         }
+    }
+}
+
+/// Aligner and rewriter together, for a raw byte stream.
+#[derive(Debug, Default)]
+pub struct UsageChunkStripper {
+    aligner: FrameAligner,
+    rewriter: UsageFrameRewriter,
+    /// Frames dropped or rewritten (for tests and records).
+    pub stripped: u32,
+}
+
+impl UsageChunkStripper {
+    /// A new stripper.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next chunk from upstream; returns what the client should get now (possibly empty).
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        let UsageChunkStripper {
+            aligner, rewriter, ..
+        } = self;
+        aligner.push(Bytes::copy_from_slice(chunk), &mut |seg| {
+            rewriter.segment(seg, &mut out)
+        });
+        self.stripped = self.rewriter.stripped;
+        out.freeze()
+    }
+
+    /// The stream ended: whatever is held goes out as it is.
+    pub fn finish(&mut self) -> Bytes {
+        self.aligner.finish()
+    }
+
+    /// Bytes held back now.
+    pub fn held(&self) -> usize {
+        self.aligner.held()
     }
 }
 
@@ -193,6 +191,7 @@ fn rewrite(frame: &[u8]) -> Rewrite {
 
 #[cfg(test)]
 mod tests {
+    use super::super::framing::MAX_UNIT;
     use super::*;
 
     fn run(input: &[u8], split: usize) -> (Vec<u8>, u32) {
@@ -278,7 +277,7 @@ data: [DONE]\n\n";
         let big = vec![b'x'; 256 << 10];
         for _ in 0..16 {
             total += s.feed(&big).len();
-            assert!(s.pending.len() <= MAX_UNIT + big.len());
+            assert!(s.held() <= MAX_UNIT + big.len());
         }
         total += s
             .feed(b"\"\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n")
