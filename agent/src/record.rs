@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,8 +83,11 @@ pub enum CostStatus {
     Priced,
     /// Estimated usage × the model's price.
     Estimated,
-    /// The model has no price (flagged, never counted as free).
+    /// No priced usage: the model or the operation has no price, or the response carried no usage
+    /// (flagged with a note, never counted as free).
     Unknown,
+    /// The request never reached a provider (Airlock answered it itself), so nothing was billed.
+    NotBilled,
 }
 
 /// One request's record.
@@ -128,7 +131,8 @@ pub struct Record {
     pub usage_injected: bool,
     /// Cost in USD, when the model has a price.
     pub cost_usd: Option<f64>,
-    /// `priced`, `estimated` (priced from estimated usage) or `unknown` (no price: see `cost_note`).
+    /// `priced`, `estimated` (priced from estimated usage), `unknown` (no price or no usage: see
+    /// `cost_note`) or `not_billed` (never reached a provider).
     pub cost_status: Option<CostStatus>,
     /// The price-table entry used, or why there is no cost.
     pub cost_note: Option<String>,
@@ -144,6 +148,81 @@ pub struct Record {
     pub response_bytes: u64,
     /// What went wrong, if anything (never contains bodies or credentials).
     pub error: Option<String>,
+    /// The pipeline stage that refused, answered or cut the request itself (`identify`,
+    /// `authorize:<name>`, `forward` …), when one did.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+}
+
+/// Longest model name a record keeps (bytes); longer input is cut and marked.
+pub const MAX_MODEL: usize = 256;
+/// Longest error text a record keeps (bytes).
+pub const MAX_ERROR: usize = 1024;
+/// Longest path a record keeps (bytes).
+pub const MAX_PATH: usize = 2048;
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` marking the cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn bound_opt(v: &mut Option<String>, max: usize) {
+    if let Some(s) = v.as_mut() {
+        if s.len() > max {
+            *s = bounded(s, max);
+        }
+    }
+}
+
+impl Record {
+    /// Cuts every field that copies client or upstream input to its bound, so a hostile request
+    /// cannot make records (or the file they go to) grow without limit.
+    pub fn bound(&mut self) {
+        bound_opt(&mut self.model, MAX_MODEL);
+        bound_opt(&mut self.response_model, MAX_MODEL);
+        bound_opt(&mut self.error, MAX_ERROR);
+        bound_opt(&mut self.upstream_error, MAX_MODEL);
+        bound_opt(&mut self.cost_note, MAX_ERROR);
+        if self.path.len() > MAX_PATH {
+            self.path = bounded(&self.path, MAX_PATH);
+        }
+        if self.operation.len() > 64 {
+            self.operation = bounded(&self.operation, 64);
+        }
+    }
+}
+
+/// Where the records file is and how it is kept bounded.
+#[derive(Debug, Clone)]
+pub struct RecordsFile {
+    /// `records.jsonl`.
+    pub path: PathBuf,
+    /// Rotate when the file grows past this many bytes.
+    pub rotate_at: u64,
+    /// Rotated files kept (`records.jsonl.1` … `.keep`).
+    pub keep: u32,
+    /// Records waiting to be written before completion waits for the writer.
+    pub queue: usize,
+}
+
+/// What the records writer has done, for `airlock status`.
+#[derive(Debug, Default)]
+struct WriterStats {
+    written: AtomicU64,
+    file_bytes: AtomicU64,
+    rotations: AtomicU64,
+    write_errors: AtomicU64,
+    /// Records handed over but waiting for room in the queue.
+    waiting: AtomicU64,
+    /// Records that could not be handed to the writer at all (it had stopped).
+    unwritten: AtomicU64,
 }
 
 /// Where completed records go.
@@ -154,8 +233,10 @@ pub struct Recorder {
     in_flight: AtomicU64,
     next_id: AtomicU64,
     id_prefix: String,
-    sink: Mutex<Option<mpsc::Sender<Arc<Record>>>>,
+    sink: Mutex<Option<tokio::sync::mpsc::Sender<Arc<Record>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    file: Option<RecordsFile>,
+    stats: Arc<WriterStats>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -169,15 +250,18 @@ impl std::fmt::Debug for Recorder {
 
 impl Recorder {
     /// A recorder keeping the last `capacity` records in memory, and appending every record to
-    /// `file` (JSON lines) if given.
-    pub fn new(capacity: usize, file: Option<PathBuf>) -> Recorder {
+    /// `file` (JSON lines) if given, rotating it at its size bound.
+    pub fn new(capacity: usize, file: Option<RecordsFile>) -> Recorder {
         let mut sink = None;
         let mut writer = None;
-        if let Some(path) = file {
-            let (tx, rx) = mpsc::channel::<Arc<Record>>();
+        let stats = Arc::new(WriterStats::default());
+        if let Some(f) = &file {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Arc<Record>>(f.queue.max(1));
+            let f2 = f.clone();
+            let st = stats.clone();
             match std::thread::Builder::new()
                 .name("airlock-records".into())
-                .spawn(move || write_records(path, rx))
+                .spawn(move || write_records(f2, rx, st))
             {
                 Ok(handle) => {
                     sink = Some(tx);
@@ -204,6 +288,8 @@ impl Recorder {
             ),
             sink: Mutex::new(sink),
             writer: Mutex::new(writer),
+            file,
+            stats,
         }
     }
 
@@ -219,31 +305,81 @@ impl Recorder {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stores a finished record.
+    /// Stores a finished record. Never blocks an async worker: when the writer's queue is full the
+    /// record waits in a task of its own for room (bounded by the requests in flight), so a slow disk
+    /// slows completion down instead of losing records.
     pub fn finish(&self, record: Record) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let record = Arc::new(record);
-        if let Ok(sink) = self.sink.lock() {
-            if let Some(tx) = sink.as_ref() {
-                let _ = tx.send(record.clone());
-            }
-        }
         if let Ok(mut ring) = self.ring.lock() {
             if ring.len() == self.capacity {
                 ring.pop_front();
             }
-            ring.push_back(record);
+            ring.push_back(record.clone());
+        }
+        let tx = match self.sink.lock() {
+            Ok(sink) => sink.clone(),
+            Err(_) => None,
+        };
+        let Some(tx) = tx else {
+            if self.file.is_some() {
+                self.stats.unwritten.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        match tx.try_send(record) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(record)) => {
+                let stats = self.stats.clone();
+                stats.waiting.fetch_add(1, Ordering::Relaxed);
+                let send = async move {
+                    if tx.send(record).await.is_err() {
+                        stats.unwritten.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats.waiting.fetch_sub(1, Ordering::Relaxed);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(send);
+                    }
+                    // Outside the runtime (shutdown): wait here, there is nothing else to block.
+                    Err(_) => match tokio::runtime::Builder::new_current_thread().build() {
+                        Ok(rt) => rt.block_on(send),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot wait for the records writer; a record stays in memory only");
+                            self.stats.unwritten.fetch_add(1, Ordering::Relaxed);
+                            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    },
+                }
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.unwritten.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Stops the file writer after it has written every record it was given.
-    pub fn close(&self) {
+    /// Stops the file writer after it has written every record it was given, waiting at most
+    /// `grace` for records still queued (a stuck disk must not hang shutdown forever).
+    pub fn close(&self, grace: std::time::Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        while self.stats.waiting.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         if let Ok(mut sink) = self.sink.lock() {
             sink.take();
         }
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
-            let _ = h.join();
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::error!("the records writer did not finish in time; the last records may be missing from the records file");
+            }
         }
     }
 
@@ -268,53 +404,195 @@ impl Recorder {
             Err(_) => Vec::new(),
         }
     }
+
+    /// The records file and its writer, for `airlock status`.
+    pub fn file_status(&self) -> serde_json::Value {
+        let Some(f) = &self.file else {
+            return serde_json::Value::Null;
+        };
+        let queued = self
+            .sink
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|tx| tx.max_capacity() - tx.capacity()))
+            .unwrap_or(0);
+        let s = &self.stats;
+        serde_json::json!({
+            "path": f.path,
+            "bytes": s.file_bytes.load(Ordering::Relaxed),
+            "rotate_at_bytes": f.rotate_at,
+            "keep": f.keep,
+            "queue_capacity": f.queue,
+            "queued": queued as u64 + s.waiting.load(Ordering::Relaxed),
+            "written": s.written.load(Ordering::Relaxed),
+            "rotations": s.rotations.load(Ordering::Relaxed),
+            "write_errors": s.write_errors.load(Ordering::Relaxed),
+            "unwritten": s.unwritten.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// How long the writer lets records gather before writing them: one write and flush per batch, not
 /// one wake-up per request.
 const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-fn write_records(path: PathBuf, rx: mpsc::Receiver<Arc<Record>>) {
-    let mut out = match crate::paths::open_append(&path, 0o600) {
-        Ok(f) => std::io::BufWriter::new(f),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot open the records file; records stay in memory only");
-            return;
+/// The writer's open file and where it stands.
+struct Output {
+    file: RecordsFile,
+    out: Option<std::fs::File>,
+    bytes: u64,
+}
+
+impl Output {
+    fn open(&mut self) -> std::io::Result<&mut std::fs::File> {
+        if self.out.is_none() {
+            let f = crate::paths::open_append(&self.file.path, 0o600)?;
+            self.bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.out = Some(f);
         }
+        self.out
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("records file not open"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let f = self.open()?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// `records.jsonl` → `.1` → … → `.keep`; the oldest is removed.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out = None;
+        let base = self.file.path.clone();
+        let numbered = |n: u32| {
+            let mut p = base.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if self.file.keep == 0 {
+            std::fs::remove_file(&base)?;
+        } else {
+            let _ = std::fs::remove_file(numbered(self.file.keep));
+            for n in (1..self.file.keep).rev() {
+                let from = numbered(n);
+                if from.exists() {
+                    std::fs::rename(&from, numbered(n + 1))?;
+                }
+            }
+            std::fs::rename(&base, numbered(1))?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// Appends `bytes`, retrying with backoff on a full or failing disk: records are never dropped here (the
+/// queue in front fills, and completion waits for room). `false` only if the writer must stop.
+fn write_retrying(out: &mut Output, bytes: &[u8], stats: &WriterStats, closing: bool) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let mut backoff = std::time::Duration::from_millis(250);
+    let mut failed_before = false;
+    loop {
+        let attempt = if failed_before {
+            // A failed write may have left half a line: end it, so readers can skip it.
+            out.write(b"\n").and_then(|_| out.write(bytes))
+        } else {
+            out.write(bytes)
+        };
+        match attempt {
+            Ok(()) => return true,
+            Err(e) => {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = %out.file.path.display(), error = %e, "cannot append to the records file; retrying");
+                out.out = None;
+                failed_before = true;
+                if closing {
+                    return false;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn rotate(out: &mut Output, stats: &WriterStats) {
+    match out.rotate() {
+        Ok(()) => {
+            stats.rotations.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(path = %out.file.path.display(), error = %e, "cannot rotate the records file");
+        }
+    }
+}
+
+fn write_records(
+    file: RecordsFile,
+    mut rx: tokio::sync::mpsc::Receiver<Arc<Record>>,
+    stats: Arc<WriterStats>,
+) {
+    let mut out = Output {
+        file,
+        out: None,
+        bytes: 0,
     };
+    if let Err(e) = out.open() {
+        tracing::error!(path = %out.file.path.display(), error = %e, "cannot open the records file; will retry with the first record");
+    }
+    stats.file_bytes.store(out.bytes, Ordering::Relaxed);
+    let mut buf = Vec::with_capacity(64 << 10);
     loop {
         // Wait for the first record of a batch, then let more gather before writing.
-        let first = match rx.recv() {
-            Ok(r) => r,
-            Err(_) => return,
+        let Some(first) = rx.blocking_recv() else {
+            return;
         };
         std::thread::sleep(WRITE_INTERVAL);
-        let mut closed = false;
         let mut batch = vec![first];
+        let mut closed = false;
         loop {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
             }
         }
-        for r in batch {
-            match serde_json::to_vec(&*r) {
-                Ok(mut line) => {
-                    line.push(b'\n');
-                    if let Err(e) = out.write_all(&line) {
-                        tracing::error!(error = %e, "cannot append to the records file");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serialise a record"),
+        buf.clear();
+        let mut line = Vec::with_capacity(1024);
+        for r in &batch {
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut line, &**r) {
+                tracing::error!(error = %e, "cannot serialise a record");
+                continue;
             }
+            line.push(b'\n');
+            // Rotate before a line would take the file past its bound, so files stay near it.
+            let size = out.bytes + buf.len() as u64;
+            if size > 0 && size + line.len() as u64 > out.file.rotate_at {
+                if !write_retrying(&mut out, &buf, &stats, closed) {
+                    return;
+                }
+                buf.clear();
+                rotate(&mut out, &stats);
+            }
+            buf.extend_from_slice(&line);
         }
-        if let Err(e) = out.flush() {
-            tracing::error!(error = %e, "cannot flush the records file");
+        if !write_retrying(&mut out, &buf, &stats, closed) {
+            return;
         }
+        stats
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.file_bytes.store(out.bytes, Ordering::Relaxed);
         if closed {
             return;
         }
@@ -363,7 +641,63 @@ mod tests {
             request_bytes: 10,
             response_bytes: 20,
             error: None,
+            decided_by: None,
         }
+    }
+
+    fn file(path: &std::path::Path, rotate_at: u64, keep: u32) -> RecordsFile {
+        RecordsFile {
+            path: path.to_path_buf(),
+            rotate_at,
+            keep,
+            queue: 4,
+        }
+    }
+
+    #[test]
+    fn records_file_rotates_at_its_bound_and_keeps_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let r = Recorder::new(4, Some(file(&path, 2000, 2)));
+        // Far more records than the queue holds, from outside a runtime: none may be lost.
+        for i in 0..60 {
+            r.begin();
+            r.finish(rec(&format!("r{i}")));
+        }
+        r.close(std::time::Duration::from_secs(10));
+        let mut ids = Vec::new();
+        for name in ["records.jsonl.2", "records.jsonl.1", "records.jsonl"] {
+            let p = dir.path().join(name);
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            assert!(text.len() < 2000 + 1000, "{name} is {} bytes", text.len());
+            for line in text.lines() {
+                ids.push(serde_json::from_str::<Record>(line).unwrap().id);
+            }
+        }
+        assert!(
+            !dir.path().join("records.jsonl.3").exists(),
+            "only `keep` rotated files stay"
+        );
+        // The newest records are all there, in order, with nothing missing at the end.
+        let last: Vec<String> = (60 - ids.len()..60).map(|i| format!("r{i}")).collect();
+        assert_eq!(ids, last);
+        assert!(ids.len() >= 6, "{ids:?}");
+        assert_eq!(r.file_status()["unwritten"], 0);
+        assert!(r.file_status()["rotations"].as_u64().unwrap() >= 2);
+    }
+
+    #[test]
+    fn hostile_input_is_bounded_in_records() {
+        let mut r = rec("x");
+        r.model = Some("m".repeat(100_000));
+        r.error = Some("é".repeat(10_000));
+        r.path = format!("/v1/{}", "p".repeat(100_000));
+        r.bound();
+        assert!(r.model.as_ref().unwrap().len() <= MAX_MODEL);
+        assert!(r.model.as_ref().unwrap().ends_with('…'));
+        assert!(r.error.as_ref().unwrap().len() <= MAX_ERROR);
+        assert!(r.path.len() <= MAX_PATH);
+        assert_eq!(bounded("short", 10), "short");
     }
 
     #[test]
@@ -383,10 +717,10 @@ mod tests {
     fn records_are_appended_as_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.jsonl");
-        let r = Recorder::new(4, Some(path.clone()));
+        let r = Recorder::new(4, Some(file(&path, 1 << 20, 2)));
         r.begin();
         r.finish(rec("a"));
-        r.close();
+        r.close(std::time::Duration::from_secs(5));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
