@@ -42,6 +42,16 @@ pub enum AgentError {
         /// What to do about it.
         hint: String,
     },
+    /// The state directory is not safe to use.
+    #[error("state directory {path}: it {problem}; {fix}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// TLS configuration for the upstream client failed.
     #[error("upstream TLS setup: {0}")]
     UpstreamTls(String),

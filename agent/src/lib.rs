@@ -5,6 +5,7 @@
 //! upstream over a pooled rustls client. Everything else is tunnelled byte for byte.
 //!
 //! Module map (each module's own doc says what it owns and what it must not do):
+//! - [`body`]: the body type every response the agent produces has.
 //! - [`paths`]: where state lives on disk and how files in it are protected.
 //! - [`policy`]: the policy file, its embedded default and the compiled interception set.
 //! - [`ca`]: the device certificate authority and per-host leaves.
@@ -13,9 +14,11 @@
 //! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
 //! - [`upstream`]: the pooled client that talks to providers and gateways.
 //! - [`record`]: the structured record of every request and where records go.
+//! - [`sys`]: process resources the OS bounds (open files).
 //! - [`agent`]: wiring it all together into a running daemon.
 
 pub mod agent;
+pub mod body;
 pub mod ca;
 pub mod error;
 pub mod paths;
@@ -25,6 +28,7 @@ pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod record;
+pub mod sys;
 pub mod upstream;
 
 pub use error::{AgentError, Result};

@@ -108,6 +108,39 @@ impl StateDir {
     }
 }
 
+/// Makes sure the state directory is private to this user: a missing one is created with mode 0711
+/// (others may reach the public CA certificate inside by name, nothing more); an existing one is
+/// refused if someone else owns it or others may write to it, and its mode is never changed — a
+/// `--state-dir /tmp` must not lose its sticky bit, and a directory others can write is one where
+/// they could plant the runtime file the CLI trusts.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(AgentError::StateDir {
+                    path: dir.to_path_buf(),
+                    problem: "exists but is not a directory".into(),
+                    fix: "pass --state-dir with a directory of its own".into(),
+                });
+            }
+            os::check_private(dir, &meta).map_err(|(problem, fix)| AgentError::StateDir {
+                path: dir.to_path_buf(),
+                problem,
+                fix,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent)
+                    .map_err(|e| AgentError::io("cannot create directory", parent, e))?;
+            }
+            os::create_dir_with_mode(dir, 0o711)
+                .map_err(|e| AgentError::io("cannot create directory", dir, e))
+        }
+        Err(e) => Err(AgentError::io("cannot read", dir, e)),
+    }
+}
+
 /// Creates `dir` (and parents) and sets its mode (unix) to `mode`.
 pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| AgentError::io("cannot create directory", dir, e))?;
@@ -166,6 +199,40 @@ mod tests {
         assert_eq!(mode_of(&p), Some(0o600));
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_dir_is_created_private_and_a_shared_one_is_refused_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b/state");
+        ensure_private_dir(&fresh).unwrap();
+        assert_eq!(mode_of(&fresh), Some(0o711));
+        // An existing private one is used as it is.
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(0o700)).unwrap();
+        ensure_private_dir(&fresh).unwrap();
+        assert_eq!(mode_of(&fresh), Some(0o700));
+        // World-writable with the sticky bit, like /tmp: refused, and its mode left alone.
+        let shared = dir.path().join("tmp-like");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = ensure_private_dir(&shared).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by others") && e.contains("--state-dir"),
+            "{e}"
+        );
+        assert_eq!(mode_of(&shared), Some(0o1777));
+        let group = dir.path().join("group-writable");
+        fs::create_dir(&group).unwrap();
+        fs::set_permissions(&group, fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(ensure_private_dir(&group).is_err());
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(ensure_private_dir(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
     }
 
     #[test]

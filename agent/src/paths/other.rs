@@ -30,3 +30,15 @@ pub(super) fn mode_of(_path: &Path) -> Option<u32> {
 pub(super) fn open_append(path: &Path, _mode: u32) -> std::io::Result<File> {
     OpenOptions::new().append(true).create(true).open(path)
 }
+
+pub(super) fn create_dir_with_mode(path: &Path, _mode: u32) -> std::io::Result<()> {
+    std::fs::create_dir(path)
+}
+
+pub(super) fn check_private(
+    _path: &Path,
+    _meta: &std::fs::Metadata,
+) -> Result<(), (String, String)> {
+    // ACLs set by the installer govern access on this OS.
+    Ok(())
+}

@@ -42,3 +42,34 @@ pub(super) fn open_append(path: &Path, mode: u32) -> std::io::Result<File> {
         .mode(mode)
         .open(path)
 }
+
+pub(super) fn create_dir_with_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().mode(mode).create(path)?;
+    // The umask may have removed bits we asked for.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+pub(super) fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), (String, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err((
+            format!("is owned by uid {}, not by this user (uid {me})", meta.uid()),
+            "run airlockd as the directory's owner, or pass --state-dir with a directory of your own".into(),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err((
+            format!(
+                "is writable by others (mode {mode:o}), so another user could replace what the agent keeps there"
+            ),
+            format!(
+                "pass --state-dir with a directory only you can write, or remove the group/other write bits yourself (chmod go-w {})",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! bundles and fleet distribution extend [`PolicySource`] in a later issue.
 
 pub mod hosts;
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
+pub use limits::Limits;
 
 use crate::{AgentError, Result};
 
@@ -76,6 +78,9 @@ pub struct PolicyDocument {
     /// Azure OpenAI settings.
     #[serde(default)]
     pub azure: AzurePolicy,
+    /// Resource bounds: body sizes, memory, connections, timeouts, records file rotation.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// Azure OpenAI: URLs name deployments, prices name models.
@@ -121,10 +126,15 @@ pub struct HostRule {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamPolicy {
-    /// An HTTP proxy for the agent's own upstream calls (`http://host:port`). Without it the agent
-    /// connects directly and ignores `HTTPS_PROXY`, so it can never route through itself.
+    /// An HTTP proxy for the agent's own upstream calls and its blind tunnels (`http://host:port`,
+    /// optionally `http://user:pass@host:port`). Without it the agent uses `AIRLOCK_UPSTREAM_PROXY` or
+    /// `HTTPS_PROXY` from its own environment, unless that points at the agent itself.
     #[serde(default)]
     pub proxy: Option<String>,
+    /// Hosts reached directly, not through `proxy` (`corp.internal`, `.corp.internal` for subdomains,
+    /// `10.0.0.5`). Loopback is always direct.
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
     /// Extra root CA (PEM) trusted for every upstream, besides the platform's roots.
     #[serde(default)]
     pub extra_ca_file: Option<PathBuf>,
@@ -150,6 +160,7 @@ impl Default for UpstreamPolicy {
     fn default() -> Self {
         UpstreamPolicy {
             proxy: None,
+            no_proxy: Vec::new(),
             extra_ca_file: None,
             pool_idle_timeout_secs: default_idle(),
             connect_timeout_secs: default_connect(),
@@ -203,6 +214,8 @@ pub struct Policy {
     pub prices: crate::pricing::PriceTable,
     /// Azure deployment → model.
     pub azure: AzurePolicy,
+    /// Resource bounds.
+    pub limits: Limits,
 }
 
 impl Policy {
@@ -278,6 +291,7 @@ impl Policy {
                 )));
             }
         }
+        doc.limits.check().map_err(err)?;
         let prices = crate::pricing::PriceTable::embedded()?.with_overrides(&doc.prices);
         Ok(Policy {
             source,
@@ -286,6 +300,7 @@ impl Policy {
             upstream,
             prices,
             azure: doc.azure,
+            limits: doc.limits,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! never route through Airlock itself) and never trusts a chain anchored at Airlock's own CA. It owns
 //! connections; it must not look at or change what it carries.
 
+mod proxy;
 mod verify;
 
 use std::collections::HashMap;
@@ -24,11 +25,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpStream;
+use tower_service::Service;
 
-use crate::pipeline::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 use crate::policy::UpstreamPolicy;
 use crate::{AgentError, Result};
 
+pub use proxy::{ProxySource, UpstreamProxy};
 pub use verify::OwnCaCheck;
 
 /// Resolves host names, sending overridden hosts to their configured address.
@@ -59,11 +62,12 @@ impl tower_service::Service<Name> for OverrideResolver {
     }
 }
 
-/// Direct TCP, or a CONNECT tunnel through the policy's upstream proxy.
+/// Direct TCP, or a CONNECT tunnel through the upstream proxy, chosen per destination (`no_proxy` and
+/// loopback go direct).
 #[derive(Clone)]
-enum Dial {
-    Direct(HttpConnector<OverrideResolver>),
-    Tunnel(Tunnel<HttpConnector<OverrideResolver>>),
+struct Dial {
+    direct: HttpConnector<OverrideResolver>,
+    proxy: Option<Arc<UpstreamProxy>>,
 }
 
 impl tower_service::Service<Uri> for Dial {
@@ -73,20 +77,28 @@ impl tower_service::Service<Uri> for Dial {
         Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
-        match self {
-            Dial::Direct(c) => c.poll_ready(cx).map_err(Into::into),
-            Dial::Tunnel(t) => t.poll_ready(cx).map_err(Into::into),
-        }
+        self.direct.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        match self {
-            Dial::Direct(c) => {
-                let f = c.call(uri);
+        let hop = self.proxy.as_ref().and_then(|p| {
+            let scheme = uri.scheme_str().unwrap_or("https");
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme == "http" { 80 } else { 443 });
+            p.hop_for(scheme, uri.host().unwrap_or_default(), port)
+        });
+        match hop {
+            Some(hop) => {
+                let mut tunnel = Tunnel::new(hop.uri, self.direct.clone());
+                if let Some(auth) = hop.auth {
+                    tunnel = tunnel.with_auth(auth);
+                }
+                let f = tunnel.call(uri);
                 Box::pin(async move { f.await.map_err(Into::into) })
             }
-            Dial::Tunnel(t) => {
-                let f = t.call(uri);
+            None => {
+                let f = self.direct.call(uri);
                 Box::pin(async move { f.await.map_err(Into::into) })
             }
         }
@@ -95,51 +107,14 @@ impl tower_service::Service<Uri> for Dial {
 
 type Connector = hyper_rustls::HttpsConnector<Dial>;
 
-/// Where the upstream proxy setting came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxySource {
-    /// `upstream.proxy` in the policy.
-    Policy,
-    /// `HTTPS_PROXY` in the agent's own environment (never one pointing at the agent itself).
-    Environment,
-}
-
-impl ProxySource {
-    /// Name used in the status report.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProxySource::Policy => "policy",
-            ProxySource::Environment => "environment",
-        }
-    }
-}
-
-/// The HTTP proxy the agent's own upstream calls and blind tunnels go through.
-#[derive(Debug, Clone)]
-pub struct UpstreamProxy {
-    /// The proxy URL (may carry credentials; never printed as is).
-    pub uri: Uri,
-    /// Where the setting came from.
-    pub source: ProxySource,
-}
-
-impl UpstreamProxy {
-    /// The URL without any credentials, for status and logs.
-    pub fn display(&self) -> String {
-        let host = self.uri.host().unwrap_or_default();
-        match self.uri.port_u16() {
-            Some(p) => format!("http://{host}:{p}"),
-            None => format!("http://{host}"),
-        }
-    }
-}
-
 /// Why an upstream call failed, in words for the person who sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct UpstreamError {
     /// Full explanation: what happened and what to do.
     pub message: String,
+    /// Whether it was a timeout (a gateway answers 504 for those, 502 otherwise).
+    pub timed_out: bool,
 }
 
 /// The pooled upstream client.
@@ -150,7 +125,8 @@ pub struct UpstreamClient {
     /// pooled HTTP/2 connection.
     upgrade_client: Client<Connector, ProxyBody>,
     overridden: Arc<HashMap<String, String>>,
-    proxy: Option<UpstreamProxy>,
+    dial: Dial,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -181,8 +157,13 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 impl UpstreamClient {
-    /// Builds the client from policy. `own_ca` recognises certificates of Airlock's own CA.
-    pub fn new(policy: &UpstreamPolicy, own_ca: OwnCaCheck) -> Result<UpstreamClient> {
+    /// Builds the client from policy. `own_ca` recognises certificates of Airlock's own CA; `listen` is
+    /// the agent's own address, so a proxy from the environment that points back at it is ignored.
+    pub fn new(
+        policy: &UpstreamPolicy,
+        own_ca: OwnCaCheck,
+        listen: Option<SocketAddr>,
+    ) -> Result<UpstreamClient> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let extra = match &policy.extra_ca_file {
             Some(p) => read_pem_certs(p)?,
@@ -213,22 +194,14 @@ impl UpstreamClient {
         });
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(
-            policy.connect_timeout_secs.max(1),
-        )));
+        let connect_timeout = Duration::from_secs(policy.connect_timeout_secs.max(1));
+        http.set_connect_timeout(Some(connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let proxy = match &policy.proxy {
-            Some(proxy) => Some(UpstreamProxy {
-                uri: proxy.parse().map_err(|e| {
-                    AgentError::UpstreamTls(format!("upstream.proxy {proxy:?} is not a URL: {e}"))
-                })?,
-                source: ProxySource::Policy,
-            }),
-            None => None,
-        };
-        let dial = match &proxy {
-            Some(p) => Dial::Tunnel(Tunnel::new(p.uri.clone(), http)),
-            None => Dial::Direct(http),
+        let proxy = UpstreamProxy::resolve(policy.proxy.as_deref(), &policy.no_proxy, listen)?
+            .map(Arc::new);
+        let dial = Dial {
+            direct: http,
+            proxy,
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
@@ -246,7 +219,7 @@ impl UpstreamClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(dial);
+            .wrap_connector(dial.clone());
         let upgrade_client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .timer(TokioTimer::new())
@@ -255,13 +228,68 @@ impl UpstreamClient {
             client,
             upgrade_client,
             overridden: overrides,
-            proxy,
+            dial,
+            connect_timeout,
         })
     }
 
     /// The upstream proxy in use, if any.
     pub fn proxy(&self) -> Option<&UpstreamProxy> {
-        self.proxy.as_ref()
+        self.dial.proxy.as_deref()
+    }
+
+    /// A raw TCP connection to `host:port` for a blind tunnel: through the upstream proxy (CONNECT
+    /// chaining) unless the destination bypasses it, within the policy's connect timeout.
+    pub async fn dial_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> std::result::Result<TcpStream, UpstreamError> {
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let uri: Uri = format!("https://{authority}/")
+            .parse()
+            .map_err(|_| UpstreamError {
+                message: format!("{authority} is not a host:port Airlock can connect to"),
+                timed_out: false,
+            })?;
+        let via = self
+            .dial
+            .proxy
+            .as_ref()
+            .filter(|p| p.hop_for("https", host, port).is_some())
+            .map(|p| p.display().to_string());
+        let mut dial = self.dial.clone();
+        // The proxy leg gets the connect timeout too: a proxy that accepts and never answers
+        // the CONNECT must not hold the client forever.
+        match tokio::time::timeout(self.connect_timeout, dial.call(uri)).await {
+            Ok(Ok(io)) => Ok(io.into_inner()),
+            Ok(Err(e)) => {
+                let cause = error_chain(&*e);
+                Err(UpstreamError {
+                    message: match via {
+                        Some(p) => format!(
+                            "Airlock could not open a tunnel to {authority} through the upstream proxy {p} ({cause}). \
+                             Check that the proxy is reachable and allows CONNECT to this host."
+                        ),
+                        None => format!("Airlock could not connect to {authority} ({cause}). Check the network and DNS."),
+                    },
+                    timed_out: false,
+                })
+            }
+            Err(_) => Err(UpstreamError {
+                message: format!(
+                    "Airlock timed out after {} s connecting to {authority}{}",
+                    self.connect_timeout.as_secs(),
+                    via.map(|p| format!(" through the upstream proxy {p}"))
+                        .unwrap_or_default()
+                ),
+                timed_out: true,
+            }),
+        }
     }
 
     /// Whether `host` has an address override (its URI should then carry no explicit port).
@@ -294,10 +322,10 @@ impl UpstreamClient {
     }
 }
 
-/// Turns a client error into a sentence a person can act on.
-fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
-    let mut causes = Vec::new();
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+/// An error and its causes as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes = vec![e.to_string()];
+    let mut src = e.source();
     while let Some(s) = src {
         let text = s.to_string();
         if causes.last() != Some(&text) {
@@ -305,10 +333,14 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
         }
         src = s.source();
     }
-    let cause = if causes.is_empty() {
-        e.to_string()
-    } else {
-        causes.join(": ")
+    causes.join(": ")
+}
+
+/// Turns a client error into a sentence a person can act on.
+fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let cause = match std::error::Error::source(e) {
+        Some(s) => error_chain(s),
+        None => e.to_string(),
     };
     let lower = cause.to_ascii_lowercase();
     let message = if lower.contains("certificate")
@@ -327,5 +359,8 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
     } else {
         format!("the connection to {host} failed before a complete response arrived ({cause}); retry the request")
     };
-    UpstreamError { message }
+    UpstreamError {
+        message,
+        timed_out: e.is_connect() && lower.contains("timed out"),
+    }
 }
