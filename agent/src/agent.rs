@@ -1,10 +1,12 @@
 //! Wiring: builds the running agent from a policy and a state directory — binds the listener first (so a
-//! taken port fails fast), loads or creates the device CA, writes the merged trust bundle and the runtime
-//! file the CLI reads, builds the upstream client and pipeline, and serves until shut down. It owns the
-//! state shared by every connection ([`Shared`]) and the status report; it must not handle requests.
+//! taken port fails fast), checks the state directory is private, loads or creates the device CA,
+//! writes the merged trust bundle and the runtime file the CLI reads, builds the upstream client, the
+//! recorder and the pipeline, hands the listener its narrow [`ProxyState`], and serves until shut down.
+//! It owns the status report ([`Shared`]); it must not handle requests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +18,17 @@ use tokio::task::JoinHandle;
 use crate::ca::{self, CertificateAuthority};
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
-use crate::pipeline::{Pipeline, Stage};
+use crate::pipeline::Pipeline;
 use crate::policy::Policy;
-use crate::record::{now_rfc3339, Recorder};
+use crate::proxy::{Connections, Control, ProxyState, Refusals};
+use crate::record::{now_rfc3339, Recorder, RecordsFile};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
+
+/// File descriptors kept free of client connections (the state files, the records file, the
+/// listener, upstream pools): connections = (open-files limit − this) / 2, since a tunnelled or
+/// proxied connection holds two.
+const RESERVED_FDS: u64 = 256;
 
 /// How to start the agent.
 #[derive(Debug, Clone)]
@@ -35,17 +43,20 @@ pub struct AgentConfig {
     pub records_in_memory: usize,
 }
 
-/// State shared by all connections.
+/// The agent as the status report sees it.
 pub struct Shared {
     policy: Policy,
     ca: Arc<ArcSwap<CertificateAuthority>>,
-    pub(crate) pipeline: Pipeline,
-    pub(crate) upstream: UpstreamClient,
+    pipeline: Arc<Pipeline>,
+    upstream: UpstreamClient,
+    connections: Arc<Connections>,
+    refusals: Arc<Refusals>,
     listen: SocketAddr,
     state: StateDir,
     started_at: String,
     started: Instant,
     bundle_path: Option<PathBuf>,
+    open_files_limit: Option<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -75,17 +86,6 @@ impl Shared {
     /// The pipeline.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
-    }
-
-    /// Whether `host:port` is this agent's own listener (to refuse loops).
-    pub fn is_own_address(&self, host: &str, port: u16) -> bool {
-        if port != self.listen.port() {
-            return false;
-        }
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
     }
 
     /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts an answer on
@@ -147,6 +147,9 @@ impl Shared {
             .map(|e| e.pattern.display())
             .collect();
         let recorder = self.pipeline.recorder();
+        let limits = &self.policy.limits;
+        let budget = self.pipeline.budget();
+        let refused = &self.refusals;
         json!({
             "agent": "airlockd",
             "version": env!("CARGO_PKG_VERSION"),
@@ -171,10 +174,36 @@ impl Shared {
             "upstream": {
                 "proxy": self.upstream.proxy().map(|p| p.display()),
                 "proxy_source": self.upstream.proxy().map(|p| p.source.as_str()),
+                "hosts_without_stream_options": self.pipeline.capabilities().hosts_without_stream_options(),
             },
             "requests_seen": recorder.seen(),
             "requests_in_flight": recorder.in_flight(),
+            "connections": {
+                "open": self.connections.open(),
+                "max": self.connections.max(),
+                "open_files_limit": self.open_files_limit,
+            },
+            "buffered_request_bytes": {"in_use": budget.in_use(), "max": budget.total()},
+            "limits": limits,
+            "records": recorder.file_status(),
+            "refused": {
+                "non_loopback_peers": refused.non_loopback_peers.load(Ordering::Relaxed),
+                "over_connection_limit": refused.over_connection_limit.load(Ordering::Relaxed),
+                "tls_handshake_timeouts": refused.tls_handshake_timeouts.load(Ordering::Relaxed),
+                "browser_requests": refused.browser_requests.load(Ordering::Relaxed),
+            },
         })
+    }
+}
+
+impl Control for Shared {
+    fn status(&self) -> serde_json::Value {
+        Shared::status(self)
+    }
+
+    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String> {
+        Shared::reload_ca(self).map_err(|e| e.to_string())?;
+        Ok(Shared::status(self))
     }
 }
 
@@ -209,7 +238,8 @@ impl RunningAgent {
         while recorder.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        recorder.close();
+        let flush = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
+        let _ = tokio::task::spawn_blocking(move || recorder.close(flush)).await;
         let _ = std::fs::remove_file(self.shared.state.runtime_file());
     }
 }
@@ -227,7 +257,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         .local_addr()
         .map_err(|e| crate::AgentError::io("cannot read the listen address of", state.root(), e))?;
 
-    paths::create_dir_with_mode(state.root(), 0o711)?;
+    paths::ensure_private_dir(state.root())?;
     let domains = policy.hosts.ca_domains();
     let ca = CertificateAuthority::load_or_create(&state, &domains)?;
     let uncovered = ca.info().uncovered(&domains);
@@ -249,27 +279,69 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
     let upstream = UpstreamClient::new(
         &policy.upstream,
         OwnCaCheck::new(move |c| own.load().is_ours(c)),
+        Some(addr),
     )?;
-    let recorder = Arc::new(Recorder::new(records_in_memory, Some(state.records_file())));
+    let limits = policy.limits.clone();
+    let recorder = Arc::new(Recorder::new(
+        records_in_memory,
+        Some(RecordsFile {
+            path: state.records_file(),
+            rotate_at: limits.records_file_max(),
+            keep: limits.records_file_keep,
+            queue: limits.records_queue,
+        }),
+    ));
     let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
-    let pipeline = Pipeline::new(upstream.clone(), recorder)
-        .with_response_stage(Stage::Settle, Box::new(cost));
+    let pipeline = Arc::new(
+        Pipeline::new(upstream.clone(), recorder, limits.clone()).with_settle_stage(Box::new(cost)),
+    );
 
+    let open_files_limit = crate::sys::raise_open_files_limit();
+    let max_connections = match open_files_limit {
+        Some(n) => {
+            let fit = usize::try_from(n.saturating_sub(RESERVED_FDS) / 2).unwrap_or(usize::MAX);
+            if fit < limits.max_connections {
+                tracing::warn!(
+                    open_files_limit = n,
+                    max_connections = fit,
+                    "the open-files limit allows fewer connections than limits.max_connections; raise it (ulimit -n) to serve more"
+                );
+            }
+            limits.max_connections.min(fit.max(16))
+        }
+        None => limits.max_connections,
+    };
+    let connections = Arc::new(Connections::new(max_connections));
+    let refusals = Arc::new(Refusals::default());
     let shared = Arc::new(Shared {
-        policy,
-        ca,
-        pipeline,
-        upstream,
+        policy: policy.clone(),
+        ca: ca.clone(),
+        pipeline: pipeline.clone(),
+        upstream: upstream.clone(),
+        connections: connections.clone(),
+        refusals: refusals.clone(),
         listen: addr,
         state: state.clone(),
         started_at: now_rfc3339(),
         started: Instant::now(),
         bundle_path,
+        open_files_limit,
     });
     shared.write_runtime_file()?;
+    let proxy_state = Arc::new(ProxyState {
+        hosts: policy.hosts.clone(),
+        ca,
+        pipeline,
+        upstream,
+        listen: addr,
+        limits,
+        connections,
+        refusals,
+        control: shared.clone(),
+    });
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy::serve(listener, shared.clone(), async move {
+    let task = tokio::spawn(proxy::serve(listener, proxy_state, async move {
         let _ = stopped.await;
     }));
     Ok(RunningAgent {

@@ -144,11 +144,11 @@ def test_client_going_away_mid_stream_is_recorded(agent):
 
 
 def test_huge_body_is_refused_in_the_callers_dialect_without_reading_it_all(agent):
-    big = b'{"model":"huge","messages":[{"role":"user","content":"' + b"x" * (40 << 20) + b'"}]}'
+    big = b'{"model":"huge","messages":[{"role":"user","content":"' + b"x" * (100 << 20) + b'"}]}'
     r = post(agent, "openai", "/v1/chat/completions", content=big, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "request_too_large"
-    assert "32 MiB" in r.json()["error"]["message"]
+    assert "64 MiB" in r.json()["error"]["message"] and "limits.max_request_body_mib" in r.json()["error"]["message"]
     r = post(agent, "anthropic", "/v1/messages", content=big, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
     r = post(agent, "gemini", "/v1beta/models/g:generateContent", content=big,

@@ -1,39 +1,50 @@
 //! The one path every intercepted AI request takes, as an explicit ordered list of stages
-//! (DESIGN.md): identify → authorize → inspect request → route → forward → observe stream →
-//! inspect response → settle → record. Identify, forward, observe and record are real here; authorize,
-//! inspect request, route, inspect response and settle are slots later capabilities fill with
-//! [`RequestStage`]s and [`ResponseStage`]s — they plug in here and never add side paths. A refusal in any
-//! request stage answers the client in its provider's dialect. This module must not know how requests
-//! arrive (that is [`crate::proxy`]) or how connections are made (that is [`crate::upstream`]).
+//! (DESIGN.md): identify → authorize → inspect request → route → forward → observe stream → inspect
+//! response → settle → record. Each stage is a file here, in that order, and [`Pipeline::handle`] reads
+//! as the list. Identify, route's metering adjustment, forward, observe, settle (cost) and record are
+//! built in; authorize, inspect request, route, inspect response and settle take plugged-in stages
+//! ([`stage`]) — capabilities plug in here and never add side paths. A refusal in any request stage
+//! answers the client in its provider's dialect; a [`guard::RecordGuard`] opened before the first await
+//! finishes the record on every exit, including the client going away. This module must not know how
+//! requests arrive (that is [`crate::proxy`]) or how connections are made (that is [`crate::upstream`]).
 
-pub mod body;
+mod authorize;
+pub mod exchange;
+mod forward;
+pub mod guard;
+pub mod identify;
+mod inspect;
 mod observe;
+pub mod record;
+mod route;
 pub mod settle;
+pub mod stage;
 mod upgrade;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response};
+use http_body::Body;
 
-use crate::policy::{ApiKind, HostEntry, StreamUsage};
-use crate::providers::decode::{decode_all, Coding, DecodeError};
-use crate::providers::dialect::{self, AirlockError};
-use crate::providers::response::{Framing, ResponseParser};
-use crate::providers::strip::UsageChunkStripper;
-use crate::providers::{self, request, Identity};
+use crate::body::{BoxError, ProxyBody};
+use crate::policy::{ApiKind, HostEntry, Limits, StreamUsage};
+use crate::providers;
+use crate::providers::dialect::AirlockError;
 use crate::record::{now_rfc3339, InterceptMode, Outcome, Record, Recorder};
 use crate::upstream::UpstreamClient;
-use body::ProxyBody;
+pub use exchange::{Exchange, RequestBody};
+pub use identify::BodyBudget;
 pub use observe::ObservedBody;
-use upgrade::take_upgrade;
+pub use route::Capabilities;
+pub use stage::{
+    Flow, RequestSlot, RequestStage, ResponseHead, ResponseStage, SettleStage, StageFuture,
+    StreamCut, StreamStage,
+};
 pub use upgrade::Upgrade;
 
-/// The stages, in the order a request meets them.
+/// The stages, in the order a request meets them (labels for records, logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Which provider, operation, model, stream flag.
@@ -69,6 +80,21 @@ impl Stage {
         Stage::Settle,
         Stage::Record,
     ];
+
+    /// The label in records (`decided_by`) and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Identify => "identify",
+            Stage::Authorize => "authorize",
+            Stage::InspectRequest => "inspect_request",
+            Stage::Route => "route",
+            Stage::Forward => "forward",
+            Stage::ObserveStream => "observe_stream",
+            Stage::InspectResponse => "inspect_response",
+            Stage::Settle => "settle",
+            Stage::Record => "record",
+        }
+    }
 }
 
 /// Where an intercepted request goes.
@@ -109,97 +135,33 @@ impl Target {
             stream_usage: entry.stream_usage,
         }
     }
-}
 
-/// A request body: read whole (JSON the stages may read) or streamed through untouched.
-#[derive(Debug)]
-pub enum RequestBody {
-    /// The whole body, as it travels (possibly compressed).
-    Buffered(Bytes),
-    /// A body that is streamed upstream as it arrives.
-    Streaming(Incoming),
-}
-
-/// What request-side stages see and may change.
-#[derive(Debug)]
-pub struct Exchange {
-    /// Request id.
-    pub id: String,
-    /// Destination.
-    pub target: Target,
-    /// What the request is.
-    pub identity: Identity,
-    /// Request method, URI, headers (already without hop-by-hop headers).
-    pub head: http::request::Parts,
-    /// Request body.
-    pub body: RequestBody,
-    /// The body decoded for reading (its Content-Encoding undone), when it is JSON the agent could read.
-    pub readable: Option<Bytes>,
-    /// A protocol upgrade the client asked for (the Realtime API's WebSocket), passed through.
-    pub upgrade: Option<Upgrade>,
-}
-
-/// A request-side stage (authorize, inspect request, route).
-pub trait RequestStage: Send + Sync {
-    /// Name for logs.
-    fn name(&self) -> &'static str;
-    /// Looks at (and may change) the exchange; an error refuses the request.
-    fn apply(&self, exchange: &mut Exchange) -> Result<(), AirlockError>;
-}
-
-/// A response-side stage (inspect response, settle), run once the response has ended.
-pub trait ResponseStage: Send + Sync {
-    /// Name for logs.
-    fn name(&self) -> &'static str;
-    /// Updates the record of a finished request.
-    fn apply(&self, record: &mut Record);
-}
-
-/// The stages that run when a response ends, and the recorder.
-pub struct ResponseStages {
-    inspect_response: Vec<Box<dyn ResponseStage>>,
-    settle: Vec<Box<dyn ResponseStage>>,
-    recorder: Arc<Recorder>,
-}
-
-impl ResponseStages {
-    fn complete(&self, mut record: Record) {
-        for s in self.inspect_response.iter().chain(self.settle.iter()) {
-            s.apply(&mut record);
+    /// The path and the query, apart.
+    pub fn split_path(&self) -> (&str, Option<&str>) {
+        match self.path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.path_and_query.as_str(), None),
         }
-        tracing::debug!(
-            id = %record.id, provider = %record.provider, operation = %record.operation,
-            model = record.model.as_deref().unwrap_or("-"), status = record.status.unwrap_or(0),
-            outcome = ?record.outcome, latency_ms = record.latency_ms.unwrap_or(0.0),
-            "request finished"
-        );
-        self.recorder.finish(record);
     }
 }
 
-/// The pipeline.
-pub struct Pipeline {
-    authorize: Vec<Box<dyn RequestStage>>,
-    inspect_request: Vec<Box<dyn RequestStage>>,
-    route: Vec<Box<dyn RequestStage>>,
-    upstream: UpstreamClient,
-    after: Arc<ResponseStages>,
-    max_request_body: usize,
+/// Why a request left the pipeline before being forwarded.
+pub(crate) enum Stop {
+    /// Refused: answer with the error in the caller's dialect.
+    Refuse {
+        /// The error.
+        err: AirlockError,
+        /// Which stage refused (`identify`, `authorize:<name>` …).
+        by: String,
+    },
+    /// A stage answered the request itself.
+    Answer {
+        /// The answer.
+        resp: Response<ProxyBody>,
+        /// Which stage.
+        by: String,
+    },
 }
-
-impl std::fmt::Debug for Pipeline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("authorize", &self.authorize.len())
-            .field("inspect_request", &self.inspect_request.len())
-            .field("route", &self.route.len())
-            .field("max_request_body", &self.max_request_body)
-            .finish()
-    }
-}
-
-/// Default cap on a request body the agent reads (JSON); larger bodies get 413.
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 32 << 20;
 
 /// Headers that belong to one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -231,53 +193,78 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The pipeline: the built-in stages and the plugged-in ones, in their slots.
+pub struct Pipeline {
+    authorize: Vec<Box<dyn RequestStage>>,
+    inspect_request: Vec<Box<dyn RequestStage>>,
+    route: Vec<Box<dyn RequestStage>>,
+    inspect_response: Vec<Box<dyn ResponseStage>>,
+    upstream: UpstreamClient,
+    finisher: Arc<record::Finisher>,
+    limits: Limits,
+    budget: BodyBudget,
+    capabilities: Arc<Capabilities>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[Box<dyn RequestStage>]| v.iter().map(|s| s.name()).collect::<Vec<_>>();
+        f.debug_struct("Pipeline")
+            .field("authorize", &names(&self.authorize))
+            .field("inspect_request", &names(&self.inspect_request))
+            .field("route", &names(&self.route))
+            .field(
+                "inspect_response",
+                &self
+                    .inspect_response
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("finisher", &self.finisher)
+            .finish()
+    }
 }
 
 impl Pipeline {
-    /// A pipeline with empty policy stages.
-    pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>) -> Pipeline {
+    /// A pipeline with no plugged-in stages, bounded by `limits`.
+    pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>, limits: Limits) -> Pipeline {
         Pipeline {
             authorize: Vec::new(),
             inspect_request: Vec::new(),
             route: Vec::new(),
+            inspect_response: Vec::new(),
             upstream,
-            after: Arc::new(ResponseStages {
-                inspect_response: Vec::new(),
-                settle: Vec::new(),
-                recorder,
-            }),
-            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            finisher: Arc::new(record::Finisher::new(recorder)),
+            budget: BodyBudget::new(limits.max_buffered()),
+            limits,
+            capabilities: Arc::new(Capabilities::default()),
         }
     }
 
-    /// Sets the request body cap.
-    pub fn with_max_request_body(mut self, bytes: usize) -> Self {
-        self.max_request_body = bytes;
-        self
-    }
-
-    /// Adds a request-side stage at `stage` (Authorize, InspectRequest or Route).
-    pub fn with_request_stage(mut self, stage: Stage, s: Box<dyn RequestStage>) -> Self {
-        match stage {
-            Stage::Authorize => self.authorize.push(s),
-            Stage::InspectRequest => self.inspect_request.push(s),
-            _ => self.route.push(s),
+    /// Adds a request-side stage to a slot; stages in one slot run in the order they were added.
+    pub fn with_request_stage(mut self, slot: RequestSlot, s: Box<dyn RequestStage>) -> Self {
+        match slot {
+            RequestSlot::Authorize => self.authorize.push(s),
+            RequestSlot::InspectRequest => self.inspect_request.push(s),
+            RequestSlot::Route => self.route.push(s),
         }
         self
     }
 
-    /// Adds a response-side stage at `stage` (InspectResponse or Settle).
-    pub fn with_response_stage(mut self, stage: Stage, s: Box<dyn ResponseStage>) -> Self {
-        match Arc::get_mut(&mut self.after) {
-            Some(after) => match stage {
-                Stage::InspectResponse => after.inspect_response.push(s),
-                _ => after.settle.push(s),
-            },
+    /// Adds a response stage (inspect response); they see the body in the order they were added.
+    pub fn with_response_stage(mut self, s: Box<dyn ResponseStage>) -> Self {
+        self.inspect_response.push(s);
+        self
+    }
+
+    /// Adds a settle stage; they update the finished record in the order they were added.
+    pub fn with_settle_stage(mut self, s: Box<dyn SettleStage>) -> Self {
+        match Arc::get_mut(&mut self.finisher) {
+            Some(f) => f.settle.push(s),
             None => tracing::error!(
                 stage = s.name(),
-                "response stages can only be added before the pipeline runs"
+                "settle stages can only be added before the pipeline runs"
             ),
         }
         self
@@ -285,28 +272,93 @@ impl Pipeline {
 
     /// The recorder.
     pub fn recorder(&self) -> &Arc<Recorder> {
-        &self.after.recorder
+        self.finisher.recorder()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The request-body memory budget.
+    pub fn budget(&self) -> &BodyBudget {
+        &self.budget
+    }
+
+    /// What the agent learned about upstream hosts.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     /// Runs one intercepted request through every stage and returns the response for the client.
-    pub async fn handle(&self, req: Request<Incoming>, target: Target) -> Response<ProxyBody> {
-        let start = Instant::now();
-        let recorder = &self.after.recorder;
-        let id = recorder.next_id();
-        let (mut head, body) = req.into_parts();
-        let upgrade = take_upgrade(&mut head);
-        strip_hop_by_hop(&mut head.headers);
+    pub async fn handle<B>(&self, req: Request<B>, target: Target) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let api = target.api;
+        // Before any await: from here on, every way out finishes the record.
+        let mut guard = guard::RecordGuard::open(self.draft(&req, &target), self.finisher.clone());
+        match self.run(req, target, &mut guard).await {
+            Ok((ex, resp)) => self.observe(ex, resp, guard), // observe, inspect response, settle, record
+            Err(Stop::Refuse { err, by }) => {
+                tracing::debug!(id = %guard.id(), stage = %by, kind = err.kind, "request refused");
+                guard.refuse(api, err, by)
+            }
+            Err(Stop::Answer { resp, by }) => guard.answer(resp, by),
+        }
+    }
 
-        let (path, query) = match target.path_and_query.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (target.path_and_query.clone(), None),
-        };
-        let record_path = match &query {
+    async fn run<B>(
+        &self,
+        req: Request<B>,
+        target: Target,
+        guard: &mut guard::RecordGuard,
+    ) -> Result<(Exchange, Response<forward::UpstreamBody>), Stop>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut ex = self
+            .identify(req, target, guard)
+            .await
+            .map_err(|(err, by)| Stop::Refuse { err, by: by.into() })?; // identify
+        self.authorize(&mut ex, guard).await?; // authorize
+        self.inspect_request(&mut ex, guard).await?; // inspect request
+        self.route(&mut ex, guard).await?; // route
+        let resp = self.forward(&mut ex, guard).await?; // forward
+        Ok((ex, resp))
+    }
+
+    /// Runs the stages of one slot in order.
+    async fn run_slot(
+        &self,
+        stages: &[Box<dyn RequestStage>],
+        slot: &'static str,
+        ex: &mut Exchange,
+        guard: &mut guard::RecordGuard,
+    ) -> Result<(), Stop> {
+        for s in stages {
+            guard.set_phase(guard::Phase::Stage(s.name()));
+            let by = || format!("{slot}:{}", s.name());
+            match s.apply(ex).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Answer(resp)) => return Err(Stop::Answer { resp, by: by() }),
+                Err(err) => return Err(Stop::Refuse { err, by: by() }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The record as it starts.
+    fn draft<B>(&self, req: &Request<B>, target: &Target) -> Record {
+        let (path, query) = target.split_path();
+        let record_path = match query {
             Some(q) => format!("{path}?{}", providers::redact_query(q)),
-            None => path.clone(),
+            None => path.to_string(),
         };
-        let mut record = Record {
-            id: id.clone(),
+        Record {
+            id: self.recorder().next_id(),
             started_at: now_rfc3339(),
             mode: target.mode,
             host: target.host.clone(),
@@ -314,11 +366,11 @@ impl Pipeline {
             operation: String::new(),
             model: None,
             stream: false,
-            method: head.method.to_string(),
+            method: req.method().to_string(),
             path: record_path,
             status: None,
             outcome: Outcome::InProgress,
-            credential: providers::credential_kind(&head.headers, query.as_deref()).to_string(),
+            credential: providers::credential_kind(req.headers(), query).to_string(),
             response_model: None,
             usage: None,
             usage_estimated: false,
@@ -332,272 +384,15 @@ impl Pipeline {
             request_bytes: 0,
             response_bytes: 0,
             error: None,
-        };
-        recorder.begin();
-
-        // Identify: read JSON bodies whole (bounded; decoded for reading), stream everything else through.
-        let (mut body, readable) = match self.read_body(&head, body).await {
-            Ok(b) => b,
-            Err(e) => {
-                record.operation =
-                    providers::identify(target.api, &head.method, &path, query.as_deref(), None)
-                        .operation;
-                return self.refuse(record, start, target.api, e);
-            }
-        };
-        let identity = providers::identify(
-            target.api,
-            &head.method,
-            &path,
-            query.as_deref(),
-            readable.as_deref(),
-        );
-        record.operation = identity.operation.clone();
-        record.model = identity.model.clone();
-        record.stream = identity.stream;
-
-        // Usage for OpenAI-style streams that did not ask for it: ask upstream, strip it on the way back.
-        let unencoded = head.headers.get(header::CONTENT_ENCODING).is_none();
-        if target.stream_usage == StreamUsage::Inject
-            && unencoded
-            && identity.stream
-            && identity.include_usage != Some(true)
-            && matches!(target.api, ApiKind::Openai | ApiKind::Azure)
-            && matches!(
-                identity.operation.as_str(),
-                "chat_completions" | "completions"
-            )
-        {
-            if let Some(new) = match &body {
-                RequestBody::Buffered(b) => request::inject_stream_usage(b),
-                RequestBody::Streaming(_) => None,
-            } {
-                body = RequestBody::Buffered(Bytes::from(new));
-                head.headers.remove(header::CONTENT_LENGTH);
-                record.usage_injected = true;
-            }
+            decided_by: None,
         }
-        record.request_bytes = match &body {
-            RequestBody::Buffered(b) => b.len() as u64,
-            RequestBody::Streaming(_) => header_str(&head.headers, header::CONTENT_LENGTH)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        };
-
-        let mut ex = Exchange {
-            id,
-            target,
-            identity,
-            head,
-            body,
-            readable,
-            upgrade,
-        };
-        for s in self
-            .authorize
-            .iter()
-            .chain(&self.inspect_request)
-            .chain(&self.route)
-        {
-            if let Err(e) = s.apply(&mut ex) {
-                tracing::debug!(id = %ex.id, stage = s.name(), kind = e.kind, "request refused");
-                return self.refuse(record, start, ex.target.api, e);
-            }
-        }
-        self.forward(ex, record, start).await
-    }
-
-    async fn read_body(
-        &self,
-        head: &http::request::Parts,
-        body: Incoming,
-    ) -> Result<(RequestBody, Option<Bytes>), AirlockError> {
-        let declared: Option<u64> =
-            header_str(&head.headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-        let ct = header_str(&head.headers, header::CONTENT_TYPE).unwrap_or("");
-        let json = ct.is_empty() || ct.to_ascii_lowercase().contains("json");
-        if !json || head.method == Method::GET || head.method == Method::HEAD {
-            return Ok((RequestBody::Streaming(body), None));
-        }
-        let limit = self.max_request_body;
-        let too_large = |what: &str| {
-            AirlockError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                format!(
-                    "the request body{what} is larger than Airlock's limit of {} MiB for JSON requests; send a smaller request",
-                    limit >> 20
-                ),
-            )
-        };
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large(""));
-        }
-        let wire = match Limited::new(body, limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large("")),
-            Err(e) => {
-                return Err(AirlockError::new(
-                    StatusCode::BAD_REQUEST,
-                    "request_body_unreadable",
-                    format!("Airlock could not read the request body from the client ({e}); retry the request"),
-                ))
-            }
-        };
-        let readable = match Coding::parse(header_str(&head.headers, header::CONTENT_ENCODING)) {
-            Ok(Coding::Identity) => Some(wire.clone()),
-            Ok(coding) => match decode_all(coding, &wire, limit) {
-                Ok(d) => Some(Bytes::from(d)),
-                Err(DecodeError::TooLarge(_)) => return Err(too_large(" once decompressed")),
-                Err(e) => {
-                    return Err(AirlockError::new(
-                        StatusCode::BAD_REQUEST,
-                        "request_body_undecodable",
-                        format!("the request body does not match its Content-Encoding ({e}); send it uncompressed or fix the encoding"),
-                    ))
-                }
-            },
-            Err(e) => {
-                tracing::debug!(error = %e, "request body forwarded unread");
-                None
-            }
-        };
-        Ok((RequestBody::Buffered(wire), readable))
-    }
-
-    fn refuse(
-        &self,
-        mut record: Record,
-        start: Instant,
-        api: ApiKind,
-        e: AirlockError,
-    ) -> Response<ProxyBody> {
-        record.status = Some(e.status.as_u16());
-        record.outcome = Outcome::Rejected;
-        record.latency_ms = Some(observe::ms(start.elapsed()));
-        record.error = Some(e.message.clone());
-        let resp = dialect::response(Some(api), &e, Some(&record.id));
-        self.after.complete(record);
-        resp
-    }
-
-    async fn forward(
-        &self,
-        ex: Exchange,
-        mut record: Record,
-        start: Instant,
-    ) -> Response<ProxyBody> {
-        let Exchange {
-            id,
-            target,
-            head,
-            body,
-            identity,
-            readable,
-            upgrade,
-        } = ex;
-        let port = match target.port {
-            Some(p) if !self.upstream.is_overridden(&target.host) => format!(":{p}"),
-            _ => String::new(),
-        };
-        let uri = format!("https://{}{}{}", target.host, port, target.path_and_query);
-        let mut builder = Request::builder()
-            .method(head.method)
-            .uri(uri)
-            .version(Version::HTTP_11);
-        if let Some(h) = builder.headers_mut() {
-            *h = head.headers;
-            h.remove(header::HOST);
-            if let Some(up) = &upgrade {
-                up.apply_to(h);
-            }
-        }
-        let body = match body {
-            RequestBody::Buffered(b) => body::full(b),
-            RequestBody::Streaming(s) => s
-                .map_err(|e| -> body::BoxError { Box::new(e) })
-                .boxed_unsync(),
-        };
-        let req = match builder.body(body) {
-            Ok(r) => r,
-            Err(e) => {
-                let err = AirlockError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("Airlock cannot forward this request: {e}"),
-                );
-                return self.refuse(record, start, target.api, err);
-            }
-        };
-
-        let sent = match &upgrade {
-            Some(_) => self.upstream.send_upgrade(req).await,
-            None => self.upstream.send(req).await,
-        };
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let err =
-                    AirlockError::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", e.message);
-                record.status = Some(502);
-                record.outcome = Outcome::UpstreamFailed;
-                record.latency_ms = Some(observe::ms(start.elapsed()));
-                record.error = Some(err.message.clone());
-                tracing::warn!(id = %id, host = %target.host, error = %err.message, "upstream request failed");
-                let resp = dialect::response(Some(target.api), &err, Some(&id));
-                self.after.complete(record);
-                return resp;
-            }
-        };
-
-        if let Some(up) = upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS) {
-            return upgrade::switch_protocols(up, resp, record, start, &id, self.after.clone());
-        }
-        let (mut parts, incoming) = resp.into_parts();
-        record.status = Some(parts.status.as_u16());
-        strip_hop_by_hop(&mut parts.headers);
-        let framing = Framing::from_content_type(
-            header_str(&parts.headers, header::CONTENT_TYPE),
-            target.api == ApiKind::Gemini && identity.stream,
-        );
-        let parser = ResponseParser::new(
-            target.api,
-            &identity.operation,
-            framing,
-            header_str(&parts.headers, header::CONTENT_ENCODING),
-        );
-        let success = parts.status.is_success();
-        let sse_ok = success && framing == Framing::Sse;
-        let stripper = (record.usage_injected && sse_ok).then(UsageChunkStripper::new);
-        if stripper.is_some() {
-            // The body the client gets is shorter than upstream's.
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            parts.headers.insert("x-airlock-request-id", v);
-        }
-        let tap = observe::Tap {
-            parser,
-            stripper,
-            request: observe::RequestFacts {
-                api: target.api,
-                operation: identity.operation,
-                body: readable,
-                sse_ok,
-            },
-            record,
-            start,
-            first_byte: None,
-            bytes: 0,
-            after: self.after.clone(),
-        };
-        Response::from_parts(parts, ObservedBody::new(incoming, tap).boxed_unsync())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn hop_by_hop_headers_are_removed_including_connection_named_ones() {
@@ -613,14 +408,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("authorization"));
-    }
-
-    #[test]
-    fn stages_are_in_design_order() {
-        assert_eq!(Stage::ORDER.first(), Some(&Stage::Identify));
-        assert_eq!(Stage::ORDER.last(), Some(&Stage::Record));
-        let fwd = Stage::ORDER.iter().position(|s| *s == Stage::Forward);
-        let auth = Stage::ORDER.iter().position(|s| *s == Stage::Authorize);
-        assert!(auth < fwd);
     }
 }

@@ -1,13 +1,85 @@
-//! The settle stage's first filler: cost. Once a response has ended, its usage (exact or estimated) is
-//! priced from the price table — the shipped one with the policy's overrides — by the model that actually
-//! answered when the response named one (Azure deployments are mapped to their models by policy). A model
-//! without a price is recorded as cost unknown with the reason; it is never counted as free.
+//! The settle stage: once a request has ended, its usage is settled — exact when the response carried
+//! it and completed, otherwise estimated from the text that went each way and flagged — and then priced
+//! ([`CostStage`]) from the price table (the shipped one with the policy's overrides), by the model that
+//! actually answered when the response named one (Azure deployments map to their models by policy).
+//! Anything without priced usage — a model or an operation with no price (realtime, audio, batch), a
+//! response with no usage — is recorded as cost unknown with the reason; it is never counted as free.
+//! Budgets settle here too when they land.
 
 use std::collections::BTreeMap;
 
-use super::ResponseStage;
+use super::guard::RequestFacts;
+use super::stage::SettleStage;
 use crate::pricing::{Cost, PriceTable};
-use crate::record::{CostStatus, Record};
+use crate::providers::request::texts;
+use crate::providers::response::ResponseSummary;
+use crate::record::{CostStatus, Outcome, Record, Usage};
+
+/// Operations whose responses should carry usage; for them a missing usage is estimated.
+const METERED: [&str; 8] = [
+    "chat_completions",
+    "completions",
+    "responses",
+    "embeddings",
+    "messages",
+    "generate_content",
+    "stream_generate_content",
+    "embed_content",
+];
+
+/// A rough token count for text when no tokenizer applies (wire-formats.md §10.4: ~4 bytes a token).
+fn estimate_tokens(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+fn request_text_tokens(request: &RequestFacts) -> u64 {
+    let text_bytes: u64 = request
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .map(|v| {
+            texts(request.api, &request.operation, &v)
+                .iter()
+                .map(|s| s.len as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    estimate_tokens(text_bytes)
+}
+
+/// Exact usage when the response carried it and completed; otherwise an estimate from the text that
+/// went each way, flagged as such. A client that left while the provider was working (no status yet)
+/// is estimated for its input: the provider had the request.
+pub fn settle_usage(
+    summary: &ResponseSummary,
+    request: &RequestFacts,
+    outcome: Outcome,
+    status: Option<u16>,
+) -> (Option<Usage>, bool) {
+    let metered = METERED.contains(&request.operation.as_str());
+    if status.is_none() {
+        if outcome == Outcome::ClientClosed && metered {
+            return (Some(Usage::plain(request_text_tokens(request), 0)), true);
+        }
+        return (None, false);
+    }
+    let success = status.is_some_and(|s| (200..300).contains(&s));
+    let complete = outcome == Outcome::Completed && summary.terminal;
+    match summary.usage {
+        Some(u) if complete => (Some(u), false),
+        _ if !success || !metered => (summary.usage, false),
+        partial => {
+            let mut u = partial.unwrap_or_default();
+            if u.input_tokens == 0 {
+                u.input_tokens = request_text_tokens(request);
+            }
+            u.output_tokens = u
+                .output_tokens
+                .max(estimate_tokens(summary.output_text_bytes));
+            (Some(u), true)
+        }
+    }
+}
 
 /// Prices finished requests.
 #[derive(Debug, Clone)]
@@ -36,13 +108,36 @@ impl CostStage {
     }
 }
 
-impl ResponseStage for CostStage {
+/// Why a record that reached a provider has no usage to price.
+fn no_usage_note(r: &Record) -> String {
+    let op = r.operation.as_str();
+    if !METERED.contains(&op) {
+        return format!(
+            "Airlock does not meter {op} requests yet, so their cost is unknown; check the provider's usage page"
+        );
+    }
+    match r.status {
+        Some(s) if !(200..300).contains(&s) => format!(
+            "the provider answered {s} without usage; failed requests are usually not billed, but the cost is unknown"
+        ),
+        None => "no response arrived, so the cost is unknown".into(),
+        Some(_) => "the response carried no usage and none could be estimated".into(),
+    }
+}
+
+impl SettleStage for CostStage {
     fn name(&self) -> &'static str {
         "cost"
     }
 
-    fn apply(&self, r: &mut Record) {
+    fn settle(&self, r: &mut Record) {
+        if r.cost_status == Some(CostStatus::NotBilled) {
+            return;
+        }
         let Some(usage) = r.usage else {
+            r.cost_usd = None;
+            r.cost_status = Some(CostStatus::Unknown);
+            r.cost_note = Some(no_usage_note(r));
             return;
         };
         let Some(model) = self.model_of(r).map(str::to_string) else {

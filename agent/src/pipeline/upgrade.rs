@@ -3,16 +3,13 @@
 //! upgraded connections are spliced byte for byte. The agent does not read WebSocket frames (yet); it
 //! records the exchange — bytes each way and how it ended — when the spliced connection closes.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use http::header::{self, HeaderValue};
 use http::Response;
-use hyper::body::Incoming;
 
-use super::body::{self, ProxyBody};
-use super::{observe, ResponseStages};
-use crate::record::{Outcome, Record};
+use super::forward::UpstreamBody;
+use super::guard::{End, Phase, RecordGuard};
+use crate::body::{self, ProxyBody};
+use crate::record::Outcome;
 
 /// A client's request to switch protocols, kept so the connection can be handed over after a 101.
 pub struct Upgrade {
@@ -105,28 +102,26 @@ pub(super) fn take_upgrade(head: &mut http::request::Parts) -> Option<Upgrade> {
 }
 
 /// The upstream agreed to switch protocols: answer the client's 101 and splice the two upgraded
-/// connections together, byte for byte. The record is completed when the spliced connection closes.
+/// connections together, byte for byte. The record is finished when the spliced connection closes.
 pub(super) fn switch_protocols(
     up: Upgrade,
-    mut resp: Response<Incoming>,
-    mut record: Record,
-    start: Instant,
+    mut resp: Response<UpstreamBody>,
+    mut guard: RecordGuard,
     id: &str,
-    after: Arc<ResponseStages>,
 ) -> Response<ProxyBody> {
-    record.status = Some(101);
+    guard.note(|r| r.status = Some(101));
+    guard.set_phase(Phase::Streaming);
     let upstream = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
         let joined = tokio::try_join!(up.client, upstream);
-        match joined {
+        let end = match joined {
             Ok((client, upstream)) => {
                 let mut client = CountingIo::new(hyper_util::rt::TokioIo::new(client));
                 let mut upstream = CountingIo::new(hyper_util::rt::TokioIo::new(upstream));
                 let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                record.request_bytes += client.read;
-                record.response_bytes = upstream.read;
-                match result {
-                    Ok(_) => record.outcome = Outcome::Completed,
+                guard.note(|r| r.request_bytes += client.read);
+                let (outcome, error) = match result {
+                    Ok(_) => (Outcome::Completed, None),
                     // Either side may simply drop the connection (no TLS close_notify, a reset):
                     // that is how such connections usually end.
                     Err(e)
@@ -137,21 +132,24 @@ pub(super) fn switch_protocols(
                                 | std::io::ErrorKind::BrokenPipe
                         ) =>
                     {
-                        record.outcome = Outcome::Completed
+                        (Outcome::Completed, None)
                     }
-                    Err(e) => {
-                        record.outcome = Outcome::Incomplete;
-                        record.error = Some(format!("the upgraded connection broke: {e}"));
-                    }
+                    Err(e) => (
+                        Outcome::Incomplete,
+                        Some(format!("the upgraded connection broke: {e}")),
+                    ),
+                };
+                End {
+                    response_bytes: upstream.read,
+                    ..End::bare(outcome, error)
                 }
             }
-            Err(e) => {
-                record.outcome = Outcome::UpstreamFailed;
-                record.error = Some(format!("the protocol switch did not complete: {e}"));
-            }
-        }
-        record.latency_ms = Some(observe::ms(start.elapsed()));
-        after.complete(record);
+            Err(e) => End::bare(
+                Outcome::UpstreamFailed,
+                Some(format!("the protocol switch did not complete: {e}")),
+            ),
+        };
+        guard.finish(end);
     });
     let (mut parts, _) = resp.into_parts();
     if let Ok(v) = HeaderValue::from_str(id) {

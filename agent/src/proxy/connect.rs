@@ -1,20 +1,23 @@
 //! CONNECT handling. A host in the interception set (and covered by the device CA) gets its TLS
 //! terminated with a leaf for that host and its requests served (HTTP/1.1 or HTTP/2 by ALPN) through the
 //! pipeline; any other host gets a blind TCP tunnel whose bytes are never read. The intercept decision is
-//! made on the CONNECT host and confirmed on the ClientHello's SNI.
+//! made on the CONNECT host and confirmed on the ClientHello's SNI. Tunnels go through the upstream
+//! proxy when one is configured (CONNECT chaining), within the policy's connect timeout; a client that
+//! does not finish its TLS handshake in time is dropped.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::agent::Shared;
-use crate::pipeline::body::{empty, full, ProxyBody};
+use super::{ConnPermit, ProxyState};
+use crate::body::{empty, full, ProxyBody};
 use crate::pipeline::Target;
 use crate::policy::hosts::normalize_host;
 use crate::record::InterceptMode;
@@ -29,7 +32,11 @@ fn plain_error(status: StatusCode, message: String) -> Response<ProxyBody> {
     r
 }
 
-pub(super) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
+pub(super) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<ProxyState>,
+    permit: ConnPermit,
+) -> Response<ProxyBody> {
     let Some(authority) = req.uri().authority().cloned() else {
         return plain_error(
             StatusCode::BAD_REQUEST,
@@ -38,8 +45,7 @@ pub(super) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     };
     let host = normalize_host(authority.host());
     let port = authority.port_u16().unwrap_or(443);
-    let policy = shared.policy();
-    let intercept = match policy.hosts.lookup(&host) {
+    let intercept = match shared.hosts.lookup(&host) {
         Some(entry) if shared.ca().covers(&host) => Some(entry.clone()),
         Some(_) => {
             tracing::warn!(%host, "host is in the interception set but outside the device CA's constraints; tunnelling it uninspected (run `airlock ca rotate`)");
@@ -51,6 +57,7 @@ pub(super) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     match intercept {
         Some(entry) => {
             tokio::spawn(async move {
+                let _permit = permit;
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         intercept_tls(TokioIo::new(upgraded), host, port, entry, shared).await
@@ -67,28 +74,20 @@ pub(super) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
                     format!("CONNECT {host}:{port} points at Airlock itself; refusing to loop"),
                 );
             }
-            let dial = tokio::time::timeout(
-                Duration::from_secs(10),
-                TcpStream::connect((host.as_str(), port)),
-            )
-            .await;
-            let upstream = match dial {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return plain_error(
-                        StatusCode::BAD_GATEWAY,
-                        format!("Airlock could not connect to {host}:{port}: {e}"),
-                    )
-                }
-                Err(_) => {
-                    return plain_error(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!("Airlock timed out connecting to {host}:{port}"),
-                    )
+            let upstream = match shared.upstream.dial_tunnel(&host, port).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let status = if e.timed_out {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    return plain_error(status, e.message);
                 }
             };
             let _ = upstream.set_nodelay(true);
             tokio::spawn(async move {
+                let _permit = permit;
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => tunnel(TokioIo::new(upgraded), upstream).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -111,28 +110,35 @@ async fn intercept_tls(
     connect_host: String,
     port: u16,
     entry: crate::policy::HostEntry,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
 ) {
+    let handshake = shared.limits.tls_handshake_timeout();
+    let deadline = tokio::time::Instant::now() + handshake;
+    let timed_out = |shared: &ProxyState, host: &str| {
+        shared
+            .refusals
+            .tls_handshake_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%host, "client did not finish the TLS handshake in time; closing");
+    };
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = match acceptor.await {
-        Ok(s) => s,
-        Err(e) => {
+    let start = match tokio::time::timeout_at(deadline, acceptor).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::debug!(host = %connect_host, error = %e, "client did not start TLS after CONNECT");
             return;
         }
+        Err(_) => return timed_out(&shared, &connect_host),
     };
     // SNI, when present, names the host the client will verify; it must itself be intercepted.
     let (host, entry) = match start.client_hello().server_name().map(normalize_host) {
-        Some(sni) if sni != connect_host => {
-            let policy = shared.policy();
-            match policy.hosts.lookup(&sni) {
-                Some(e) if shared.ca().covers(&sni) => (sni, e.clone()),
-                _ => {
-                    tracing::warn!(connect = %connect_host, sni = %sni, "TLS server name differs from the CONNECT host and is not intercepted; closing");
-                    return;
-                }
+        Some(sni) if sni != connect_host => match shared.hosts.lookup(&sni) {
+            Some(e) if shared.ca().covers(&sni) => (sni, e.clone()),
+            _ => {
+                tracing::warn!(connect = %connect_host, sni = %sni, "TLS server name differs from the CONNECT host and is not intercepted; closing");
+                return;
             }
-        }
+        },
         _ => (connect_host, entry),
     };
     let config = match shared.ca().server_config(&host) {
@@ -142,15 +148,17 @@ async fn intercept_tls(
             return;
         }
     };
-    let tls = match start.into_stream(config).await {
-        Ok(t) => t,
-        Err(e) => {
+    let tls = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+        Err(_) => return timed_out(&shared, &host),
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
             // Usually the client does not trust the Airlock CA (unknown ca / bad certificate alert).
             tracing::info!(%host, error = %e, "TLS handshake with the client failed; does it trust the Airlock CA? (`airlock env`)");
             return;
         }
     };
 
+    let header_read_timeout = shared.limits.header_read_timeout();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let path_and_query = super::path_and_query(req.uri());
@@ -163,7 +171,19 @@ async fn intercept_tls(
         );
         async move { Ok::<_, Infallible>(shared.pipeline.handle(req, target).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(256 << 10)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
         .await

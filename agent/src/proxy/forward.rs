@@ -8,12 +8,12 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::agent::Shared;
-use crate::pipeline::body::{full, BoxError, ProxyBody};
+use super::ProxyState;
+use crate::body::{full, BoxError, ProxyBody};
 use crate::pipeline::strip_hop_by_hop;
 use crate::policy::hosts::normalize_host;
 
-pub(super) async fn plain(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
+pub(super) async fn plain(req: Request<Incoming>, shared: Arc<ProxyState>) -> Response<ProxyBody> {
     let host = normalize_host(req.uri().host().unwrap_or_default());
     let port = req.uri().port_u16().unwrap_or(80);
     if shared.is_own_address(&host, port) {
@@ -38,6 +38,7 @@ pub(super) async fn plain(req: Request<Incoming>, shared: Arc<Shared>) -> Respon
                 body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
             )
         }
+        Err(e) if e.timed_out => text(StatusCode::GATEWAY_TIMEOUT, e.message),
         Err(e) => text(StatusCode::BAD_GATEWAY, e.message),
     }
 }

@@ -1,7 +1,10 @@
 //! What the listener answers itself: the PAC file, the local status API (`/airlock/v1/...`, a stand-in
-//! until the unix-socket control API lands) and helpful 404s. Browsers are kept out: a `Host` that is not
-//! a loopback name is refused (DNS rebinding), and the API refuses any request carrying `Origin` or
-//! `Referer` (cross-site requests). Nothing here ever returns a credential or a body of a recorded request.
+//! until the unix-socket control API lands) and helpful 404s — and the guard every origin-form request
+//! passes first (base-URL mode included, since a page that could post to `/openai/v1/...` would turn the
+//! agent into an open relay once it injects credentials). Browsers are kept out: a `Host` that is not
+//! this listener's loopback name and port is refused (DNS rebinding), and so is any request a web page
+//! sent — an `Origin` other than `null`, or `Sec-Fetch-Site: cross-site | same-site`; the API also
+//! refuses `Referer`. Nothing here ever returns a credential or a body of a recorded request.
 
 use std::sync::Arc;
 
@@ -9,8 +12,10 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::agent::Shared;
-use crate::pipeline::body::{full, ProxyBody};
+use std::sync::atomic::Ordering;
+
+use super::ProxyState;
+use crate::body::{full, ProxyBody};
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(full(value.to_string()));
@@ -40,46 +45,91 @@ fn error(status: StatusCode, kind: &str, message: String) -> Response<ProxyBody>
     )
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    let name = crate::policy::hosts::normalize_host(host);
-    name == "localhost"
+/// Whether a `Host` header names this listener: a loopback name, and the listener's port (a missing
+/// port means 80).
+fn is_own_host(host: &str, listen_port: u16) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        // `[::1]:8479`, `127.0.0.1:8479`, `localhost:8479`; a bare IPv6 literal has no port.
+        Some((n, p)) if !n.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) => {
+            (n, p.parse::<u16>().ok())
+        }
+        _ => (host, Some(80)),
+    };
+    let name = crate::policy::hosts::normalize_host(name.trim_matches(['[', ']']));
+    let loopback = name == "localhost"
         || name
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback && port == Some(listen_port)
 }
 
-/// Refuses origin-form requests whose `Host` is not a loopback name, and API requests from browsers.
-pub(super) fn guard(req: &Request<Incoming>, _shared: &Shared) -> Option<Response<ProxyBody>> {
+/// Why a request must be refused as coming from a web page, if it must.
+fn from_a_web_page(headers: &http::HeaderMap, api: bool) -> Option<&'static str> {
+    let value = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
+    // Native clients send no Origin; `null` is what some send from file:// or sandboxed contexts, and a
+    // browser's sandboxed page is caught by Sec-Fetch-Site below.
+    if let Some(origin) = value(header::ORIGIN) {
+        if !origin.trim().eq_ignore_ascii_case("null") {
+            return Some("Origin");
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if matches!(
+            site.trim().to_ascii_lowercase().as_str(),
+            "cross-site" | "same-site"
+        ) {
+            return Some("Sec-Fetch-Site");
+        }
+    }
+    if api && headers.contains_key(header::REFERER) {
+        return Some("Referer");
+    }
+    None
+}
+
+/// Refuses origin-form requests whose `Host` is not this listener, and requests from web pages.
+pub(super) fn guard(req: &Request<Incoming>, state: &ProxyState) -> Option<Response<ProxyBody>> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !host.is_empty() && !is_loopback_host(host) {
+    if !host.is_empty() && !is_own_host(host, state.listen.port()) {
+        state
+            .refusals
+            .browser_requests
+            .fetch_add(1, Ordering::Relaxed);
         return Some(error(
             StatusCode::MISDIRECTED_REQUEST,
             "host_not_allowed",
             format!(
-                "Airlock's listener answers only to 127.0.0.1, [::1] or localhost, not {host:?}"
+                "Airlock's listener answers only to 127.0.0.1:{port}, [::1]:{port} or localhost:{port}, not {host:?}",
+                port = state.listen.port()
             ),
         ));
     }
-    if req.uri().path().starts_with("/airlock")
-        && (req.headers().contains_key(header::ORIGIN)
-            || req.headers().contains_key(header::REFERER))
-    {
+    let api = req.uri().path().starts_with("/airlock");
+    if let Some(header) = from_a_web_page(req.headers(), api) {
+        state
+            .refusals
+            .browser_requests
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(header, path = %req.uri().path(), "refused a request from a web page");
         return Some(error(
             StatusCode::FORBIDDEN,
             "browser_request_refused",
-            "the Airlock local API refuses requests from web pages (Origin or Referer present); use the airlock CLI".into(),
+            format!(
+                "Airlock refuses requests from web pages ({header} present): a page must not be able to use this \
+                 machine's AI access. Native tools send no {header}; for the local API use the airlock CLI"
+            ),
         ));
     }
     None
 }
 
 /// The PAC file.
-pub(super) fn pac(shared: &Shared) -> Response<ProxyBody> {
-    let body = shared.policy().hosts.pac(&shared.listen().to_string());
+pub(super) fn pac(shared: &ProxyState) -> Response<ProxyBody> {
+    let body = shared.hosts.pac(&shared.listen.to_string());
     let mut r = Response::new(full(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -91,11 +141,13 @@ pub(super) fn pac(shared: &Shared) -> Response<ProxyBody> {
 }
 
 /// `/airlock/v1/...`.
-pub(super) async fn api(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
+pub(super) async fn api(req: Request<Incoming>, shared: Arc<ProxyState>) -> Response<ProxyBody> {
     let path = req.uri().path().trim_end_matches('/');
     match (req.method(), path) {
         (&Method::GET, "/airlock/v1/health") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/airlock/v1/status") => json_response(StatusCode::OK, shared.status()),
+        (&Method::GET, "/airlock/v1/status") => {
+            json_response(StatusCode::OK, shared.control.status())
+        }
         (&Method::GET, "/airlock/v1/requests") => {
             let limit = req
                 .uri()
@@ -107,9 +159,9 @@ pub(super) async fn api(req: Request<Incoming>, shared: Arc<Shared>) -> Response
             let records: Vec<&crate::record::Record> = recent.iter().map(|r| &**r).collect();
             json_response(StatusCode::OK, json!({ "records": records }))
         }
-        (&Method::POST, "/airlock/v1/ca/reload") => match shared.reload_ca() {
-            Ok(()) => json_response(StatusCode::OK, shared.status()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "ca_reload_failed", e.to_string()),
+        (&Method::POST, "/airlock/v1/ca/reload") => match shared.control.reload_ca() {
+            Ok(status) => json_response(StatusCode::OK, status),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "ca_reload_failed", e),
         },
         (_, "/airlock/v1/health" | "/airlock/v1/status" | "/airlock/v1/requests" | "/airlock/v1/ca/reload") => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -128,9 +180,8 @@ pub(super) async fn api(req: Request<Incoming>, shared: Arc<Shared>) -> Response
 }
 
 /// A 404 for an origin-form path that is neither a base-URL prefix nor a local endpoint.
-pub(super) fn not_found(req: &Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
-    let policy = shared.policy();
-    let prefixes: Vec<String> = policy
+pub(super) fn not_found(req: &Request<Incoming>, shared: &ProxyState) -> Response<ProxyBody> {
+    let prefixes: Vec<String> = shared
         .hosts
         .entries()
         .iter()
@@ -145,7 +196,77 @@ pub(super) fn not_found(req: &Request<Incoming>, shared: &Shared) -> Response<Pr
              (see `airlock env`)",
             req.uri().path(),
             prefixes.join(", "),
-            shared.listen()
+            shared.listen
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_listeners_loopback_name_and_port_are_its_host() {
+        for ok in [
+            "127.0.0.1:8479",
+            "localhost:8479",
+            "LOCALHOST.:8479",
+            "[::1]:8479",
+            "127.1.2.3:8479",
+        ] {
+            assert!(is_own_host(ok, 8479), "{ok}");
+        }
+        for bad in [
+            "evil.example:8479",
+            "127.0.0.1:8480",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "10.0.0.1:8479",
+            "localhost:x",
+        ] {
+            assert!(!is_own_host(bad, 8479), "{bad}");
+        }
+        assert!(is_own_host("localhost", 80));
+    }
+
+    #[test]
+    fn web_pages_are_recognised_and_native_clients_are_not() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert_eq!(from_a_web_page(&h(&[]), false), None);
+        assert_eq!(from_a_web_page(&h(&[("origin", "null")]), false), None);
+        assert_eq!(
+            from_a_web_page(&h(&[("origin", "https://evil.example")]), false),
+            Some("Origin")
+        );
+        assert_eq!(
+            from_a_web_page(
+                &h(&[("origin", "null"), ("sec-fetch-site", "cross-site")]),
+                false
+            ),
+            Some("Sec-Fetch-Site")
+        );
+        assert_eq!(
+            from_a_web_page(&h(&[("sec-fetch-site", "same-site")]), false),
+            Some("Sec-Fetch-Site")
+        );
+        assert_eq!(
+            from_a_web_page(&h(&[("sec-fetch-site", "none")]), false),
+            None
+        );
+        assert_eq!(
+            from_a_web_page(&h(&[("referer", "https://x")]), false),
+            None
+        );
+        assert_eq!(
+            from_a_web_page(&h(&[("referer", "https://x")]), true),
+            Some("Referer")
+        );
+    }
 }

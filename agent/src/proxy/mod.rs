@@ -1,7 +1,9 @@
 //! The loopback listener. One address serves the forward proxy (CONNECT and absolute-form HTTP),
 //! base-URL mode (`/openai/v1/...`), the PAC file and the local status API. It owns accepting
-//! connections, refusing non-loopback peers, and deciding per connection or request which path applies;
-//! everything about an AI request itself happens in [`crate::pipeline`]. It must never listen on a
+//! connections, refusing non-loopback peers, bounding slow and numerous clients (connection cap, header
+//! and TLS handshake timeouts), and deciding per connection or request which path applies; everything
+//! about an AI request itself happens in [`crate::pipeline`]. It depends only on the narrow
+//! [`ProxyState`] defined here, never on the agent wiring above it. It must never listen on a
 //! non-loopback address.
 
 mod connect;
@@ -11,19 +13,150 @@ mod local;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::agent::Shared;
-use crate::pipeline::body::ProxyBody;
-use crate::pipeline::Target;
+use crate::body::ProxyBody;
+use crate::ca::CertificateAuthority;
+use crate::pipeline::{Pipeline, Target};
+use crate::policy::{InterceptionSet, Limits};
 use crate::record::InterceptMode;
+use crate::upstream::UpstreamClient;
 use crate::{AgentError, Result};
+
+/// What the local API asks of the agent: its status and a CA reload. Implemented by the agent wiring.
+pub trait Control: Send + Sync {
+    /// The status report (`GET /airlock/v1/status`).
+    fn status(&self) -> serde_json::Value;
+    /// Re-reads the CA after `airlock ca rotate`; the new status, or what went wrong.
+    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String>;
+}
+
+/// Counts of what the listener turned away, for the status report.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Connections from non-loopback peers.
+    pub non_loopback_peers: AtomicU64,
+    /// Connections closed at once because the connection cap was reached.
+    pub over_connection_limit: AtomicU64,
+    /// TLS clients that did not finish their handshake in time.
+    pub tls_handshake_timeouts: AtomicU64,
+    /// Requests from web pages (Origin, Sec-Fetch-Site) or with a foreign Host.
+    pub browser_requests: AtomicU64,
+}
+
+/// Open client connections against the cap.
+#[derive(Debug)]
+pub struct Connections {
+    sem: Arc<Semaphore>,
+    max: usize,
+    last_warned: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Connections {
+    /// A cap of `max` connections.
+    pub fn new(max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Connections {
+            sem: Arc::new(Semaphore::new(max)),
+            max,
+            last_warned: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.sem.available_permits())
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.sem.clone().try_acquire_owned().ok()
+    }
+
+    /// Whether to log being full now (at most every 10 s, so a flood cannot flood the log).
+    fn should_warn(&self) -> bool {
+        let Ok(mut last) = self.last_warned.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// Everything the listener needs, and nothing more.
+pub struct ProxyState {
+    /// The interception set in force.
+    pub hosts: InterceptionSet,
+    /// The device CA in force (swapped on rotation).
+    pub ca: Arc<ArcSwap<CertificateAuthority>>,
+    /// The pipeline AI requests go through.
+    pub pipeline: Arc<Pipeline>,
+    /// The upstream client (plain forwards, blind tunnels).
+    pub upstream: UpstreamClient,
+    /// The bound address.
+    pub listen: SocketAddr,
+    /// The bounds in force.
+    pub limits: Limits,
+    /// Open connections.
+    pub connections: Arc<Connections>,
+    /// What was turned away.
+    pub refusals: Arc<Refusals>,
+    /// The agent, for the local API.
+    pub control: Arc<dyn Control>,
+}
+
+impl std::fmt::Debug for ProxyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyState")
+            .field("listen", &self.listen)
+            .finish()
+    }
+}
+
+impl ProxyState {
+    /// Whether `host:port` is this agent's own listener (to refuse loops).
+    pub fn is_own_address(&self, host: &str, port: u16) -> bool {
+        if port != self.listen.port() {
+            return false;
+        }
+        let host = host.trim_matches(['[', ']']);
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    }
+
+    /// The device CA in force.
+    pub fn ca(&self) -> arc_swap::Guard<Arc<CertificateAuthority>> {
+        self.ca.load()
+    }
+
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout());
+        b
+    }
+}
 
 /// The path and query of a request URI (`/` when it has none), as sent upstream.
 fn path_and_query(uri: &http::Uri) -> String {
@@ -68,40 +201,89 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
+/// What to do with a connection just accepted.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Serve it.
+    Serve,
+    /// Drop it: not from this machine.
+    ForeignPeer,
+    /// Drop it: the connection cap is reached.
+    Full,
+}
+
+/// Decides about one accepted connection (the check every connection passes, kept apart from the
+/// socket so it can be driven with any peer address).
+fn admit(state: &ProxyState, peer: &SocketAddr) -> (Admission, Option<OwnedSemaphorePermit>) {
+    if !is_allowed_peer(peer) {
+        state
+            .refusals
+            .non_loopback_peers
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, "refused a connection from a non-loopback peer");
+        return (Admission::ForeignPeer, None);
+    }
+    match state.connections.admit() {
+        Some(p) => (Admission::Serve, Some(p)),
+        None => {
+            state
+                .refusals
+                .over_connection_limit
+                .fetch_add(1, Ordering::Relaxed);
+            if state.connections.should_warn() {
+                tracing::warn!(
+                    max = state.connections.max(),
+                    "connection limit reached; closing new connections until some end (limits.max_connections)"
+                );
+            }
+            (Admission::Full, None)
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if !is_allowed_peer(&peer) {
-                        tracing::warn!(%peer, "refused a connection from a non-loopback peer");
-                        drop(stream);
-                        continue;
+                    let (admission, permit) = admit(&state, &peer);
+                    match (admission, permit) {
+                        (Admission::Serve, Some(permit)) => {
+                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit)));
+                        }
+                        _ => drop(stream),
                     }
-                    let shared = shared.clone();
-                    tokio::spawn(serve_connection(stream, shared));
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off briefly instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+/// A connection's place under the cap; tunnels and intercepted TLS sessions carry it on.
+pub(crate) type ConnPermit = Arc<OwnedSemaphorePermit>;
+
+async fn serve_connection(stream: TcpStream, state: Arc<ProxyState>, permit: ConnPermit) {
     let _ = stream.set_nodelay(true);
+    let st = state.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, shared).await) }
+        let state = st.clone();
+        let permit = permit.clone();
+        async move { Ok::<_, Infallible>(dispatch(req, state, permit).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
+    let conn = state
+        .http1()
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     if let Err(e) = conn.await {
@@ -109,105 +291,64 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
+async fn dispatch(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    permit: ConnPermit,
+) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, shared).await;
+        return connect::handle(req, state, permit).await;
     }
     if req.uri().authority().is_some() {
-        return absolute_form(req, shared).await;
+        return absolute_form(req, state).await;
     }
-    origin_form(req, shared).await
+    origin_form(req, state).await
 }
 
 /// `GET http://host/path` sent to the proxy: intercepted hosts go through the pipeline (upstream over
 /// HTTPS, since AI APIs are HTTPS only); other hosts are forwarded as they are.
-async fn absolute_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
+async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
     let uri = req.uri().clone();
     let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-    let policy = shared.policy();
-    if let Some(entry) = policy.hosts.lookup(&host) {
+    if let Some(entry) = state.hosts.lookup(&host) {
         let default_port = matches!(uri.port_u16(), None | Some(80) | Some(443));
-        let path_and_query = path_and_query(&uri);
         let target = Target::new(
             InterceptMode::Proxy,
             host.trim_end_matches('.').to_string(),
             if default_port { None } else { uri.port_u16() },
             entry,
-            path_and_query,
+            path_and_query(&uri),
         );
-        return shared.pipeline.handle(req, target).await;
+        return state.pipeline.handle(req, target).await;
     }
-    forward::plain(req, shared).await
+    forward::plain(req, state).await
 }
 
-async fn origin_form(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBody> {
-    if let Some(resp) = local::guard(&req, &shared) {
+async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
+    if let Some(resp) = local::guard(&req, &state) {
         return resp;
     }
     let path = req.uri().path();
     if path == "/proxy.pac" {
-        return local::pac(&shared);
+        return local::pac(&state);
     }
     if path.starts_with("/airlock/") || path == "/airlock" {
-        return local::api(req, shared).await;
+        return local::api(req, state).await;
     }
-    let policy = shared.policy();
-    let routed = policy
-        .hosts
-        .route_base_url(path)
-        .map(|(entry, host, tail)| {
-            let tail = if tail.is_empty() { "/" } else { tail };
-            let path_and_query = match req.uri().query() {
-                Some(q) => format!("{tail}?{q}"),
-                None => tail.to_string(),
-            };
-            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
-        });
+    let routed = state.hosts.route_base_url(path).map(|(entry, host, tail)| {
+        let tail = if tail.is_empty() { "/" } else { tail };
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{tail}?{q}"),
+            None => tail.to_string(),
+        };
+        Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
+    });
     match routed {
-        Some(target) => shared.pipeline.handle(req, target).await,
-        None => local::not_found(&req, &shared),
+        Some(target) => state.pipeline.handle(req, target).await,
+        None => local::not_found(&req, &state),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_peers_are_allowed() {
-        for ok in [
-            "127.0.0.1:5000",
-            "127.9.9.9:1",
-            "[::1]:5000",
-            "[::ffff:127.0.0.1]:80",
-        ] {
-            assert!(is_allowed_peer(&ok.parse().unwrap()), "{ok}");
-        }
-        for bad in [
-            "10.0.0.2:5000",
-            "192.168.1.5:1",
-            "[2001:db8::1]:80",
-            "[::ffff:10.0.0.1]:80",
-            "0.0.0.0:1",
-        ] {
-            assert!(!is_allowed_peer(&bad.parse().unwrap()), "{bad}");
-        }
-    }
-
-    #[tokio::test]
-    async fn binding_a_non_loopback_address_is_refused_with_advice() {
-        let e = bind("0.0.0.0:0".parse().unwrap()).await.unwrap_err();
-        assert!(e.to_string().contains("loopback only"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_taken_port_names_the_port_and_the_fix() {
-        let first = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = first.local_addr().unwrap();
-        let e = bind(addr).await.unwrap_err().to_string();
-        assert!(
-            e.contains(&addr.port().to_string()) && e.contains("--listen"),
-            "{e}"
-        );
-    }
-}
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;

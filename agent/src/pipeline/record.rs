@@ -1,0 +1,55 @@
+//! The record stage: the last thing that happens to every request, whatever its ending. The settle
+//! stages run on the finished record, its fields are cut to their bounds, a debug line is logged
+//! (never bodies or credentials) and the record goes to the recorder. It must not decide outcomes or
+//! usage (the guard and settle do).
+
+use std::sync::Arc;
+
+use super::stage::SettleStage;
+use crate::record::{Record, Recorder};
+
+/// The settle stages and the recorder: what finishing a record means.
+pub struct Finisher {
+    pub(super) settle: Vec<Box<dyn SettleStage>>,
+    recorder: Arc<Recorder>,
+}
+
+impl std::fmt::Debug for Finisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finisher")
+            .field(
+                "settle",
+                &self.settle.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Finisher {
+    pub(super) fn new(recorder: Arc<Recorder>) -> Self {
+        Finisher {
+            settle: Vec::new(),
+            recorder,
+        }
+    }
+
+    /// The recorder.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// Settles, bounds, logs and stores a finished record.
+    pub(super) fn finish(&self, mut record: Record) {
+        for s in &self.settle {
+            s.settle(&mut record);
+        }
+        record.bound();
+        tracing::debug!(
+            id = %record.id, provider = %record.provider, operation = %record.operation,
+            model = record.model.as_deref().unwrap_or("-"), status = record.status.unwrap_or(0),
+            outcome = ?record.outcome, latency_ms = record.latency_ms.unwrap_or(0.0),
+            "request finished"
+        );
+        self.recorder.finish(record);
+    }
+}
