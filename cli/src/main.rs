@@ -10,6 +10,7 @@ mod envvars;
 mod owner;
 mod peer;
 mod trust;
+mod userproxy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -204,6 +205,12 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         hosts.len(),
         hosts.join(", ")
     );
+    if let Some(p) = s["upstream"]["proxy"].as_str() {
+        println!(
+            "  Upstream:      through {p} ({})",
+            s["upstream"]["proxy_source"].as_str().unwrap_or("?")
+        );
+    }
     println!(
         "  Requests:      {} seen, {} in flight",
         s["requests_seen"], s["requests_in_flight"]
@@ -232,16 +239,28 @@ fn uncovered_hosts(s: &Value) -> Vec<String> {
 }
 
 /// The environment pointing tools at the verified agent, with every path from its state directory.
+/// The user's own proxy, which `HTTPS_PROXY` replaces, is explained on stderr and kept in
+/// `AIRLOCK_UPSTREAM_PROXY`.
 fn env_vars(v: &Verified) -> Vec<(String, String)> {
+    let proxy = v.proxy_url();
+    let user_proxy = userproxy::detect(|k| std::env::var(k).ok(), v.addr());
+    if let Some(user) = &user_proxy {
+        let upstream = userproxy::AgentUpstream {
+            proxy: v.status["upstream"]["proxy"].as_str(),
+            source: v.status["upstream"]["proxy_source"].as_str(),
+        };
+        eprintln!("{}", userproxy::advice(user, &upstream));
+    }
     let existing = std::env::var("NO_PROXY")
         .or_else(|_| std::env::var("no_proxy"))
         .ok();
-    envvars::build(
-        &v.proxy_url(),
-        &v.ca.bundle,
-        &v.ca.cert,
-        existing.as_deref(),
-    )
+    envvars::build(envvars::Inputs {
+        proxy_url: &proxy,
+        bundle: &v.ca.bundle,
+        ca_cert: &v.ca.cert,
+        existing_no_proxy: existing.as_deref(),
+        replaced_proxy: user_proxy.as_ref().map(|u| u.value.as_str()),
+    })
 }
 
 fn run_command(v: &Verified, command: &[String]) -> Result<ExitCode> {

@@ -1,7 +1,8 @@
 """The CLI trusts only its own agent: with the agent down, a program of another user (or of the same
 user) answering on the agent's port is refused by `airlock env`, `run`, `status` and `ca show|rotate`,
 which print no exports and take none of its paths or hosts; a real agent keeps working and every path
-comes from the state directory; and a state directory others could write is refused."""
+comes from the state directory; a state directory others could write is refused; and the user's own
+HTTPS_PROXY is replaced, kept in AIRLOCK_UPSTREAM_PROXY, and explained on stderr."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import binary, free_port, stop, wait_for_file
+from conftest import binary, free_port, mock_policy, stop, wait_for_file
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNTRUSTED, UNSAFE_STATE = 4, 5
+CORP_PROXY = "http://proxy.corp.example:3128"
 CLEAN = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "AIRLOCK_ADDR", "AIRLOCK_UPSTREAM_PROXY",
          "AIRLOCK_STATE_DIR", "NO_PROXY", "no_proxy")
 
@@ -214,7 +216,7 @@ def test_a_real_agent_is_verified_and_every_path_comes_from_the_state_dir(fresh_
     assert env["HTTPS_PROXY"] == a.proxy_url and env["AIRLOCK_PROXY"] == a.proxy_url
     assert env["SSL_CERT_FILE"] == str(link / "ca" / "bundle.pem")
     assert env["NODE_EXTRA_CA_CERTS"] == str(link / "ca" / "airlock-ca.pem")
-    assert p.stderr == ""
+    assert "AIRLOCK_UPSTREAM_PROXY" not in env and p.stderr == ""
 
     st = cli("status", state=a.state_dir)
     assert st.returncode == 0 and "Airlock agent: running" in st.stdout
@@ -333,3 +335,52 @@ def test_an_agent_of_another_user_is_verified_by_a_third(tmp_path):
             stop(proc)
     finally:
         shutil.rmtree(base)
+
+
+def exports(stdout: str) -> dict:
+    return {k: v.strip("'") for k, v in (l[len("export "):].split("=", 1) for l in stdout.splitlines())}
+
+
+def test_the_users_proxy_is_replaced_kept_and_explained(fresh_agent):
+    a = fresh_agent()
+    p = cli("env", state=a.state_dir, env={"HTTPS_PROXY": CORP_PROXY, "https_proxy": CORP_PROXY})
+    assert p.returncode == 0, p.stderr
+    env = exports(p.stdout)
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == a.proxy_url
+    assert env["AIRLOCK_UPSTREAM_PROXY"] == CORP_PROXY
+    assert "warning" not in p.stdout
+    assert "warning: your HTTPS_PROXY (proxy.corp.example:3128) is replaced by the agent's address" in p.stderr
+    assert "does not use that proxy" in p.stderr
+    assert f'upstream.proxy = "{CORP_PROXY}"' in p.stderr and f"HTTPS_PROXY={CORP_PROXY}" in p.stderr
+
+    # A second eval in the same shell: HTTPS_PROXY is the agent, the original is remembered.
+    again = cli("env", state=a.state_dir, env={"HTTPS_PROXY": a.proxy_url, "AIRLOCK_UPSTREAM_PROXY": CORP_PROXY})
+    assert exports(again.stdout)["AIRLOCK_UPSTREAM_PROXY"] == CORP_PROXY
+    assert "your earlier proxy (AIRLOCK_UPSTREAM_PROXY=proxy.corp.example:3128)" in again.stderr
+
+    # Credentials are kept for the shell but never shown in a message.
+    secret = "http://alice:s3cret@proxy.corp.example:3128"
+    p = cli("env", state=a.state_dir, env={"HTTP_PROXY": secret})
+    assert "s3cret" not in p.stderr and "alice" not in p.stderr and "credentials" in p.stderr
+    assert exports(p.stdout)["AIRLOCK_UPSTREAM_PROXY"] == secret
+
+    run = cli("run", "--", "sh", "-c", 'echo "$HTTPS_PROXY|$AIRLOCK_UPSTREAM_PROXY"', state=a.state_dir,
+              env={"HTTPS_PROXY": CORP_PROXY})
+    assert run.returncode == 0 and run.stdout.strip() == f"{a.proxy_url}|{CORP_PROXY}"
+    assert "does not use that proxy" in run.stderr
+
+
+def test_an_agent_using_the_users_proxy_says_so(fresh_agent, mock):
+    policy = mock_policy(mock).replace("[upstream]\n", f'[upstream]\nproxy = "{CORP_PROXY}"\n', 1)
+    a = fresh_agent(policy)
+    p = cli("env", state=a.state_dir, env={"HTTPS_PROXY": "http://bob:pw@PROXY.corp.example:3128/"})
+    assert p.returncode == 0, p.stderr
+    assert exports(p.stdout)["HTTPS_PROXY"] == a.proxy_url
+    assert ("the agent keeps sending its traffic through proxy.corp.example:3128 (upstream.proxy in its policy)"
+            in p.stderr), p.stderr
+    assert "warning" not in p.stderr and "pw" not in p.stderr
+    st = cli("status", state=a.state_dir)
+    assert f"Upstream:      through {CORP_PROXY} (policy)" in st.stdout
+    # A different proxy in the user's environment gets the warning, naming the one the agent uses.
+    p = cli("env", state=a.state_dir, env={"HTTPS_PROXY": "http://other.corp.example:8080"})
+    assert "warning" in p.stderr and "through proxy.corp.example:3128 (upstream.proxy in its policy) instead" in p.stderr
