@@ -192,16 +192,13 @@ def test_without_a_runtime_file_whatever_answers_is_refused(crashed_agent):
         fake.stop()
 
 
-def test_rotate_with_the_agent_down_uses_the_embedded_policy_not_a_poser(crashed_agent):
-    a, runtime = crashed_agent
-    fake = FakeAgent(a.port, hostile_status(a.port, runtime["pid"], runtime["ca_fingerprint_sha256"]), None)
-    fake.stop()  # it answered once; now nothing listens
+def test_rotate_with_the_agent_down_takes_the_embedded_policy(crashed_agent):
+    a, _ = crashed_agent
     p = cli("ca", "rotate", state=a.state_dir)
     assert p.returncode == 0, p.stderr
     assert "The agent will use it when it starts" in p.stdout
     shown = json.loads(cli("ca", "show", "--json", state=a.state_dir).stdout)
-    assert "api.openai.com" in shown["permitted_domains"]
-    assert not any("evil" in d or "bank" in d for d in shown["permitted_domains"])
+    assert "api.openai.com" in shown["permitted_domains"] and "openai.azure.com" in shown["permitted_domains"]
 
 
 def test_a_real_agent_is_verified_and_every_path_comes_from_the_state_dir(fresh_agent, tmp_path):
