@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import binary, free_port, mock_policy, stop, wait_for_file
+from conftest import ROOT, binary, free_port, mock_policy, stop, wait_for_file
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNTRUSTED, UNSAFE_STATE = 4, 5
@@ -133,7 +133,9 @@ def crashed_agent(fresh_agent):
 
 def assert_refused_everywhere(state: Path, addr: str | None, fake: FakeAgent, why: str):
     ca_before = (state / "ca" / "airlock-ca.pem").read_bytes()
-    for args in [("env",), ("run", "--", "sh", "-c", "echo RAN"), ("status",), ("ca", "show"), ("ca", "rotate")]:
+    commands = [("env",), ("run", "--", "sh", "-c", "echo RAN"), ("status",), ("ca", "show"), ("ca", "rotate"),
+                ("ca", "rotate", "--policy", str(ROOT / "policies" / "default.toml"))]
+    for args in commands:
         p = cli(*args, state=state, addr=addr)
         assert p.returncode == UNTRUSTED, f"{args}: {p.returncode}\n{p.stdout}\n{p.stderr}"
         assert p.stdout == "", f"{args} printed {p.stdout!r}"
