@@ -1,50 +1,47 @@
-//! Finding and talking to the running agent: the address comes from `--addr`, `$AIRLOCK_ADDR`, the
-//! runtime file the agent writes in its state directory, or the default. Calls go straight to loopback,
-//! never through a proxy from the environment. It must not interpret what the agent says.
+//! Talking to the agent over loopback HTTP, and the addresses the user may name for it (`--addr`,
+//! `$AIRLOCK_ADDR`, the default). Calls go straight to loopback, never through a proxy from the
+//! environment. It must not interpret what the agent says, nor decide whether to believe it: `trust`
+//! verifies the listener before and after every call made here.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use airlock_agent::paths::{StateDir, DEFAULT_LISTEN};
+use airlock_agent::paths::DEFAULT_LISTEN;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
-/// Where the agent is, and how we found out.
+/// An address for the agent, and where it came from.
 #[derive(Debug, Clone)]
 pub struct AgentAddr {
     /// The address.
     pub addr: SocketAddr,
-    /// "--addr", "AIRLOCK_ADDR", the runtime file path, or "default".
+    /// Where it came from, as a phrase that can follow the address: "given with --addr", "the address
+    /// in <runtime file>", "the default address".
     pub source: String,
 }
 
-/// Resolves the agent's address.
-pub fn resolve_addr(explicit: Option<&str>, state: Option<&StateDir>) -> Result<AgentAddr> {
+/// The address the user named with `--addr` or `$AIRLOCK_ADDR`, if any.
+pub fn named_addr(explicit: Option<&str>) -> Result<Option<AgentAddr>> {
     if let Some(a) = explicit {
-        return Ok(AgentAddr {
+        return Ok(Some(AgentAddr {
             addr: parse(a)?,
-            source: "--addr".into(),
-        });
+            source: "given with --addr".into(),
+        }));
     }
     if let Some(a) = std::env::var("AIRLOCK_ADDR").ok().filter(|v| !v.is_empty()) {
-        return Ok(AgentAddr {
+        return Ok(Some(AgentAddr {
             addr: parse(&a).context("in $AIRLOCK_ADDR")?,
-            source: "AIRLOCK_ADDR".into(),
-        });
+            source: "given in $AIRLOCK_ADDR".into(),
+        }));
     }
-    if let Some(state) = state {
-        let file = state.runtime_file();
-        if let Some(addr) = read_runtime_addr(&file) {
-            return Ok(AgentAddr {
-                addr,
-                source: file.display().to_string(),
-            });
-        }
-    }
+    Ok(None)
+}
+
+/// Where the agent listens when nothing else says.
+pub fn default_addr() -> Result<AgentAddr> {
     Ok(AgentAddr {
         addr: parse(DEFAULT_LISTEN)?,
-        source: "default".into(),
+        source: "the default address".into(),
     })
 }
 
@@ -54,10 +51,10 @@ fn parse(a: &str) -> Result<SocketAddr> {
         .map_err(|e| anyhow!("{a:?} is not an address like 127.0.0.1:8479 ({e})"))
 }
 
-fn read_runtime_addr(file: &Path) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    v.get("listen")?.as_str()?.parse().ok()
+/// Whether anything accepts a TCP connection at `addr`. Nothing is sent: this only tells "nothing
+/// listens" from "something we cannot identify listens" where the OS hides socket owners.
+pub fn answers(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
 }
 
 fn agent() -> ureq::Agent {

@@ -1,7 +1,9 @@
 //! The environment that points a process at the agent: proxy variables in both cases, a bypass list for
 //! loopback, and CA variables for every common runtime. Variables that *replace* a runtime's roots point at
 //! the merged bundle (system roots + Airlock CA) so non-AI TLS keeps working; `NODE_EXTRA_CA_CERTS`
-//! appends, so it points at the Airlock CA alone. Pure functions: no I/O here.
+//! appends, so it points at the Airlock CA alone. The proxy the user had before is kept in
+//! `AIRLOCK_UPSTREAM_PROXY`, so a second `eval "$(airlock env)"` still knows it. Pure functions: no I/O
+//! here.
 
 use std::path::Path;
 
@@ -21,13 +23,30 @@ pub const BUNDLE_VARS: [&str; 9] = [
     "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
 ];
 
+/// What the environment is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The agent's proxy URL (`http://127.0.0.1:8479`).
+    pub proxy_url: &'a str,
+    /// The merged trust bundle (system roots + Airlock CA).
+    pub bundle: &'a Path,
+    /// The Airlock CA certificate.
+    pub ca_cert: &'a Path,
+    /// `NO_PROXY` as the user had it.
+    pub existing_no_proxy: Option<&'a str>,
+    /// The user's own proxy that `HTTPS_PROXY` replaces, kept as `AIRLOCK_UPSTREAM_PROXY`.
+    pub replaced_proxy: Option<&'a str>,
+}
+
 /// The variables, in a stable order.
-pub fn build(
-    proxy_url: &str,
-    bundle: &Path,
-    ca_cert: &Path,
-    existing_no_proxy: Option<&str>,
-) -> Vec<(String, String)> {
+pub fn build(inputs: Inputs<'_>) -> Vec<(String, String)> {
+    let Inputs {
+        proxy_url,
+        bundle,
+        ca_cert,
+        existing_no_proxy,
+        replaced_proxy,
+    } = inputs;
     let mut no_proxy: Vec<String> = existing_no_proxy
         .unwrap_or_default()
         .split([',', ' '])
@@ -54,6 +73,9 @@ pub fn build(
     v.push(("NODE_EXTRA_CA_CERTS".into(), ca_cert.display().to_string()));
     v.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
     v.push(("AIRLOCK_PROXY".into(), proxy_url.to_string()));
+    if let Some(p) = replaced_proxy {
+        v.push((crate::userproxy::REPLACED_VAR.into(), p.to_string()));
+    }
     v
 }
 
@@ -82,12 +104,13 @@ mod tests {
 
     #[test]
     fn proxy_in_both_cases_and_bundle_for_replacing_vars() {
-        let v = build(
-            "http://127.0.0.1:8479",
-            Path::new("/s/bundle.pem"),
-            Path::new("/s/ca.pem"),
-            Some("corp.local, 10.0.0.1"),
-        );
+        let v = build(Inputs {
+            proxy_url: "http://127.0.0.1:8479",
+            bundle: Path::new("/s/bundle.pem"),
+            ca_cert: Path::new("/s/ca.pem"),
+            existing_no_proxy: Some("corp.local, 10.0.0.1"),
+            replaced_proxy: None,
+        });
         let get = |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str());
         for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
             assert_eq!(get(k), Some("http://127.0.0.1:8479"));
@@ -102,6 +125,24 @@ mod tests {
         }
         assert_eq!(get("NODE_EXTRA_CA_CERTS"), Some("/s/ca.pem"));
         assert_eq!(get("NODE_USE_ENV_PROXY"), Some("1"));
+        assert_eq!(get("AIRLOCK_UPSTREAM_PROXY"), None);
+    }
+
+    #[test]
+    fn the_replaced_proxy_is_kept() {
+        let v = build(Inputs {
+            proxy_url: "http://127.0.0.1:8479",
+            bundle: Path::new("/s/bundle.pem"),
+            ca_cert: Path::new("/s/ca.pem"),
+            existing_no_proxy: None,
+            replaced_proxy: Some("http://proxy.corp.example:3128"),
+        });
+        let get = |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str());
+        assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:8479"));
+        assert_eq!(
+            get("AIRLOCK_UPSTREAM_PROXY"),
+            Some("http://proxy.corp.example:3128")
+        );
     }
 
     #[test]

@@ -1,28 +1,37 @@
 //! `airlock`: the command people use to see and use the agent — `status`, `env`, `run -- CMD`, and the
-//! device CA (`ca path|show|export|rotate`). It talks to `airlockd` over its loopback status API and reads
-//! the agent's state directory; it never handles AI traffic itself.
+//! device CA (`ca path|show|export|rotate`). It reads the agent's state directory and talks to `airlockd`
+//! over its loopback status API, but only after `trust` has verified that what answers is the agent the
+//! state directory names; every path it hands out comes from that directory. It never handles AI
+//! traffic itself. Exit codes: 0 done, 1 error, 3 (`status`) the agent is not running, 4 something
+//! else answers where the agent should be, 5 the state directory could have been written by others.
 
 mod client;
 mod envvars;
+mod owner;
+mod peer;
+mod trust;
+mod userproxy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airlock_agent::ca::{CaInfo, CertificateAuthority};
-use airlock_agent::paths::StateDir;
+use airlock_agent::ca::CertificateAuthority;
 use airlock_agent::policy::Policy;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use trust::{Agent, Refused, TrustedState, Verified};
+
 /// Airlock: see and use this machine's AI governance agent.
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version, about)]
 struct Cli {
-    /// Address of the agent (default: from its runtime file, else 127.0.0.1:8479).
+    /// Address you expect the agent on (default: its runtime file's; it must agree with that file).
     #[arg(long, global = true)]
     addr: Option<String>,
-    /// The agent's state directory (default: $AIRLOCK_STATE_DIR, or what the running agent reports).
+    /// The agent's state directory (default: $AIRLOCK_STATE_DIR, else ~/.local/state/airlock, or
+    /// /var/lib/airlock for root or when only it has a running agent).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -70,7 +79,8 @@ enum CaAction {
     Export,
     /// Replace the CA with a new one covering every host the policy intercepts.
     Rotate {
-        /// Policy whose hosts the new CA must cover (default: the running agent's, else the embedded one).
+        /// Policy whose hosts the new CA must cover (default: the verified running agent's, else the
+        /// embedded one).
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -82,93 +92,95 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("airlock: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(e.downcast_ref::<Refused>().map_or(1, Refused::exit_code))
         }
     }
 }
 
-/// What the CLI knows about the agent and its state.
+/// Where the agent should be, as the user named it.
 struct Session {
-    addr: client::AgentAddr,
-    status: Option<Value>,
-    state: StateDir,
+    state: TrustedState,
+    named: Option<client::AgentAddr>,
 }
 
-fn context(cli: &Cli) -> Result<Session> {
-    let explicit_state = cli.state_dir.clone().or_else(|| {
-        std::env::var_os(airlock_agent::paths::STATE_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
-    let default_state = StateDir::resolve(explicit_state.as_deref()).ok();
-    let addr = client::resolve_addr(cli.addr.as_deref(), default_state.as_ref())?;
-    let status = client::get_json(addr.addr, "/airlock/v1/status")?;
-    // The running agent knows its own state directory best, unless the user named one.
-    let state = match (
-        &explicit_state,
-        status.as_ref().and_then(|s| s["state_dir"].as_str()),
-    ) {
-        (Some(p), _) => StateDir::new(p),
-        (None, Some(p)) => StateDir::new(p),
-        (None, None) => match default_state {
-            Some(s) => s,
-            None => StateDir::resolve(None)?,
-        },
-    };
-    Ok(Session {
-        addr,
-        status,
-        state,
-    })
-}
+impl Session {
+    fn find_agent(&self) -> Result<Agent> {
+        trust::find_agent(&self.state, self.named.as_ref())
+    }
 
-fn not_running(addr: &client::AgentAddr) -> String {
-    format!(
-        "the Airlock agent is not running (nothing answers at {}, from {}). Start it with `airlockd` \
-         (or pass --addr if it listens elsewhere)",
-        addr.addr, addr.source
-    )
+    /// The verified agent, or an error saying it is not running.
+    fn verified(&self) -> Result<Verified> {
+        match self.find_agent()? {
+            Agent::Verified(v) => Ok(*v),
+            Agent::NotRunning(n) => bail!("{}", n.message()),
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = context(&cli)?;
+    let ctx = Session {
+        named: client::named_addr(cli.addr.as_deref())?,
+        state: trust::state_dir(cli.state_dir.as_deref())?,
+    };
     match cli.command {
         Command::Status { json } => status(&ctx, json),
         Command::Env { shell } => {
-            let vars = env_vars(&ctx)?;
+            let vars = env_vars(&ctx.verified()?);
             print!("{}", envvars::render(&vars, &shell));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { command } => run_command(&ctx, &command),
+        Command::Run { command } => run_command(&ctx.verified()?, &command),
         Command::Ca { action } => ca(&ctx, action),
     }
 }
 
 fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
-    let Some(s) = &ctx.status else {
-        if json {
-            let v = serde_json::json!({"running": false, "listen": ctx.addr.addr.to_string()});
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            println!("Airlock agent: not running");
-            println!("  {}", not_running(&ctx.addr));
+    let found = match ctx.find_agent() {
+        Ok(found) => found,
+        Err(e) => {
+            if let (true, Some(r)) = (json, e.downcast_ref::<Refused>()) {
+                let v = serde_json::json!({"running": false, "refused": true, "reason": r.message});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            return Err(e);
         }
-        return Ok(ExitCode::from(3));
     };
+    let v = match found {
+        Agent::Verified(v) => v,
+        Agent::NotRunning(n) => {
+            if json {
+                let v = serde_json::json!({"running": false, "listen": n.target.addr.to_string()});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("Airlock agent: not running");
+                println!("  {}", n.message());
+            }
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let s = &v.status;
+    let listen = v.addr();
     if json {
-        let mut v = s.clone();
-        v["running"] = Value::Bool(true);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // Paths and the address are the local ones the agent was verified against, never the answer's.
+        let mut out = s.clone();
+        out["running"] = Value::Bool(true);
+        out["listen"] = Value::String(listen.to_string());
+        out["proxy_url"] = Value::String(v.proxy_url());
+        out["state_dir"] = serde_json::json!(v.state.dir.root());
+        out["ca"]["cert_path"] = serde_json::json!(v.ca.cert);
+        out["ca"]["bundle_path"] = serde_json::json!(v.ca.bundle);
+        out["verified"] = Value::String(v.how());
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let listen = s["listen"].as_str().unwrap_or("?");
     println!(
         "Airlock agent: running (pid {}, version {}, up {}s)",
-        s["pid"],
+        v.runtime.pid,
         s["version"].as_str().unwrap_or("?"),
         s["uptime_secs"]
     );
     println!("  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac)");
+    println!("  Verified:      {}", v.how());
     println!(
         "  Policy:        {} ({})",
         s["policy"]["name"].as_str().unwrap_or("?"),
@@ -176,8 +188,8 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
     );
     println!(
         "  Device CA:     {}\n                 SHA-256 {}",
-        s["ca"]["cert_path"].as_str().unwrap_or("?"),
-        s["ca"]["fingerprint_sha256"].as_str().unwrap_or("?")
+        v.ca.cert.display(),
+        v.ca.info.fingerprint_sha256
     );
     let hosts: Vec<&str> = s["interception_hosts"]
         .as_array()
@@ -193,14 +205,17 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         hosts.len(),
         hosts.join(", ")
     );
+    if let Some(p) = s["upstream"]["proxy"].as_str() {
+        println!(
+            "  Upstream:      through {p} ({})",
+            s["upstream"]["proxy_source"].as_str().unwrap_or("?")
+        );
+    }
     println!(
         "  Requests:      {} seen, {} in flight",
         s["requests_seen"], s["requests_in_flight"]
     );
-    let uncovered: Vec<&str> = s["ca"]["uncovered_hosts"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let uncovered = uncovered_hosts(s);
     if !uncovered.is_empty() {
         println!(
             "  WARNING: the policy intercepts {} outside the device CA's name constraints, so they are \
@@ -211,29 +226,45 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn env_vars(ctx: &Session) -> Result<Vec<(String, String)>> {
-    let Some(s) = &ctx.status else {
-        bail!("{}", not_running(&ctx.addr));
-    };
-    let proxy = s["proxy_url"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the agent's status has no proxy_url"))?;
-    let ca = s["ca"]["cert_path"]
-        .as_str()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.state.ca_cert());
-    let bundle = s["ca"]["bundle_path"]
-        .as_str()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ca.clone());
+fn uncovered_hosts(s: &Value) -> Vec<String> {
+    s["ca"]["uncovered_hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The environment pointing tools at the verified agent, with every path from its state directory.
+/// The user's own proxy, which `HTTPS_PROXY` replaces, is explained on stderr and kept in
+/// `AIRLOCK_UPSTREAM_PROXY`.
+fn env_vars(v: &Verified) -> Vec<(String, String)> {
+    let proxy = v.proxy_url();
+    let user_proxy = userproxy::detect(|k| std::env::var(k).ok(), v.addr());
+    if let Some(user) = &user_proxy {
+        let upstream = userproxy::AgentUpstream {
+            proxy: v.status["upstream"]["proxy"].as_str(),
+            source: v.status["upstream"]["proxy_source"].as_str(),
+        };
+        eprintln!("{}", userproxy::advice(user, &upstream));
+    }
     let existing = std::env::var("NO_PROXY")
         .or_else(|_| std::env::var("no_proxy"))
         .ok();
-    Ok(envvars::build(proxy, &bundle, &ca, existing.as_deref()))
+    envvars::build(envvars::Inputs {
+        proxy_url: &proxy,
+        bundle: &v.ca.bundle,
+        ca_cert: &v.ca.cert,
+        existing_no_proxy: existing.as_deref(),
+        replaced_proxy: user_proxy.as_ref().map(|u| u.value.as_str()),
+    })
 }
 
-fn run_command(ctx: &Session, command: &[String]) -> Result<ExitCode> {
-    let vars = env_vars(ctx)?;
+fn run_command(v: &Verified, command: &[String]) -> Result<ExitCode> {
+    let vars = env_vars(v);
     let (program, args) = command
         .split_first()
         .ok_or_else(|| anyhow!("give a command after --"))?;
@@ -249,31 +280,22 @@ fn run_command(ctx: &Session, command: &[String]) -> Result<ExitCode> {
 }
 
 fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
-    let missing = |e: airlock_agent::AgentError| {
-        anyhow!(
-            "{e}. No device CA at {} yet: start `airlockd` once to create it (or pass --state-dir)",
-            ctx.state.ca_cert().display()
-        )
-    };
     match action {
         CaAction::Path => {
-            let info = CaInfo::read(&ctx.state).map_err(missing)?;
-            println!("{}", info.cert_path.display());
+            let ca = trust::ca_files(&ctx.state)?;
+            println!("{}", ca.cert.display());
         }
         CaAction::Export => {
-            let info = CaInfo::read(&ctx.state).map_err(missing)?;
-            print!("{}", info.cert_pem);
+            let ca = trust::ca_files(&ctx.state)?;
+            print!("{}", ca.info.cert_pem);
         }
         CaAction::Show { json } => {
-            let info = CaInfo::read(&ctx.state).map_err(missing)?;
-            let uncovered: Vec<String> = ctx
-                .status
-                .as_ref()
-                .and_then(|s| s["ca"]["uncovered_hosts"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+            // The uncovered hosts come from the agent, so it is verified first; the rest is local.
+            let uncovered = match ctx.find_agent()? {
+                Agent::Verified(v) => uncovered_hosts(&v.status),
+                Agent::NotRunning(_) => Vec::new(),
+            };
+            let info = trust::ca_files(&ctx.state)?.info;
             if json {
                 let mut v = serde_json::to_value(&info)?;
                 v["uncovered_hosts"] = serde_json::json!(uncovered);
@@ -293,33 +315,49 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
                 }
             }
         }
-        CaAction::Rotate { policy } => {
-            let domains = match (&policy, &ctx.status) {
-                (Some(p), _) => Policy::from_file(p)?.hosts.ca_domains(),
-                (None, Some(s)) => domains_from_status(s),
-                (None, None) => Policy::embedded()?.hosts.ca_domains(),
-            };
-            let ca = CertificateAuthority::rotate(&ctx.state, &domains).map_err(|e| {
-                anyhow!(
-                    "{e}. Rotating needs write access to {}: run as the user that runs airlockd",
-                    ctx.state.root().display()
-                )
-            })?;
-            println!("New device CA: {}", ca.info().subject);
-            println!("SHA-256:       {}", ca.info().fingerprint_sha256);
-            println!("May sign for:  {}", ca.info().permitted_domains.join(", "));
-            if ctx.status.is_some() {
-                client::post_json(ctx.addr.addr, "/airlock/v1/ca/reload")?;
-                println!("The running agent now uses it.");
-            } else {
-                println!("The agent will use it when it starts.");
-            }
-            println!(
-                "Tools that trusted the old CA must trust the new one: re-run `eval \"$(airlock env)\"` in open shells."
-            );
-        }
+        CaAction::Rotate { policy } => rotate(ctx, policy)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rotates the CA. Its name constraints come from `--policy`, else from the verified agent, else
+/// (agent down) from the embedded policy; never from something that merely answers on the port.
+fn rotate(ctx: &Session, policy: Option<PathBuf>) -> Result<()> {
+    let agent = ctx.find_agent()?;
+    let domains = match (&policy, &agent) {
+        (Some(p), _) => Policy::from_file(p)?.hosts.ca_domains(),
+        (None, Agent::Verified(v)) => domains_from_status(&v.status),
+        (None, Agent::NotRunning(_)) => Policy::embedded()?.hosts.ca_domains(),
+    };
+    let ca = CertificateAuthority::rotate(&ctx.state.dir, &domains).map_err(|e| {
+        anyhow!(
+            "{e}. Rotating needs write access to {}: run as the user that runs airlockd",
+            ctx.state.dir.root().display()
+        )
+    })?;
+    let new = ca.info();
+    println!("New device CA: {}", new.subject);
+    println!("SHA-256:       {}", new.fingerprint_sha256);
+    println!("May sign for:  {}", new.permitted_domains.join(", "));
+    match &agent {
+        Agent::Verified(v) => {
+            let after = v.post("/airlock/v1/ca/reload")?;
+            let now = after["ca"]["fingerprint_sha256"].as_str().unwrap_or("");
+            if trust::same_fingerprint(now, &new.fingerprint_sha256) {
+                println!("The running agent now uses it.");
+            } else {
+                bail!(
+                    "the agent at {} reloaded but presents SHA-256 {now}, not the new CA: restart airlockd",
+                    v.addr()
+                );
+            }
+        }
+        Agent::NotRunning(_) => println!("The agent will use it when it starts."),
+    }
+    println!(
+        "Tools that trusted the old CA must trust the new one: re-run `eval \"$(airlock env)\"` in open shells."
+    );
+    Ok(())
 }
 
 /// The CA domains for the hosts a running agent intercepts.

@@ -1,0 +1,82 @@
+//! Who owns a file and who else may change it: the owner uid, the permission bits, and the names of
+//! users for messages. It owns the OS-specific ways of reading those facts; it must not decide what
+//! is safe (that is `trust`'s job). On systems without unix ownership (Windows, where the installer
+//! sets ACLs) the facts are unknown and every ownership check is skipped.
+
+use std::io;
+use std::path::Path;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as os;
+#[cfg(not(unix))]
+mod other;
+#[cfg(not(unix))]
+use other as os;
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link (only seen when links are not followed).
+    Symlink,
+    /// Anything else (socket, device, fifo).
+    Other,
+}
+
+/// Ownership facts of one path.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// What it is.
+    pub kind: Kind,
+    /// Owner uid; `None` where the OS has no unix owners.
+    pub uid: Option<u32>,
+    /// Permission bits (including setuid/setgid/sticky); `None` where the OS has none.
+    pub mode: Option<u32>,
+}
+
+impl Facts {
+    /// Whether users other than the owner may write it (group- or world-writable).
+    pub fn writable_by_others(&self) -> bool {
+        self.mode.is_some_and(|m| m & 0o022 != 0)
+    }
+
+    /// "group", "others" or "group and others", for messages.
+    pub fn who_else_writes(&self) -> &'static str {
+        match self.mode.map(|m| (m & 0o020 != 0, m & 0o002 != 0)) {
+            Some((true, true)) => "its group and every other user",
+            Some((true, false)) => "its group",
+            Some((false, true)) => "every other user",
+            _ => "nobody else",
+        }
+    }
+
+    /// The permission bits as octal text ("0711"), or "unknown".
+    pub fn mode_text(&self) -> String {
+        self.mode
+            .map(|m| format!("{:04o}", m & 0o7777))
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// The facts of `path`, following symbolic links if `follow`.
+pub fn facts(path: &Path, follow: bool) -> io::Result<Facts> {
+    os::facts(path, follow)
+}
+
+/// The effective uid of this process, `None` where the OS has no uids.
+pub fn current_uid() -> Option<u32> {
+    airlock_agent::paths::current_uid()
+}
+
+/// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
+pub fn who(uid: u32) -> String {
+    match os::user_name(uid) {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
+}

@@ -1,0 +1,821 @@
+//! Deciding whether what answers on the agent's port is this machine's own agent, before the CLI uses
+//! a word it says. The chain of trust starts at the state directory, which the CLI picks locally and
+//! never from an answer: the directory (owned by the agent's user, writable by nobody else) → the
+//! runtime file in it (same owner; its `uid` is that owner) → the socket listening on the file's
+//! `listen` address (owned by that uid, held by the file's pid) → the status answer (the same pid; the
+//! CA fingerprint of the certificate on disk). The listener is looked up again after each exchange,
+//! so a program that takes the port in between is caught. Every path the CLI hands out comes from the
+//! state directory. It owns these checks and the refusal messages; it must not print anything or
+//! build environments.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use airlock_agent::ca::CaInfo;
+use airlock_agent::paths::{StateDir, STATE_DIR_ENV};
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+
+use crate::client::{self, AgentAddr};
+use crate::owner::{self, Kind};
+use crate::peer::{self, Listener, Lookup, PidProof};
+
+/// Exit code when something answers where the agent should be but is not the verified agent.
+pub const EXIT_UNTRUSTED: u8 = 4;
+/// Exit code when the state directory, or a file in it, could have been written by someone else.
+pub const EXIT_UNSAFE_STATE: u8 = 5;
+
+/// Where an agent run as a system service keeps its state (what `StateDir::resolve` picks for root).
+/// A user's `airlock` looks there when the user's own state directory has no running agent.
+const SYSTEM_STATE_DIR: &str = "/var/lib/airlock";
+
+const STATUS_PATH: &str = "/airlock/v1/status";
+
+/// Why the CLI refuses to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The state directory or a file in it may have been written by another user.
+    UnsafeState,
+    /// What answers on the agent's address is not the agent the state directory names.
+    Untrusted,
+}
+
+/// A refusal: the CLI will not use the agent's answer or the state directory.
+#[derive(Debug)]
+pub struct Refused {
+    /// Which kind.
+    pub kind: RefusalKind,
+    /// What happened, why it is not trusted, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    /// The process exit code for this refusal.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            RefusalKind::UnsafeState => EXIT_UNSAFE_STATE,
+            RefusalKind::Untrusted => EXIT_UNTRUSTED,
+        }
+    }
+
+    fn unsafe_state(message: String) -> anyhow::Error {
+        anyhow::Error::new(Refused {
+            kind: RefusalKind::UnsafeState,
+            message,
+        })
+    }
+
+    fn untrusted(message: String) -> anyhow::Error {
+        anyhow::Error::new(Refused {
+            kind: RefusalKind::Untrusted,
+            message,
+        })
+    }
+}
+
+/// A state directory that passed the ownership checks (or does not exist yet).
+#[derive(Debug, Clone)]
+pub struct TrustedState {
+    /// The directory.
+    pub dir: StateDir,
+    /// Its owner: the agent's user. `None` if it does not exist or the OS has no unix owners.
+    pub owner: Option<u32>,
+}
+
+/// Picks the state directory locally — `--state-dir`, else `$AIRLOCK_STATE_DIR`, else this user's
+/// default, else the system one if only it has a running agent — and checks that nobody but its
+/// owner (and root) could have written it.
+pub fn state_dir(explicit: Option<&Path>) -> Result<TrustedState> {
+    let named = explicit.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(STATE_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let dir = match named {
+        Some(p) => StateDir::new(p),
+        None => {
+            let mine = StateDir::resolve(None)?;
+            let system = StateDir::new(SYSTEM_STATE_DIR);
+            if !mine.runtime_file().exists() && system.runtime_file().exists() {
+                system
+            } else {
+                mine
+            }
+        }
+    };
+    check_state_dir(dir)
+}
+
+fn check_state_dir(dir: StateDir) -> Result<TrustedState> {
+    let root = dir.root().to_path_buf();
+    let facts = match owner::facts(&root, true) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(TrustedState {
+                dir,
+                owner: None,
+            })
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot read the state directory {}: {e}. Pass --state-dir with the agent's state directory",
+                root.display()
+            ))
+        }
+    };
+    if facts.kind != Kind::Dir {
+        return Err(anyhow!(
+            "the state directory {} is not a directory. Pass --state-dir with the agent's state directory",
+            root.display()
+        ));
+    }
+    if facts.writable_by_others() {
+        return Err(Refused::unsafe_state(format!(
+            "the state directory {} is writable by {} (mode {}): whoever can write there can plant a \
+             runtime file and a CA that airlock would then trust, so airlock trusts nothing in it. Make \
+             it private with `chmod 711 {}` (the way airlockd creates it), or pass --state-dir",
+            root.display(),
+            facts.who_else_writes(),
+            facts.mode_text(),
+            root.display()
+        )));
+    }
+    if let Some(uid) = facts.uid {
+        // A directory owned by you or root cannot have been planted by another user. One owned by
+        // anyone else is only as safe as the directories above it: in /tmp, say, another user could
+        // have made it and its whole contents.
+        if uid != 0 && owner::current_uid() != Some(uid) {
+            check_ancestors(&root, uid)?;
+        }
+    }
+    Ok(TrustedState {
+        dir,
+        owner: facts.uid,
+    })
+}
+
+/// Every directory above `root` (as given, and with symbolic links resolved) must be owned by root or
+/// `uid` and writable by nobody else.
+fn check_ancestors(root: &Path, uid: u32) -> Result<()> {
+    let given = std::env::current_dir()
+        .map(|cwd| cwd.join(root))
+        .unwrap_or_else(|_| root.to_path_buf());
+    let resolved = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve the state directory {}", root.display()))?;
+    for path in [given, resolved] {
+        for dir in path.ancestors().skip(1) {
+            let facts = owner::facts(dir, true).with_context(|| {
+                format!("cannot check {} above the state directory", dir.display())
+            })?;
+            let why = match facts.uid {
+                Some(u) if u != 0 && u != uid => Some(format!("belongs to {}", owner::who(u))),
+                _ if facts.writable_by_others() => Some(format!(
+                    "is writable by {} (mode {})",
+                    facts.who_else_writes(),
+                    facts.mode_text()
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(Refused::unsafe_state(format!(
+                    "the state directory {} belongs to {}, not to you or root, and {} above it {why}: \
+                     another user could have put it there, so airlock trusts nothing in it. Pass the \
+                     --state-dir of your agent, or keep the agent's state where only its user and root \
+                     can write (airlockd's default is {SYSTEM_STATE_DIR} for a service, \
+                     ~/.local/state/airlock for a user)",
+                    root.display(),
+                    owner::who(uid),
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the runtime file says about the agent that wrote it.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The file.
+    pub path: PathBuf,
+    /// The agent's listen address.
+    pub listen: SocketAddr,
+    /// The agent's pid.
+    pub pid: u32,
+    /// The agent's uid (`None` on systems without uids).
+    pub uid: Option<u32>,
+}
+
+/// Reads and checks the runtime file; `None` if there is none.
+fn read_runtime(state: &TrustedState) -> Result<Option<Runtime>> {
+    let path = state.dir.runtime_file();
+    let facts = match owner::facts(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot read the runtime file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let shown = path.display();
+    if facts.kind != Kind::File {
+        return Err(Refused::unsafe_state(format!(
+            "the runtime file {shown} is not a regular file (airlockd writes one in place), so airlock \
+             does not trust it. Remove it and restart airlockd"
+        )));
+    }
+    if facts.writable_by_others() {
+        return Err(Refused::unsafe_state(format!(
+            "the runtime file {shown} is writable by {} (mode {}), so anyone could have changed where \
+             it says the agent is. Remove it and restart airlockd, which writes it mode 0644",
+            facts.who_else_writes(),
+            facts.mode_text()
+        )));
+    }
+    if let (Some(file_uid), Some(dir_uid)) = (facts.uid, state.owner) {
+        if file_uid != dir_uid {
+            return Err(Refused::unsafe_state(format!(
+                "the runtime file {shown} belongs to {}, but its state directory belongs to {}: it was \
+                 not written by the agent that owns the directory, so airlock does not trust it. Remove \
+                 it and restart airlockd as {}",
+                owner::who(file_uid),
+                owner::who(dir_uid),
+                owner::who(dir_uid)
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the runtime file {shown}"))?;
+    let broken = |what: &str| {
+        anyhow!(
+            "the runtime file {shown} {what}. It is written by airlockd: restart airlockd to rewrite it"
+        )
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|_| broken("is not JSON"))?;
+    let listen: SocketAddr = v["listen"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| broken("has no \"listen\" address"))?;
+    let pid = v["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| broken("has no \"pid\""))?;
+    let uid = v["uid"].as_u64().and_then(|u| u32::try_from(u).ok());
+    if let Some(file_uid) = facts.uid {
+        match uid {
+            Some(u) if u == file_uid => {}
+            Some(u) => {
+                return Err(Refused::unsafe_state(format!(
+                "the runtime file {shown} says the agent runs as {}, but the file belongs to {}: \
+                     airlockd writes its own uid, so this file is not what it wrote. Remove it and \
+                     restart airlockd",
+                owner::who(u),
+                owner::who(file_uid)
+            )))
+            }
+            None => {
+                return Err(broken(
+                    "has no \"uid\" (an airlockd older than this airlock wrote it)",
+                ))
+            }
+        }
+    }
+    if !listen.ip().is_loopback() {
+        return Err(broken(&format!(
+            "names {listen}, which is not a loopback address"
+        )));
+    }
+    Ok(Some(Runtime {
+        path,
+        listen,
+        pid,
+        uid,
+    }))
+}
+
+/// The device CA as found in the state directory.
+#[derive(Debug, Clone)]
+pub struct CaFiles {
+    /// The certificate's facts, fingerprint computed locally.
+    pub info: CaInfo,
+    /// The CA certificate.
+    pub cert: PathBuf,
+    /// The merged bundle, or the CA certificate itself when there is no current bundle.
+    pub bundle: PathBuf,
+}
+
+/// Reads the CA certificate from the state directory, after checking that the CA directory, the
+/// certificate and the bundle belong to the state directory's owner and nobody else may write them.
+pub fn ca_files(state: &TrustedState) -> Result<CaFiles> {
+    let dir = &state.dir;
+    for path in [dir.ca_dir(), dir.ca_cert(), dir.merged_bundle()] {
+        let facts = match owner::facts(&path, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let foreign = match (facts.uid, state.owner) {
+            (Some(f), Some(d)) if f != d => Some(format!("belongs to {}", owner::who(f))),
+            _ => None,
+        };
+        let why = foreign
+            .or_else(|| (facts.kind == Kind::Symlink).then(|| "is a symbolic link".to_string()))
+            .or_else(|| {
+                facts.writable_by_others().then(|| {
+                    format!(
+                        "is writable by {} (mode {})",
+                        facts.who_else_writes(),
+                        facts.mode_text()
+                    )
+                })
+            });
+        if let Some(why) = why {
+            return Err(Refused::unsafe_state(format!(
+                "{} {why}, so it may not be the CA airlockd made, and airlock will not point tools at \
+                 it. Restore what airlockd writes (its user owns the ca directory, mode 0755, and the \
+                 certificates in it, mode 0644), or run `airlock ca rotate` as the agent's user",
+                path.display()
+            )));
+        }
+    }
+    let info = CaInfo::read(dir).map_err(|e| {
+        anyhow!(
+            "{e}. No device CA at {} yet: start `airlockd` once to create it (or pass --state-dir)",
+            dir.ca_cert().display()
+        )
+    })?;
+    // The bundle is rewritten whenever the CA changes; one that does not hold the current CA is
+    // left from before and would make tools reject the agent's certificates.
+    let bundle = std::fs::read_to_string(dir.merged_bundle())
+        .ok()
+        .filter(|b| b.contains(info.cert_pem.trim()))
+        .map(|_| dir.merged_bundle())
+        .unwrap_or_else(|| dir.ca_cert());
+    Ok(CaFiles {
+        cert: dir.ca_cert(),
+        info,
+        bundle,
+    })
+}
+
+/// Whether two SHA-256 fingerprints are the same: hex digits compared case-insensitively, separators
+/// ignored, and both must be complete (64 digits).
+pub fn same_fingerprint(a: &str, b: &str) -> bool {
+    let digits = |s: &str| -> Option<String> {
+        let d: String = s
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' '))
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        (d.len() == 64 && d.chars().all(|c| c.is_ascii_hexdigit())).then_some(d)
+    };
+    matches!((digits(a), digits(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// The agent the state directory names, verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The state directory.
+    pub state: TrustedState,
+    /// Its runtime file.
+    pub runtime: Runtime,
+    /// The agent's status answer.
+    pub status: Value,
+    /// The CA in the state directory (the one the agent presents).
+    pub ca: CaFiles,
+    /// The listening socket, where the OS shows it.
+    listener: Option<Listener>,
+    /// How the pid was tied to the socket.
+    proof: Option<PidProof>,
+}
+
+impl Verified {
+    /// The agent's address, from the runtime file.
+    pub fn addr(&self) -> SocketAddr {
+        self.runtime.listen
+    }
+
+    /// The agent's proxy URL, from the runtime file.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.runtime.listen)
+    }
+
+    /// How it was verified, for `airlock status`.
+    pub fn how(&self) -> String {
+        let owner = self
+            .runtime
+            .uid
+            .map(owner::who)
+            .unwrap_or_else(|| "its user".into());
+        match (&self.listener, self.proof) {
+            (Some(_), Some(PidProof::HoldsSocket)) => format!(
+                "pid {} of {owner} holds the listening socket; CA matches the state directory",
+                self.runtime.pid
+            ),
+            (Some(_), _) => format!(
+                "the listening socket belongs to {owner}, and pid {} runs as that user; CA matches \
+                 the state directory",
+                self.runtime.pid
+            ),
+            (None, _) => format!(
+                "pid {} and CA match the state directory (this OS does not show socket owners)",
+                self.runtime.pid
+            ),
+        }
+    }
+
+    /// POSTs to the verified agent, checking first and afterwards that the same socket still listens.
+    pub fn post(&self, path: &str) -> Result<Value> {
+        self.recheck()?;
+        let answer = client::post_json(self.addr(), path)?
+            .ok_or_else(|| anyhow!("the agent at {} stopped answering", self.addr()))?;
+        self.recheck()?;
+        Ok(answer)
+    }
+
+    fn recheck(&self) -> Result<()> {
+        match &self.listener {
+            Some(before) => still_listening(self.addr(), before),
+            None => Ok(()),
+        }
+    }
+}
+
+/// No agent answers where the state directory says it would be.
+#[derive(Debug, Clone)]
+pub struct NotRunning {
+    /// Where we looked.
+    pub target: AgentAddr,
+    /// A runtime file left by an agent that is gone.
+    pub stale: Option<Runtime>,
+}
+
+impl NotRunning {
+    /// The sentence for the user.
+    pub fn message(&self) -> String {
+        let stale = match &self.stale {
+            Some(rt) => format!(
+                "; {} is left from pid {}, which no longer listens there",
+                rt.path.display(),
+                rt.pid
+            ),
+            None => String::new(),
+        };
+        format!(
+            "the Airlock agent is not running (nothing answers at {}, {}{stale}). Start it with \
+             `airlockd` (or pass --state-dir if it keeps its state elsewhere)",
+            self.target.addr, self.target.source
+        )
+    }
+}
+
+/// The outcome of looking for the agent.
+#[derive(Debug, Clone)]
+pub enum Agent {
+    /// The agent the state directory names, verified.
+    Verified(Box<Verified>),
+    /// Nothing answers.
+    NotRunning(NotRunning),
+}
+
+/// Looks for the agent that `state` names and verifies it. `named` is an address the user gave
+/// (`--addr`, `$AIRLOCK_ADDR`): it must be where the runtime file says the agent listens, so that it
+/// can never point the CLI at another program; without a runtime file it is only where to look, and
+/// whatever answers there is refused, since nothing vouches for it.
+pub fn find_agent(state: &TrustedState, named: Option<&AgentAddr>) -> Result<Agent> {
+    let runtime = read_runtime(state)?;
+    let target = target(state, runtime.as_ref(), named)?;
+    let not_running = || {
+        Ok(Agent::NotRunning(NotRunning {
+            target: target.clone(),
+            stale: runtime.clone(),
+        }))
+    };
+    let listener = match peer::lookup(target.addr)? {
+        Lookup::Nobody => return not_running(),
+        Lookup::Found(l) => Some(l),
+        Lookup::Unsupported => None,
+    };
+    let Some(rt) = runtime.clone() else {
+        if listener.is_none() && !client::answers(target.addr) {
+            return not_running();
+        }
+        let why = format!(
+            "{} does not exist, so no agent using that state directory is running",
+            state.dir.runtime_file().display()
+        );
+        return Err(someone_else(&target, listener.as_ref(), &why));
+    };
+    let proof = match &listener {
+        Some(l) => Some(check_listener(&target, l, &rt)?),
+        None => None,
+    };
+    let Some(status) = client::get_json(target.addr, STATUS_PATH)? else {
+        return not_running();
+    };
+    if let Some(l) = &listener {
+        still_listening(target.addr, l)?;
+    }
+    let ca = check_answer(state, &target, &rt, &status, listener.as_ref())?;
+    Ok(Agent::Verified(Box::new(Verified {
+        state: state.clone(),
+        runtime: rt,
+        status,
+        ca,
+        listener,
+        proof,
+    })))
+}
+
+/// Where to look: the runtime file's address (which a named address must equal), else the named
+/// address, else the default.
+fn target(
+    state: &TrustedState,
+    runtime: Option<&Runtime>,
+    named: Option<&AgentAddr>,
+) -> Result<AgentAddr> {
+    match (runtime, named) {
+        (Some(rt), Some(n)) if n.addr != rt.listen => Err(Refused::untrusted(format!(
+            "{} ({}) is not where the agent of {} listens: its runtime file {} says {}. airlock talks \
+             only to the agent its state directory names, so that no other program on a port can pose \
+             as it. Drop --addr (and unset AIRLOCK_ADDR), or pass the --state-dir of the agent that \
+             listens on {}",
+            n.addr,
+            n.source,
+            state.dir.root().display(),
+            rt.path.display(),
+            rt.listen,
+            n.addr
+        ))),
+        (Some(rt), _) => Ok(AgentAddr {
+            addr: rt.listen,
+            source: format!("the address in {}", rt.path.display()),
+        }),
+        (None, Some(n)) => Ok(n.clone()),
+        (None, None) => client::default_addr(),
+    }
+}
+
+/// "<runtime file> says the agent is pid N running as uid U", the premise of every refusal below.
+fn runtime_says(rt: &Runtime) -> String {
+    let uid = rt
+        .uid
+        .map(|u| format!(" running as {}", owner::who(u)))
+        .unwrap_or_default();
+    format!(
+        "{} says the agent is pid {}{uid}",
+        rt.path.display(),
+        rt.pid
+    )
+}
+
+/// The listening socket must belong to the runtime file's uid and be held by its pid.
+fn check_listener(target: &AgentAddr, l: &Listener, rt: &Runtime) -> Result<PidProof> {
+    if let Some(uid) = rt.uid.filter(|u| *u != l.uid) {
+        let why = format!(
+            "{}, but the socket belongs to {}, not {}",
+            runtime_says(rt),
+            owner::who(l.uid),
+            owner::who(uid)
+        );
+        return Err(someone_else(target, Some(l), &why));
+    }
+    peer::check_pid(l, rt.pid).map_err(|reason| {
+        someone_else(
+            target,
+            Some(l),
+            &format!("{}, but {reason}", runtime_says(rt)),
+        )
+    })
+}
+
+/// The same socket still listens on `addr`: nothing took the port while we were talking to it.
+fn still_listening(addr: SocketAddr, before: &Listener) -> Result<()> {
+    match peer::lookup(addr)? {
+        Lookup::Found(now) if now == *before => Ok(()),
+        Lookup::Nobody => Err(anyhow!(
+            "the agent at {addr} stopped listening while airlock was talking to it. Start airlockd \
+             and run the command again"
+        )),
+        _ => Err(Refused::untrusted(format!(
+            "the socket listening on {addr} changed while airlock was talking to it (the agent \
+             restarted, or another program took the port), so airlock does not use the answer. Run \
+             the command again"
+        ))),
+    }
+}
+
+/// The answer must carry the runtime file's pid and the fingerprint of the CA certificate on disk.
+fn check_answer(
+    state: &TrustedState,
+    target: &AgentAddr,
+    rt: &Runtime,
+    status: &Value,
+    listener: Option<&Listener>,
+) -> Result<CaFiles> {
+    let answered_pid = status["pid"].as_u64();
+    if answered_pid != Some(u64::from(rt.pid)) {
+        let answered = answered_pid.map_or_else(|| "no pid".to_string(), |p| format!("pid {p}"));
+        let why = format!("{}, but the answer says {answered}", runtime_says(rt));
+        return Err(someone_else(target, listener, &why));
+    }
+    let ca = ca_files(state)?;
+    let presented = status["ca"]["fingerprint_sha256"].as_str().unwrap_or("");
+    if same_fingerprint(presented, &ca.info.fingerprint_sha256) {
+        return Ok(ca);
+    }
+    let presented = if presented.is_empty() {
+        "no CA fingerprint".to_string()
+    } else {
+        format!("the device CA SHA-256 {presented}")
+    };
+    let unverified = if listener.is_none() {
+        " If you did not start that agent, something else answers there: stop it."
+    } else {
+        ""
+    };
+    Err(Refused::untrusted(format!(
+        "the agent at {} (pid {}) presents {presented}, but the CA certificate in its state directory \
+         ({}) has SHA-256 {}. airlock will not point your tools at a CA the agent does not use. If the \
+         certificate on disk was replaced, restart airlockd so it loads it.{unverified}",
+        target.addr,
+        rt.pid,
+        ca.cert.display(),
+        ca.info.fingerprint_sha256
+    )))
+}
+
+/// The refusal for a listener that is not the agent.
+fn someone_else(target: &AgentAddr, listener: Option<&Listener>, why: &str) -> anyhow::Error {
+    let (who, stop) = match listener {
+        Some(l) => {
+            let holders = peer::holders(l);
+            let procs: Vec<String> = holders
+                .iter()
+                .map(|(pid, comm)| match comm {
+                    Some(c) => format!("pid {pid} ({c})"),
+                    None => format!("pid {pid}"),
+                })
+                .collect();
+            let who = if procs.is_empty() {
+                format!(
+                    "a process of {} (which one is not visible to you)",
+                    owner::who(l.uid)
+                )
+            } else {
+                format!("{}, running as {}", procs.join(", "), owner::who(l.uid))
+            };
+            let stop = match holders.first() {
+                Some((pid, _)) => format!("Stop that process (`kill {pid}`)"),
+                None => "Stop that process".to_string(),
+            };
+            (who, stop)
+        }
+        None => (
+            "a program airlock cannot identify on this system".to_string(),
+            "Stop that program".to_string(),
+        ),
+    };
+    Refused::untrusted(format!(
+        "something else answers at {} ({}): {who}. It is not your Airlock agent: {why}. airlock will \
+         not point your tools at it or trust its CA. {stop}, then start airlockd; or, if your agent \
+         keeps its state elsewhere, pass its --state-dir",
+        target.addr, target.source
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "B0:1A:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F";
+
+    #[test]
+    fn fingerprints_compare_by_their_digits() {
+        assert!(same_fingerprint(FP, FP));
+        assert!(same_fingerprint(FP, &FP.to_lowercase()));
+        assert!(same_fingerprint(FP, &FP.replace(':', "")));
+        let other = FP.replace("B0:1A", "B0:1B");
+        assert!(!same_fingerprint(FP, &other));
+        assert!(
+            !same_fingerprint(FP, ""),
+            "a missing fingerprint never matches"
+        );
+        assert!(!same_fingerprint("", ""));
+        let short = &FP[..FP.len() - 3];
+        assert!(
+            !same_fingerprint(short, short),
+            "a truncated fingerprint never matches"
+        );
+        let junk = FP.replace("B0", "ZZ");
+        assert!(!same_fingerprint(&junk, &junk));
+    }
+
+    #[cfg(unix)]
+    mod unix {
+        use super::super::*;
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
+
+        fn private_state() -> (tempfile::TempDir, TrustedState) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("state");
+            fs::create_dir(&root).unwrap();
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o711)).unwrap();
+            let state = check_state_dir(StateDir::new(&root)).unwrap();
+            (dir, state)
+        }
+
+        fn refusal(e: &anyhow::Error) -> Option<RefusalKind> {
+            e.downcast_ref::<Refused>().map(|r| r.kind)
+        }
+
+        #[test]
+        fn a_state_dir_others_can_write_is_refused() {
+            let (_dir, state) = private_state();
+            assert_eq!(state.owner, owner::current_uid());
+            fs::set_permissions(state.dir.root(), fs::Permissions::from_mode(0o777)).unwrap();
+            let e = check_state_dir(state.dir.clone()).unwrap_err();
+            assert_eq!(refusal(&e), Some(RefusalKind::UnsafeState));
+            assert!(e.to_string().contains("chmod 711"), "{e}");
+            fs::set_permissions(state.dir.root(), fs::Permissions::from_mode(0o770)).unwrap();
+            assert!(
+                check_state_dir(state.dir.clone()).is_err(),
+                "group-writable too"
+            );
+        }
+
+        #[test]
+        fn a_missing_state_dir_is_not_an_error() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = check_state_dir(StateDir::new(dir.path().join("nope"))).unwrap();
+            assert!(s.owner.is_none());
+        }
+
+        fn write_runtime(state: &TrustedState, body: &serde_json::Value, mode: u32) {
+            let p = state.dir.runtime_file();
+            fs::write(&p, body.to_string()).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        #[test]
+        fn the_runtime_file_must_name_its_owner() {
+            let (_dir, state) = private_state();
+            assert!(read_runtime(&state).unwrap().is_none());
+            let me = owner::current_uid().unwrap();
+            let good = serde_json::json!({"listen": "127.0.0.1:8479", "pid": 42, "uid": me});
+            write_runtime(&state, &good, 0o644);
+            let rt = read_runtime(&state).unwrap().unwrap();
+            assert_eq!((rt.listen.port(), rt.pid, rt.uid), (8479, 42, Some(me)));
+
+            let liar = serde_json::json!({"listen": "127.0.0.1:8479", "pid": 42, "uid": me + 1});
+            write_runtime(&state, &liar, 0o644);
+            let e = read_runtime(&state).unwrap_err();
+            assert_eq!(refusal(&e), Some(RefusalKind::UnsafeState), "{e}");
+
+            write_runtime(&state, &good, 0o666);
+            let e = read_runtime(&state).unwrap_err();
+            assert_eq!(refusal(&e), Some(RefusalKind::UnsafeState), "{e}");
+
+            let old = serde_json::json!({"listen": "127.0.0.1:8479", "pid": 42});
+            write_runtime(&state, &old, 0o644);
+            assert!(read_runtime(&state)
+                .unwrap_err()
+                .to_string()
+                .contains("older"));
+
+            let remote = serde_json::json!({"listen": "10.0.0.1:8479", "pid": 42, "uid": me});
+            write_runtime(&state, &remote, 0o644);
+            assert!(read_runtime(&state)
+                .unwrap_err()
+                .to_string()
+                .contains("loopback"));
+        }
+
+        #[test]
+        fn a_named_address_must_agree_with_the_runtime_file() {
+            let (_dir, state) = private_state();
+            let me = owner::current_uid().unwrap();
+            let rt = serde_json::json!({"listen": "127.0.0.1:8479", "pid": 42, "uid": me});
+            write_runtime(&state, &rt, 0o644);
+            let named = AgentAddr {
+                addr: "127.0.0.1:9999".parse().unwrap(),
+                source: "given with --addr".into(),
+            };
+            let e = find_agent(&state, Some(&named)).unwrap_err();
+            assert_eq!(refusal(&e), Some(RefusalKind::Untrusted));
+            assert!(e.to_string().contains("Drop --addr"), "{e}");
+        }
+    }
+}
