@@ -209,7 +209,7 @@ pub fn credential_kind(headers: &http::HeaderMap, query: Option<&str>) -> &'stat
         "api_key"
     } else if has("x-goog-api-key") {
         "goog_api_key"
-    } else if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("key="))) {
+    } else if query.is_some_and(has_query_key) {
         "query_key"
     } else if has("authorization") {
         "other_authorization"
@@ -218,21 +218,61 @@ pub fn credential_kind(headers: &http::HeaderMap, query: Option<&str>) -> &'stat
     }
 }
 
+/// A query parameter's name as a server reads it: percent-decoded (`k%65y` is `key`), `+` as a space,
+/// lower case. Credential checks compare this, so an encoded name cannot slip a key past them.
+fn query_param_name(pair: &str) -> String {
+    let raw = pair.split('=').next().unwrap_or_default().as_bytes();
+    let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
+}
+
+/// Whether a query parameter name carries a credential.
+fn is_credential_param(name: &str) -> bool {
+    name == "key"
+        || name == "sig"
+        || name.ends_with("_key")
+        || name.ends_with("-key")
+        || name.contains("api_key")
+        || name.contains("apikey")
+        || name.contains("api-key")
+        || name.contains("token")
+        || name.contains("secret")
+        || name.contains("password")
+        || name.contains("signature")
+}
+
+/// Whether the query carries Gemini's `?key=` (however its name is encoded).
+fn has_query_key(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| kv.contains('=') && query_param_name(kv) == "key")
+}
+
 /// Removes credentials from a query string for records: `key=...` (Gemini) and anything that looks
-/// like a key or token parameter.
+/// like a key, token, secret or signature parameter, with percent-encoded names decoded first.
 pub fn redact_query(query: &str) -> String {
     query
         .split('&')
         .map(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            let lower = name.to_ascii_lowercase();
-            if pair.contains('=')
-                && (lower == "key"
-                    || lower.contains("api_key")
-                    || lower.contains("apikey")
-                    || lower.contains("token")
-                    || lower == "sig")
-            {
+            if pair.contains('=') && is_credential_param(&query_param_name(pair)) {
+                let name = pair.split('=').next().unwrap_or_default();
                 format!("{name}=REDACTED")
             } else {
                 pair.to_string()
@@ -448,5 +488,15 @@ mod tests {
             redact_query("api-version=2024-10-21"),
             "api-version=2024-10-21"
         );
+        assert_eq!(
+            redact_query("alt=sse&k%65y=AIzaSECRET&%4B%45%59=x&access%5Ftoken=t&x=1"),
+            "alt=sse&k%65y=REDACTED&%4B%45%59=REDACTED&access%5Ftoken=REDACTED&x=1"
+        );
+        assert_eq!(
+            redact_query("client_secret=s&X-Goog-Signature=abc&%zz=1"),
+            "client_secret=REDACTED&X-Goog-Signature=REDACTED&%zz=1"
+        );
+        assert!(has_query_key("alt=sse&k%65y=AIza"));
+        assert!(!has_query_key("keys=1"));
     }
 }
