@@ -163,7 +163,17 @@ def test_status_env_and_run(agent):
     assert "Airlock agent: running" in out
     assert agent.addr in out and st["ca"]["fingerprint_sha256"] in out and "api.openai.com" in out
     js = json.loads(agent.cli("status", "--json").stdout)
-    assert js["running"] is True and js["listen"] == agent.addr and js["requests_seen"] >= 0
+    assert js["running"] is True and js["listen"] == agent.addr
+    # The count is the agent's: one more request makes it exactly one more.
+    before = js["requests_seen"]
+    r = httpx.post(f"{agent.base_url('openai')}/v1/chat/completions", trust_env=False,
+                   headers={"authorization": "Bearer sk"},
+                   json={"model": "status-count-1", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200
+    agent.wait_record(model="status-count-1")
+    js = json.loads(agent.cli("status", "--json").stdout)
+    assert js["requests_seen"] == before + 1 and js["requests_in_flight"] == 0
+    assert f"{before + 1} seen, 0 in flight" in agent.cli("status").stdout
 
     env = proxy_env(agent)
     for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]:

@@ -89,6 +89,8 @@ def test_realtime_upgrade_is_passed_through_in_both_modes(fresh_agent, mock, tmp
         rec = agent.wait_record(operation="realtime", mode="base_url")
         assert (rec["status"], rec["outcome"], rec["credential"]) == (101, "completed", "bearer")
         assert rec["response_bytes"] == len(b"HELLO REALTIME")
+        # Realtime sessions are not metered yet: their cost is unknown, and the record says why.
+        assert rec["cost_status"] == "unknown" and "does not meter realtime" in rec["cost_note"]
 
         # Proxy mode: CONNECT, TLS with the Airlock CA, then the same upgrade inside.
         cctx = ssl.create_default_context(cafile=str(agent.ca_cert))
