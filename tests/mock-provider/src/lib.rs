@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod body;
 pub mod cert;
 pub mod compat;
+pub mod encoding;
 pub mod fault;
 pub mod gemini;
 pub mod json;
