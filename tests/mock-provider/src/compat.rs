@@ -54,7 +54,9 @@ pub fn api_version_ok(v: &str) -> bool {
 /// Whether a well-formed dated `api-version` predates `stream_options` support (its date is before
 /// [`AZURE_STREAM_OPTIONS_SINCE`]; the dates compare as text since they are `YYYY-MM-DD`).
 pub fn api_version_rejects_stream_options(v: &str) -> bool {
-    api_version_ok(v) && v.get(..10).is_some_and(|date| date < AZURE_STREAM_OPTIONS_SINCE)
+    api_version_ok(v)
+        && v.get(..10)
+            .is_some_and(|date| date < AZURE_STREAM_OPTIONS_SINCE)
 }
 
 /// The 400 a host answers when the request body has fields it does not accept, if it does:
@@ -153,10 +155,7 @@ fn py_repr(v: &Value) -> String {
             _ => n.to_string(),
         },
         Value::String(s) => py_str(s),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(py_repr).collect::<Vec<_>>().join(", ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
         Value::Object(o) => format!(
             "{{{}}}",
             o.iter()
@@ -327,7 +326,12 @@ mod tests {
 
     #[test]
     fn stream_options_cut_over() {
-        for old in ["2024-02-01", "2024-06-01", "2023-05-15", "2024-08-01-preview"] {
+        for old in [
+            "2024-02-01",
+            "2024-06-01",
+            "2023-05-15",
+            "2024-08-01-preview",
+        ] {
             assert!(api_version_rejects_stream_options(old), "{old}");
         }
         for new in [
