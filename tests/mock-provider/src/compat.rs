@@ -1,17 +1,27 @@
 //! The parts of the OpenAI-compatible services that are more than one field of an OpenAI body:
 //! Azure OpenAI's URL shapes (`api-version` rule, deployment lookup), its string-coded error bodies,
-//! content filter annotations and content filter refusal, Groq's timing fields, and OpenRouter's
-//! processing comment. `openai.rs` builds the OpenAI shapes and asks this module for the differences;
+//! content filter annotations and content filter refusal, its older API versions' refusal of
+//! `stream_options`, strict servers' (vLLM) refusal of extra body fields, Groq's timing fields, and
+//! OpenRouter's processing comment. `openai.rs` builds the OpenAI shapes and asks this module for the differences;
 //! which host is which service is decided in `reply.rs` ([`crate::reply::Flavor`]).
 
 use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::StatusCode;
+use serde_json::Value;
 
 use crate::j;
 use crate::json::J;
-use crate::reply::{openai_error, sse_data, ErrorKind, Reply};
+use crate::reply::{openai_error, query_param, sse_data, Call, ErrorKind, Flavor, Reply};
+
+/// The first Azure dated `api-version` that accepts `stream_options` (`2024-09-01-preview`); older
+/// dates answer 400 "Unrecognized request argument supplied: stream_options".
+pub const AZURE_STREAM_OPTIONS_SINCE: &str = "2024-09-01";
+
+/// Request header naming top-level body fields the server refuses, vLLM-style
+/// (`x-mock-reject-params: stream_options,service_tier`).
+pub const REJECT_PARAMS: &str = "x-mock-reject-params";
 
 /// The underlying model an Azure deployment reports when `x-mock-azure-model` is absent.
 pub const AZURE_DEFAULT_MODEL: &str = "gpt-4o-2024-08-06";
@@ -39,6 +49,121 @@ pub fn api_version_ok(v: &str) -> bool {
             4 | 7 => *c == b'-',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// Whether a well-formed dated `api-version` predates `stream_options` support (its date is before
+/// [`AZURE_STREAM_OPTIONS_SINCE`]; the dates compare as text since they are `YYYY-MM-DD`).
+pub fn api_version_rejects_stream_options(v: &str) -> bool {
+    api_version_ok(v)
+        && v.get(..10)
+            .is_some_and(|date| date < AZURE_STREAM_OPTIONS_SINCE)
+}
+
+/// The 400 a host answers when the request body has fields it does not accept, if it does:
+/// - an Azure dated-API deployment call (`deployment`) with an `api-version` older than
+///   `2024-09-01-preview` and a `stream_options` field (Azure's own wording);
+/// - any OpenAI-dialect request with `x-mock-reject-params` naming a top-level field the body has
+///   (vLLM's pydantic `extra_forbidden` error, one entry per field in body order).
+///
+/// Bodies that are not JSON objects are left to the endpoint's own validation.
+pub fn rejected_params(call: &Call<'_>, deployment: Option<&str>) -> Option<Reply> {
+    let old_azure = call.flavor == Flavor::Azure
+        && deployment.is_some_and(|d| d != MISSING_DEPLOYMENT)
+        && query_param(call.query, "api-version").is_some_and(api_version_rejects_stream_options);
+    let strict = call.header(REJECT_PARAMS).map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect::<Vec<_>>()
+    });
+    if !old_azure && strict.as_ref().is_none_or(Vec::is_empty) {
+        return None;
+    }
+    let body = serde_json::from_slice::<Value>(call.body).ok()?;
+    let fields = body.as_object()?;
+    if old_azure && fields.contains_key("stream_options") {
+        return Some(openai_error(
+            ErrorKind::BadRequest,
+            Some("Unrecognized request argument supplied: stream_options"),
+        ));
+    }
+    let strict = strict?;
+    let errors: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| strict.contains(&k.as_str()))
+        .map(|(k, v)| {
+            format!(
+                "{{'type': 'extra_forbidden', 'loc': ('body', {}), 'msg': 'Extra inputs are not permitted', 'input': {}}}",
+                py_str(k),
+                py_repr(v)
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let body = j!({
+        "object": "error",
+        "message": (format!("[{}]", errors.join(", "))),
+        "type": "BadRequestError",
+        "param": null,
+        "code": 400u64,
+    });
+    Some(Reply::json(StatusCode::BAD_REQUEST, &body))
+}
+
+/// Python's `repr` of a string (what pydantic's error list shows).
+fn py_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr` of a JSON value as Python parsed it (`True`, `None`, `{'k': 1}`, `[1, 2]`).
+fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
+            (_, _, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        Value::String(s) => py_str(s),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", py_str(k), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn azure_body(status: StatusCode, code: &'static str, message: &str) -> Reply {
@@ -197,6 +322,37 @@ mod tests {
         assert!(!api_version_ok("preview"));
         assert!(!api_version_ok("2024-1-21"));
         assert!(!api_version_ok(""));
+    }
+
+    #[test]
+    fn stream_options_cut_over() {
+        for old in [
+            "2024-02-01",
+            "2024-06-01",
+            "2023-05-15",
+            "2024-08-01-preview",
+        ] {
+            assert!(api_version_rejects_stream_options(old), "{old}");
+        }
+        for new in [
+            "2024-09-01-preview",
+            "2024-10-21",
+            "2025-04-01-preview",
+            "2024-09-01",
+        ] {
+            assert!(!api_version_rejects_stream_options(new), "{new}");
+        }
+        assert!(!api_version_rejects_stream_options("v1"));
+    }
+
+    #[test]
+    fn python_reprs() {
+        let v: Value = serde_json::json!({"include_usage": true, "x": [1, 2.5, 3.0, null, "it's"]});
+        assert_eq!(
+            py_repr(&v),
+            r#"{'include_usage': True, 'x': [1, 2.5, 3.0, None, "it's"]}"#
+        );
+        assert_eq!(py_str("a'b\"c\n"), r#"'a\'b"c\n'"#);
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub mod anthropic;
 pub mod body;
 pub mod cert;
 pub mod compat;
+pub mod encoding;
 pub mod fault;
 pub mod gemini;
 pub mod json;
+pub mod mangle;
 pub mod openai;
 pub mod record;
 pub mod reply;
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::encoding::Compress;
 use crate::fault::Fault;
 use crate::record::RequestLog;
 use crate::server::State;
@@ -46,11 +49,13 @@ pub struct Config {
     pub fault: Fault,
     /// How many requests `GET /__mock/requests` keeps (0 disables recording).
     pub record_limit: usize,
+    /// Response compression for requests without an `x-mock-compress` header.
+    pub compress: Compress,
 }
 
 impl Config {
     /// A config with defaults: TLS on 127.0.0.1:0, no plain listener, no delay, no fault, 200
-    /// recorded requests.
+    /// recorded requests, compression negotiated from `Accept-Encoding`.
     pub fn new(cert_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -59,6 +64,7 @@ impl Config {
             chunk_delay: Duration::ZERO,
             fault: Fault::default(),
             record_limit: 200,
+            compress: Compress::Auto,
         }
     }
 }
@@ -165,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         RequestLog::new(config.record_limit),
         config.fault,
         config.chunk_delay,
+        config.compress,
     ));
     let acceptor = TlsAcceptor::from(identity.server_config.clone());
     let mut tasks = vec![tokio::spawn(server::accept_loop(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
+use airlock_mock::encoding::Compress;
 use airlock_mock::fault::{Fault, VALID_FAULTS};
 use airlock_mock::{cert, start, Config};
 
@@ -41,6 +42,17 @@ struct Cli {
     /// How many requests GET /__mock/requests keeps (0 disables recording).
     #[arg(long, default_value_t = 200)]
     record_limit: usize,
+    /// Response compression: auto (the best coding the request's Accept-Encoding allows among br,
+    /// zstd, gzip, deflate) or off. x-mock-compress overrides it per request.
+    #[arg(long, default_value = "auto", value_parser = parse_compress)]
+    compress: Compress,
+}
+
+fn parse_compress(v: &str) -> Result<Compress, String> {
+    match v.parse::<Compress>() {
+        Ok(c @ (Compress::Off | Compress::Auto)) => Ok(c),
+        _ => Err(format!("invalid --compress '{v}': expected off or auto")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         chunk_delay: Duration::from_millis(cli.chunk_delay_ms),
         fault: cli.fault.unwrap_or_default(),
         record_limit: cli.record_limit,
+        compress: cli.compress,
     };
     let running = start(config)
         .await

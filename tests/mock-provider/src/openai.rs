@@ -191,8 +191,14 @@ fn mask(key: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 8))
 }
 
-/// Answers a request for `target`.
+/// Answers a request for `target`. Body fields the host refuses (older Azure API versions'
+/// `stream_options`, `x-mock-reject-params`) are checked first.
 pub fn handle(target: &Target, call: &Call<'_>) -> Reply {
+    if call.method == Method::POST {
+        if let Some(r) = compat::rejected_params(call, target.deployment.as_deref()) {
+            return r;
+        }
+    }
     match &target.endpoint {
         Endpoint::Chat => chat(call, target),
         Endpoint::Responses => responses(call, target),

@@ -1,16 +1,39 @@
 //! The request log behind `GET /__mock/requests`: a ring buffer of the last N requests (host, method,
 //! path, query, headers verbatim including credentials, body) that tests read to check what Airlock
-//! forwarded. Bodies are kept as the received bytes and parsed as JSON only when the log is read.
+//! forwarded, plus the status and content coding of the answer once it is sent. Bodies are kept as
+//! the received bytes and parsed as JSON only when the log is read.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Version};
 use serde_json::Value;
 
+use crate::encoding::Coding;
 use crate::j;
 use crate::json::J;
+
+/// What the mock answered a recorded request: set once the response head is ready (a request
+/// that is never answered, such as `stall-headers`, keeps none).
+#[derive(Debug, Default)]
+pub struct Answer(AtomicU32);
+
+impl Answer {
+    /// Notes the status and the content coding of the response.
+    pub fn set(&self, status: u16, coding: Coding) {
+        self.0
+            .store(u32::from(status) << 8 | coding.index(), Ordering::Release);
+    }
+
+    /// The status and coding, if answered.
+    pub fn get(&self) -> Option<(u16, Coding)> {
+        let v = self.0.load(Ordering::Acquire);
+        let status = u16::try_from(v >> 8).ok().filter(|s| *s != 0)?;
+        Some((status, Coding::from_index(v & 0xff)?))
+    }
+}
 
 /// One recorded request.
 pub struct Recorded {
@@ -30,6 +53,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// Body bytes.
     pub body: Bytes,
+    /// The answer, once sent.
+    pub answer: Arc<Answer>,
 }
 
 /// The ring buffer.
@@ -102,6 +127,13 @@ fn entry_json(r: &Recorded) -> J {
         headers.push((name.as_str().to_owned().into(), J::from(value)));
     }
     let body = serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null);
+    let accept_encoding = r
+        .headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .reduce(|a, b| format!("{a}, {b}"));
+    let answer = r.answer.get();
     j!({
         "listener": (r.listener),
         "version": (format!("{:?}", r.version)),
@@ -112,5 +144,8 @@ fn entry_json(r: &Recorded) -> J {
         "headers": (J::O(headers)),
         "body": body,
         "body_len": (r.body.len()),
+        "accept_encoding": accept_encoding,
+        "status": (answer.map(|(s, _)| s)),
+        "response_encoding": (answer.map(|(_, c)| c.name())),
     })
 }

@@ -185,7 +185,7 @@ pub enum ReplyBody {
 pub struct Reply {
     /// Status code.
     pub status: StatusCode,
-    /// `content-type`.
+    /// `content-type` (empty: none).
     pub content_type: &'static str,
     /// Extra headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -317,6 +317,32 @@ pub fn error_in(
         Provider::Anthropic => anthropic_error(kind, message, call_id),
         Provider::Gemini => gemini_error(kind, message),
     }
+}
+
+/// A status with no body at all (`500-empty`, `503-empty`, `429-empty`): no `content-type`,
+/// `content-length: 0`; a 429 keeps `retry-after: 1`.
+pub fn empty_error(code: u16) -> Reply {
+    let r = Reply::bytes(status(code), "", Bytes::new());
+    if code == 429 {
+        r.with_header("retry-after", "1")
+    } else {
+        r
+    }
+}
+
+/// The HTML error page a load balancer in front of a provider answers with when the backend is
+/// gone (`502-html`).
+pub const LOAD_BALANCER_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n\
+<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n\
+</html>\r\n";
+
+/// `502-html`: a 502 with [`LOAD_BALANCER_502`] as `text/html`.
+pub fn load_balancer_502() -> Reply {
+    Reply::bytes(
+        StatusCode::BAD_GATEWAY,
+        "text/html",
+        Bytes::from_static(LOAD_BALANCER_502.as_bytes()),
+    )
 }
 
 /// The status for a code (500 if out of range).

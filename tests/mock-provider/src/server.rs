@@ -1,9 +1,10 @@
 //! Transport and dispatch: accepts loopback TCP connections (TLS with ALPN h2/http1.1, or plain),
 //! serves HTTP/1.1 and HTTP/2 with hyper, records each request, picks the provider (and
 //! OpenAI-compatible service) from the Host / :authority (or, on loopback hosts, from the path),
-//! and applies faults — slow headers, a TCP reset, status errors, and mid-stream abort or error
-//! frames — and the transport-level stream options (CRLF line endings, keep-alive comments) around
-//! the provider modules' replies. It decides nothing about what a provider's bodies look like.
+//! and applies faults — slow headers, stalls, a TCP reset or close, status errors with or without a
+//! body, cuts at a byte or mid-stream, damaged or huge frames, error frames — the transport-level
+//! stream options (CRLF line endings, keep-alive comments) and the response compression around the
+//! provider modules' replies. It decides nothing about what a provider's bodies look like.
 
 use std::convert::Infallible;
 use std::io;
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, VARY};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -26,13 +27,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::MockBody;
+use crate::body::{End, MockBody, Piece, Plan};
 use crate::compat::{self, KEEP_ALIVE};
+use crate::encoding::{Coding, Compress};
 use crate::fault::{Fault, FaultKind};
-use crate::j;
-use crate::record::{Recorded, RequestLog};
+use crate::record::{Answer, Recorded, RequestLog};
 use crate::reply::{self, cut_point, Call, ErrorKind, Flavor, Opts, Provider, Reply, ReplyBody};
 use crate::{anthropic, gemini, openai};
+use crate::{j, mangle};
 
 /// Largest request body accepted (Anthropic's documented limit).
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -51,6 +53,8 @@ pub struct State {
     pub default_fault: Fault,
     /// Pacing between stream frames when a request has no `x-mock-chunk-delay-ms` header.
     pub chunk_delay: Duration,
+    /// Response compression when a request has no `x-mock-compress` header.
+    pub compress: Compress,
     counter: AtomicU64,
     seed: u64,
     builder: auto::Builder<TokioExecutor>,
@@ -58,7 +62,12 @@ pub struct State {
 
 impl State {
     /// New state.
-    pub fn new(log: RequestLog, default_fault: Fault, chunk_delay: Duration) -> Self {
+    pub fn new(
+        log: RequestLog,
+        default_fault: Fault,
+        chunk_delay: Duration,
+        compress: Compress,
+    ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).keep_alive(true);
         builder
@@ -73,6 +82,7 @@ impl State {
             log,
             default_fault,
             chunk_delay,
+            compress,
             counter: AtomicU64::new(1),
             seed,
             builder,
@@ -414,18 +424,66 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The `x-mock-compress` override, or the `--compress` default.
+fn compress_mode(headers: &HeaderMap, state: &State) -> Result<Compress, String> {
+    match headers.get("x-mock-compress").map(HeaderValue::to_str) {
+        None => Ok(state.compress),
+        Some(Ok(v)) => v.parse::<Compress>().map_err(|e| e.to_string()),
+        Some(Err(_)) => {
+            Err("invalid x-mock-compress: expected off, auto, gzip, br, zstd or deflate".to_owned())
+        }
+    }
+}
+
+/// Every `Accept-Encoding` value of a request, joined as one list.
+fn accept_encoding(headers: &HeaderMap) -> Option<String> {
+    let mut values = headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |acc, v| format!("{acc}, {v}")))
+}
+
+/// The content coding a response was sent with.
+fn coding_of(resp: &Response<MockBody>) -> Coding {
+    match resp
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("br") => Coding::Br,
+        Some("zstd") => Coding::Zstd,
+        Some("gzip") => Coding::Gzip,
+        Some("deflate") => Coding::Deflate,
+        _ => Coding::Identity,
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<MockBody>, Infallible> {
+    let answer = Arc::new(Answer::default());
+    let resp = answer_request(req, &state, &ctx, &answer).await;
+    answer.set(resp.status().as_u16(), coding_of(&resp));
+    Ok(resp)
+}
+
+async fn answer_request(
+    req: Request<Incoming>,
+    state: &State,
+    ctx: &Arc<ConnCtx>,
+    answer: &Arc<Answer>,
+) -> Response<MockBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let host = request_host(&parts.uri, &parts.headers);
     let full_path = parts.uri.path();
 
     if let Some(rest) = full_path.strip_prefix("/__mock/") {
-        return Ok(control(&state, &parts.method, rest));
+        return control(state, &parts.method, rest);
     }
 
     let id = state.next_id();
@@ -439,7 +497,19 @@ async fn handle(
         id: &id,
         started,
     };
-    let plain = Opts::default();
+    // How the answer is compressed is known before anything else, so every error compresses too.
+    let (compress, compress_error) = match compress_mode(&parts.headers, state) {
+        Ok(c) => (c, None),
+        Err(e) => (state.compress, Some(e)),
+    };
+    let plain = Delivery {
+        fault: FaultKind::None,
+        delay: Duration::ZERO,
+        opts: Opts::default(),
+        coding: compress.coding(accept_encoding(&parts.headers).as_deref()),
+        vary: compress == Compress::Auto,
+        ctx,
+    };
 
     // Body: refuse oversize up front, then collect with a cap.
     let declared = parts
@@ -451,17 +521,15 @@ async fn handle(
         respond(
             reply::error(dialect, ErrorKind::TooLarge, None, &id),
             early,
-            FaultKind::None,
-            Duration::ZERO,
             &plain,
         )
     };
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Ok(too_large());
+        return too_large();
     }
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(_) => {
             let r = reply::error(
                 dialect,
@@ -469,7 +537,7 @@ async fn handle(
                 Some("could not read the request body"),
                 &id,
             );
-            return Ok(respond(r, early, FaultKind::None, Duration::ZERO, &plain));
+            return respond(r, early, &plain);
         }
     };
 
@@ -483,6 +551,7 @@ async fn handle(
             query: parts.uri.query().map(str::to_owned),
             headers: parts.headers.clone(),
             body: body.clone(),
+            answer: answer.clone(),
         });
     }
 
@@ -498,7 +567,7 @@ generativelanguage.googleapis.com, api.groq.com, api.x.ai, openrouter.ai, api.mi
 api.deepseek.com, api.together.xyz and <resource>.openai.azure.com (or any path on a loopback host)"
         );
         let r = reply::error(Provider::OpenAi, ErrorKind::NotFound, Some(&msg), &id);
-        return Ok(respond(r, early, FaultKind::None, Duration::ZERO, &plain));
+        return respond(r, early, &plain);
     };
     let who = Answerer {
         provider,
@@ -507,22 +576,34 @@ api.deepseek.com, api.together.xyz and <resource>.openai.azure.com (or any path 
         started,
     };
 
-    let (fault, delay, opts) = match mock_options(&parts.headers, &state) {
+    let (fault, delay, opts) = match mock_options(&parts.headers, state) {
         Ok(o) => o,
         Err(msg) => {
             let r = reply::error(provider, ErrorKind::BadRequest, Some(&msg), &id);
-            return Ok(respond(r, who, FaultKind::None, Duration::ZERO, &plain));
+            return respond(r, who, &plain);
         }
     };
+    if let Some(msg) = compress_error {
+        let r = reply::error(provider, ErrorKind::BadRequest, Some(&msg), &id);
+        return respond(r, who, &plain);
+    }
 
     if let Some(wait) = fault.slow_headers {
         tokio::time::sleep(wait).await;
     }
-    if fault.kind == FaultKind::Reset {
-        ctx.reset.store(true, Ordering::Release);
-        ctx.notify.notify_one();
-        // The connection task drops this future together with the connection.
-        return std::future::pending().await;
+    match fault.kind {
+        FaultKind::Reset | FaultKind::Close => {
+            // Reset: zero linger, so dropping the socket sends a RST; close: a plain FIN.
+            if fault.kind == FaultKind::Reset {
+                ctx.reset.store(true, Ordering::Release);
+            }
+            ctx.notify.notify_one();
+            // The connection task drops this future together with the connection.
+            return std::future::pending().await;
+        }
+        // Never answer; the future is dropped when the client goes away.
+        FaultKind::StallHeaders => return std::future::pending().await,
+        _ => {}
     }
 
     let call = Call {
@@ -557,6 +638,8 @@ api.deepseek.com, api.together.xyz and <resource>.openai.azure.com (or any path 
                 (Ok(()), FaultKind::Status(code)) => {
                     reply::error_in(provider, flavor, ErrorKind::Server(code), None, &id)
                 }
+                (Ok(()), FaultKind::EmptyStatus(code)) => reply::empty_error(code),
+                (Ok(()), FaultKind::Html502) => reply::load_balancer_502(),
                 (Ok(()), FaultKind::ContentFilter) if flavor == Flavor::Azure => {
                     compat::content_filter_refusal()
                 }
@@ -584,7 +667,13 @@ Content-Encoding; send the JSON body uncompressed";
     if ok && fault.kind == FaultKind::ErrorMidStream && matches!(reply.body, ReplyBody::Full(_)) {
         reply = reply::error_in(provider, flavor, ErrorKind::Server(500), None, &id);
     }
-    Ok(respond(reply, who, fault.kind, delay, &opts))
+    let delivery = Delivery {
+        fault: fault.kind,
+        delay,
+        opts,
+        ..plain
+    };
+    respond(reply, who, &delivery)
 }
 
 /// Who answers a request, for the common response headers.
@@ -594,6 +683,30 @@ struct Answerer<'a> {
     flavor: Flavor,
     id: &'a str,
     started: Instant,
+}
+
+/// How a reply is delivered: the fault, pacing, stream options, content coding, and the connection
+/// (for faults that reset it).
+struct Delivery<'a> {
+    fault: FaultKind,
+    delay: Duration,
+    opts: Opts,
+    /// The content coding for a reply with a body.
+    coding: Coding,
+    /// The coding was negotiated from `Accept-Encoding` (so the answer varies with it).
+    vary: bool,
+    ctx: &'a Arc<ConnCtx>,
+}
+
+impl Delivery<'_> {
+    /// An end that resets the TCP connection (zero linger) once the body's bytes are out.
+    fn reset_end(&self) -> End {
+        let ctx = self.ctx.clone();
+        End::Reset(Box::new(move || {
+            ctx.reset.store(true, Ordering::Release);
+            ctx.notify.notify_one();
+        }))
+    }
 }
 
 /// An event stream's frames after the transport options: a `: keep-alive` comment frame before
@@ -650,58 +763,200 @@ fn uuid_like(id: &str) -> String {
     )
 }
 
-/// Turns a reply into a response: body pacing, mid-stream faults, stream shaping, and the
+/// Turns a reply into a response: body faults, stream shaping, compression, pacing, and the
 /// provider's usual headers.
-fn respond(
-    reply: Reply,
-    who: Answerer<'_>,
-    fault: FaultKind,
-    delay: Duration,
-    opts: &Opts,
-) -> Response<MockBody> {
+fn respond(reply: Reply, who: Answerer<'_>, d: &Delivery<'_>) -> Response<MockBody> {
     let Reply {
         status,
         content_type,
         headers,
         body,
     } = reply;
-    let ok = status == StatusCode::OK;
+    // Faults that change the body apply to successful answers only.
+    let fault = if status == StatusCode::OK || !d.fault.shapes_body() {
+        d.fault
+    } else {
+        FaultKind::None
+    };
+    let has_body = match &body {
+        ReplyBody::Full(b) => !b.is_empty(),
+        ReplyBody::Stream { .. } => true,
+    };
+    let coding = if has_body { d.coding } else { Coding::Identity };
     let mut declared_len = None;
-    let body = match (body, fault) {
-        (ReplyBody::Full(b), FaultKind::ResetMidStream) if ok => {
-            declared_len = Some(b.len());
-            MockBody::frames(vec![b.slice(..b.len() / 2)], delay, true)
-        }
-        (ReplyBody::Full(b), _) => MockBody::full(b),
-        (ReplyBody::Stream { mut frames, .. }, FaultKind::ResetMidStream) if ok => {
-            frames.truncate(cut_point(frames.len()));
-            MockBody::frames(shape_frames(frames, content_type, opts), delay, true)
-        }
-        (
-            ReplyBody::Stream {
-                mut frames,
-                error_frame,
-            },
-            FaultKind::ErrorMidStream,
-        ) if ok => {
-            frames.truncate(cut_point(frames.len()));
-            frames.push(error_frame);
-            MockBody::frames(shape_frames(frames, content_type, opts), delay, false)
-        }
-        (ReplyBody::Stream { frames, .. }, _) => {
-            MockBody::frames(shape_frames(frames, content_type, opts), delay, false)
-        }
+    let body = match body {
+        ReplyBody::Full(b) => full_body(b, fault, coding, d, &mut declared_len),
+        ReplyBody::Stream {
+            frames,
+            error_frame,
+        } => stream_body(frames, error_frame, content_type, fault, coding, d),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let content_type = if fault == FaultKind::WrongContentType {
+        "text/html; charset=utf-8"
+    } else {
+        content_type
+    };
+    if !content_type.is_empty() {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if !has_body {
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     if let Some(len) = declared_len {
-        // The full length is announced, so the cut body is visibly incomplete.
+        // The full length is announced, so a cut body is visibly incomplete.
         if let Ok(v) = HeaderValue::try_from(len.to_string()) {
             h.insert(CONTENT_LENGTH, v);
         }
     }
+    if coding != Coding::Identity {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+    }
+    // A load balancer's page carries none of the provider's headers.
+    if fault != FaultKind::Html502 {
+        provider_headers(h, who);
+    }
+    if content_type.starts_with("text/event-stream") {
+        h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    }
+    for (name, value) in headers {
+        h.insert(name, value);
+    }
+    if has_body && (d.vary || coding != Coding::Identity) {
+        h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    resp
+}
+
+/// A non-streamed body after the fault and the content coding. `declared` gets the length to
+/// announce when it is not the length of what is sent.
+fn full_body(
+    b: Bytes,
+    fault: FaultKind,
+    coding: Coding,
+    d: &Delivery<'_>,
+    declared: &mut Option<u64>,
+) -> MockBody {
+    // Damage to the JSON itself comes before compression.
+    let b = match fault {
+        FaultKind::InvalidJsonFrame => b.slice(..b.len() / 2),
+        FaultKind::InvalidUtf8Frame => mangle::spoil_utf8_body(&b),
+        FaultKind::HugeFrame(mib) => {
+            let piece = mangle::huge_body(&b, mib);
+            if coding == Coding::Identity {
+                *declared = Some(piece.len());
+            }
+            let mut plan = Plan::new(vec![piece], Duration::ZERO);
+            plan.encoder = coding.encoder();
+            return MockBody::planned(plan);
+        }
+        _ => b,
+    };
+    let Ok(wire) = coding.encode_all(&b) else {
+        return MockBody::frames(Vec::new(), Duration::ZERO, true);
+    };
+    let compressed = coding != Coding::Identity;
+    match fault {
+        FaultKind::ResetMidStream | FaultKind::ResetMidFrame | FaultKind::StallMidStream => {
+            *declared = Some(wire.len() as u64);
+            let mut plan = Plan::new(
+                vec![Piece::Bytes(wire.slice(..wire.len() / 2))],
+                Duration::ZERO,
+            );
+            plan.complete = false;
+            plan.end = match fault {
+                FaultKind::ResetMidStream => End::Abort,
+                FaultKind::ResetMidFrame => d.reset_end(),
+                _ => End::Stall,
+            };
+            MockBody::planned(plan)
+        }
+        FaultKind::ResetAt(n) | FaultKind::StallAt(n) => {
+            let mut plan = Plan::new(vec![Piece::Bytes(wire)], Duration::ZERO);
+            plan.limit = Some(n);
+            plan.end = if matches!(fault, FaultKind::ResetAt(_)) {
+                d.reset_end()
+            } else {
+                End::Stall
+            };
+            MockBody::planned(plan)
+        }
+        // A compressed body goes out chunked, without a content-length, as CDNs send it.
+        _ if compressed => MockBody::planned(Plan::new(vec![Piece::Bytes(wire)], Duration::ZERO)),
+        _ => MockBody::full(wire),
+    }
+}
+
+/// A stream after the fault, the transport options and the content coding.
+fn stream_body(
+    mut frames: Vec<Bytes>,
+    error_frame: Bytes,
+    content_type: &str,
+    fault: FaultKind,
+    coding: Coding,
+    d: &Delivery<'_>,
+) -> MockBody {
+    let shape = |frames| shape_frames(frames, content_type, &d.opts);
+    let mut plan = Plan::new(Vec::new(), d.delay);
+    let cut = cut_point(frames.len());
+    let frames = match fault {
+        FaultKind::ResetMidStream | FaultKind::StallMidStream => {
+            frames.truncate(cut);
+            plan.complete = false;
+            plan.end = if fault == FaultKind::ResetMidStream {
+                End::Abort
+            } else {
+                End::Stall
+            };
+            shape(frames)
+        }
+        FaultKind::ResetMidFrame => {
+            frames.truncate(cut + 1);
+            plan.complete = false;
+            plan.halve_last = true;
+            plan.end = d.reset_end();
+            shape(frames)
+        }
+        FaultKind::ErrorMidStream => {
+            frames.truncate(cut);
+            frames.push(error_frame);
+            shape(frames)
+        }
+        FaultKind::ResetAt(n) | FaultKind::StallAt(n) => {
+            plan.limit = Some(n);
+            plan.end = if matches!(fault, FaultKind::ResetAt(_)) {
+                d.reset_end()
+            } else {
+                End::Stall
+            };
+            shape(frames)
+        }
+        FaultKind::InvalidJsonFrame => {
+            let mut shaped = shape(frames);
+            let cut = cut_point(shaped.len());
+            mangle::insert_invalid_json(&mut shaped, cut);
+            shaped
+        }
+        FaultKind::InvalidUtf8Frame => {
+            let mut shaped = shape(frames);
+            let cut = cut_point(shaped.len());
+            mangle::spoil_utf8(&mut shaped, cut);
+            shaped
+        }
+        _ => shape(frames),
+    };
+    plan.pieces = match fault {
+        FaultKind::HugeFrame(mib) => mangle::huge_stream(frames, mib),
+        _ => frames.into_iter().map(Piece::Bytes).collect(),
+    };
+    plan.encoder = coding.encoder();
+    MockBody::planned(plan)
+}
+
+/// The headers every answer of the provider (and service) carries.
+fn provider_headers(h: &mut HeaderMap, who: Answerer<'_>) {
     let id = who.id;
     let request_id = HeaderValue::try_from(format!("req_mock{id}")).ok();
     match who.provider {
@@ -747,13 +1002,6 @@ fn respond(
             );
         }
     }
-    if content_type.starts_with("text/event-stream") {
-        h.insert("cache-control", HeaderValue::from_static("no-cache"));
-    }
-    for (name, value) in headers {
-        h.insert(name, value);
-    }
-    resp
 }
 
 /// The `/__mock/...` endpoints.

@@ -63,6 +63,44 @@ pub struct Mock {
 }
 
 impl Mock {
+    /// Process id of the mock.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the mock process (its sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// A `kB` line of the mock's `/proc/<pid>/status` (`VmHWM`, `VmRSS`), in bytes.
+    pub fn status_bytes(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in status"));
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// The request log (`GET /__mock/requests` on the plain listener).
+    pub async fn requests(&self) -> Vec<Value> {
+        let (_, v) = self
+            .json(
+                Proto::Plain,
+                raw("GET", "127.0.0.1", "/__mock/requests", &[], ""),
+            )
+            .await;
+        v["requests"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Starts the binary with a plain listener and `extra` arguments; returns once it is listening.
     pub fn start(extra: &[&str]) -> Mock {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +299,90 @@ pub async fn frames(resp: Response<Incoming>) -> (Vec<Bytes>, Option<hyper::Erro
             Some(Err(e)) => return (out, Some(e)),
         }
     }
+}
+
+/// An incremental decoder of a response's `Content-Encoding`: each [`Decoder::feed`] returns what
+/// the bytes fed so far decode to, beyond what earlier calls returned.
+pub enum Decoder {
+    /// No coding.
+    Identity,
+    /// gzip.
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    /// zlib.
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+    /// Brotli.
+    Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
+    /// Zstandard.
+    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+}
+
+impl Decoder {
+    /// A decoder for a `Content-Encoding` value (absent: identity).
+    pub fn new(coding: Option<&str>) -> Decoder {
+        match coding {
+            None | Some("identity") => Decoder::Identity,
+            Some("gzip") => Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            Some("deflate") => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            Some("br") => Decoder::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
+            Some("zstd") => Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new()).unwrap()),
+            Some(other) => panic!("unexpected content-encoding {other}"),
+        }
+    }
+
+    /// Decodes `data`; returns the newly decoded bytes.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match self {
+            Decoder::Identity => data.to_vec(),
+            Decoder::Gzip(d) => {
+                d.write_all(data).unwrap();
+                d.flush().unwrap();
+                std::mem::take(d.get_mut())
+            }
+            Decoder::Deflate(d) => {
+                d.write_all(data).unwrap();
+                d.flush().unwrap();
+                std::mem::take(d.get_mut())
+            }
+            Decoder::Br(d) => {
+                d.write_all(data).unwrap();
+                d.flush().unwrap();
+                std::mem::take(d.get_mut())
+            }
+            Decoder::Zstd(d) => {
+                d.write_all(data).unwrap();
+                d.flush().unwrap();
+                std::mem::take(d.get_mut())
+            }
+        }
+    }
+}
+
+/// A whole body in `coding`, decoded.
+pub fn decode(coding: Option<&str>, data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        None | Some("identity") => out.extend_from_slice(data),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("deflate") => {
+            flate2::read::ZlibDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            brotli::Decompressor::new(data, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("zstd") => out = zstd::decode_all(data).unwrap(),
+        Some(other) => panic!("unexpected content-encoding {other}"),
+    }
+    out
 }
 
 /// One SSE frame.
