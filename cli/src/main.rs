@@ -215,6 +215,7 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         "  Requests:      {} seen, {} in flight",
         s["requests_seen"], s["requests_in_flight"]
     );
+    print!("{}", limits_lines(s));
     let uncovered = uncovered_hosts(s);
     if !uncovered.is_empty() {
         println!(
@@ -224,6 +225,56 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes as MiB for people.
+fn mib(v: &Value) -> String {
+    match v.as_u64() {
+        Some(b) if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        Some(b) => format!("{} KiB", b.div_ceil(1024)),
+        None => "?".into(),
+    }
+}
+
+/// The bounds in force and how close the agent is to them (`airlock status`).
+fn limits_lines(s: &Value) -> String {
+    let l = &s["limits"];
+    if l.is_null() {
+        return String::new();
+    }
+    let mut out = format!(
+        "  Limits:        request body {} MiB, buffered bodies {} of {}, connections {} of {}\n",
+        l["max_request_body_mib"],
+        mib(&s["buffered_request_bytes"]["in_use"]),
+        mib(&s["buffered_request_bytes"]["max"]),
+        s["connections"]["open"],
+        s["connections"]["max"],
+    );
+    out.push_str(&format!(
+        "                 timeouts: headers {} s, TLS handshake {} s, provider response {} s, stream idle {} s\n",
+        l["header_read_timeout_secs"],
+        l["tls_handshake_timeout_secs"],
+        l["response_header_timeout_secs"],
+        l["stream_idle_timeout_secs"],
+    ));
+    let r = &s["records"];
+    if !r.is_null() {
+        out.push_str(&format!(
+            "  Records file:  {} ({} of {}, keeps {} rotated, {} queued)\n",
+            r["path"].as_str().unwrap_or("?"),
+            mib(&r["bytes"]),
+            mib(&r["rotate_at_bytes"]),
+            r["keep"],
+            r["queued"],
+        ));
+        if r["write_errors"].as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!(
+                "  WARNING: {} writes to the records file failed (is the disk full?); records are kept and retried\n",
+                r["write_errors"]
+            ));
+        }
+    }
+    out
 }
 
 fn uncovered_hosts(s: &Value) -> Vec<String> {
@@ -389,5 +440,29 @@ mod tests {
             domains_from_status(&s),
             ["api.openai.com", "openai.azure.com"]
         );
+    }
+
+    #[test]
+    fn status_shows_the_limits_and_warns_about_a_failing_records_file() {
+        let s = serde_json::json!({
+            "limits": {"max_request_body_mib": 64, "header_read_timeout_secs": 10,
+                       "tls_handshake_timeout_secs": 10, "response_header_timeout_secs": 600,
+                       "stream_idle_timeout_secs": 300},
+            "buffered_request_bytes": {"in_use": 3 << 20, "max": 512u64 << 20},
+            "connections": {"open": 7, "max": 10000},
+            "records": {"path": "/s/records.jsonl", "bytes": 1024, "rotate_at_bytes": 64u64 << 20,
+                        "keep": 4, "queued": 0, "write_errors": 2},
+        });
+        let out = limits_lines(&s);
+        assert!(
+            out.contains(
+                "request body 64 MiB, buffered bodies 3 MiB of 512 MiB, connections 7 of 10000"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("stream idle 300 s"), "{out}");
+        assert!(out.contains("1 KiB of 64 MiB, keeps 4 rotated"), "{out}");
+        assert!(out.contains("2 writes to the records file failed"), "{out}");
+        assert_eq!(limits_lines(&serde_json::json!({})), "");
     }
 }

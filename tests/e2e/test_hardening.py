@@ -230,7 +230,8 @@ def test_a_proxy_that_never_answers_is_given_up_on_in_time(fresh_agent, mock):
     try:
         port = silent.getsockname()[1]
         policy = mock_policy(mock).replace(
-            "[upstream]\n", f'[upstream]\nproxy = "http://127.0.0.1:{port}"\nconnect_timeout_secs = 1\n', 1)
+            "[upstream]\n", f'[upstream]\nproxy = "http://127.0.0.1:{port}"\n', 1).replace(
+            "connect_timeout_secs = 10", "connect_timeout_secs = 1", 1)
         a = fresh_agent(policy)
         t0 = time.monotonic()
         head, s = tunnel_through(a, "slow.example")

@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::exchange::{mark_sensitive, Exchange, RequestBody};
 use super::guard::{Phase, RecordGuard, RequestFacts};
 use super::upgrade::take_upgrade;
-use super::{strip_hop_by_hop, Pipeline, Target};
+use super::{strip_hop_by_hop, Pipeline, Stop, Target};
 use crate::body::{BoxError, ProxyBody};
 use crate::providers::decode::{decode_all, Coding, DecodeError};
 use crate::providers::dialect::AirlockError;
@@ -86,6 +86,44 @@ impl BodyBudget {
     }
 }
 
+/// Why a body could not be read.
+enum ReadError {
+    /// The client closed its connection mid-body: nobody is left to answer.
+    ClientGone,
+    /// Refuse with this error.
+    Refuse(AirlockError),
+}
+
+impl From<AirlockError> for ReadError {
+    fn from(e: AirlockError) -> Self {
+        ReadError::Refuse(e)
+    }
+}
+
+/// Whether a body error means the client went away (EOF or reset mid-body, a cancelled HTTP/2
+/// stream) rather than sent something wrong.
+fn client_went_away(e: &BoxError) -> bool {
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+            return true;
+        }
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&**e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -126,7 +164,7 @@ impl Pipeline {
         req: http::Request<B>,
         target: Target,
         guard: &mut RecordGuard,
-    ) -> Result<Exchange, (AirlockError, &'static str)>
+    ) -> Result<Exchange, Stop>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -145,7 +183,13 @@ impl Pipeline {
             Err(e) => {
                 let op = providers::identify(target.api, &head.method, path, query, None).operation;
                 guard.note(|r| r.operation = op);
-                return Err((e, "identify"));
+                return Err(match e {
+                    ReadError::ClientGone => Stop::ClientGone,
+                    ReadError::Refuse(err) => Stop::Refuse {
+                        err,
+                        by: "identify".into(),
+                    },
+                });
             }
         };
         let identity: Identity =
@@ -178,7 +222,7 @@ impl Pipeline {
         &self,
         head: &http::request::Parts,
         mut body: ProxyBody,
-    ) -> Result<(RequestBody, Option<Bytes>, BodyPermit), AirlockError> {
+    ) -> Result<(RequestBody, Option<Bytes>, BodyPermit), ReadError> {
         let mut permit = BodyPermit { _permit: None };
         let declared: Option<u64> =
             header_str(&head.headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
@@ -191,7 +235,7 @@ impl Pipeline {
         }
         let limit = self.limits.max_request_body();
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large(limit, ""));
+            return Err(too_large(limit, "").into());
         }
         let start = Instant::now();
         let mut wire = BytesMut::with_capacity(
@@ -205,28 +249,31 @@ impl Pipeline {
             let frame = match tokio::time::timeout(idle, body.frame()).await {
                 Ok(Some(Ok(f))) => f,
                 Ok(None) => break,
+                Ok(Some(Err(e))) if client_went_away(&e) => return Err(ReadError::ClientGone),
                 Ok(Some(Err(e))) => {
                     return Err(AirlockError::new(
                         StatusCode::BAD_REQUEST,
                         "request_body_unreadable",
                         format!("Airlock could not read the request body from the client ({e}); retry the request"),
-                    ))
+                    )
+                    .into())
                 }
                 Err(_) => {
                     return Err(too_slow(format!(
                         "the client sent no request body bytes for {} s; Airlock stopped waiting. Retry the request",
                         idle.as_secs()
-                    )))
+                    ))
+                    .into())
                 }
             };
             let Ok(data) = frame.into_data() else {
                 continue; // trailers carry nothing the agent reads
             };
             if wire.len() + data.len() > limit {
-                return Err(too_large(limit, ""));
+                return Err(too_large(limit, "").into());
             }
             if self.budget.take(&mut permit, data.len()).is_err() {
-                return Err(busy(self.budget.total()));
+                return Err(busy(self.budget.total()).into());
             }
             wire.extend_from_slice(&data);
             let elapsed = start.elapsed();
@@ -238,7 +285,8 @@ impl Pipeline {
                      Check the network and retry",
                     wire.len(),
                     elapsed.as_secs()
-                )));
+                ))
+                .into());
             }
         }
         let wire = wire.freeze();
@@ -247,17 +295,20 @@ impl Pipeline {
             Ok(coding) => match decode_all(coding, &wire, limit) {
                 Ok(d) => {
                     if self.budget.take(&mut permit, d.len()).is_err() {
-                        return Err(busy(self.budget.total()));
+                        return Err(busy(self.budget.total()).into());
                     }
                     Some(Bytes::from(d))
                 }
-                Err(DecodeError::TooLarge(_)) => return Err(too_large(limit, " once decompressed")),
+                Err(DecodeError::TooLarge(_)) => {
+                    return Err(too_large(limit, " once decompressed").into())
+                }
                 Err(e) => {
                     return Err(AirlockError::new(
                         StatusCode::BAD_REQUEST,
                         "request_body_undecodable",
                         format!("the request body does not match its Content-Encoding ({e}); send it uncompressed or fix the encoding"),
-                    ))
+                    )
+                    .into())
                 }
             },
             Err(e) => {

@@ -154,6 +154,8 @@ pub(crate) enum Stop {
         /// Which stage refused (`identify`, `authorize:<name>` …).
         by: String,
     },
+    /// The client went away before the request could be forwarded.
+    ClientGone,
     /// A stage answered the request itself.
     Answer {
         /// The answer.
@@ -306,6 +308,11 @@ impl Pipeline {
                 guard.refuse(api, err, by)
             }
             Err(Stop::Answer { resp, by }) => guard.answer(resp, by),
+            // Dropping the guard finishes the record as the client closing, with where it was.
+            Err(Stop::ClientGone) => {
+                drop(guard);
+                Response::new(crate::body::empty())
+            }
         }
     }
 
@@ -319,10 +326,7 @@ impl Pipeline {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut ex = self
-            .identify(req, target, guard)
-            .await
-            .map_err(|(err, by)| Stop::Refuse { err, by: by.into() })?; // identify
+        let mut ex = self.identify(req, target, guard).await?; // identify
         self.authorize(&mut ex, guard).await?; // authorize
         self.inspect_request(&mut ex, guard).await?; // inspect request
         self.route(&mut ex, guard).await?; // route
