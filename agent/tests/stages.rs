@@ -390,7 +390,7 @@ async fn a_stage_holding_more_than_it_declared_ends_the_stream_with_an_error_eve
     let last = body
         .lines()
         .filter(|l| l.starts_with("data: {"))
-        .last()
+        .next_back()
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
     assert_eq!(v["error"]["code"], "holdback_exceeded", "{body}");
