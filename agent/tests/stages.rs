@@ -387,11 +387,7 @@ async fn a_stage_holding_more_than_it_declared_ends_the_stream_with_an_error_eve
     };
     let (status, body) = text(p.handle(req, target("/v1/chat/completions")).await).await;
     assert_eq!(status, 200);
-    let last = body
-        .lines()
-        .filter(|l| l.starts_with("data: {"))
-        .next_back()
-        .unwrap();
+    let last = body.lines().rfind(|l| l.starts_with("data: {")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
     assert_eq!(v["error"]["code"], "holdback_exceeded", "{body}");
     let rec = record(&recorder, "hold-all").await;
