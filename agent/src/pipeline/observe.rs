@@ -436,7 +436,9 @@ impl Drop for ObservedBody {
             // A body of known length may be dropped right after its last byte without a final poll.
             let held = tap.aligner.as_ref().map_or(0, FrameAligner::held)
                 + tap.stages.iter().map(|(_, s)| s.held()).sum::<usize>();
-            if self.inner.is_end_stream() && held == 0 {
+            // A body known to be empty (`content-length: 0`) is often never polled at all.
+            let done = self.inner.is_end_stream() || self.inner.size_hint().upper() == Some(0);
+            if done && held == 0 {
                 tap.complete(Outcome::Completed, None);
             } else {
                 tap.complete(
