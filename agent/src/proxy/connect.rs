@@ -44,7 +44,21 @@ pub(super) async fn handle(
         );
     };
     let host = normalize_host(authority.host());
-    let port = authority.port_u16().unwrap_or(443);
+    // CONNECT names host and port (RFC 9110 §9.3.6); a missing or impossible port is a client bug.
+    let Some(port) = authority.port_u16().filter(|p| *p != 0) else {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "CONNECT {authority} has no valid port; send host:port, e.g. CONNECT api.openai.com:443"
+            ),
+        );
+    };
+    if host.is_empty() {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            "CONNECT needs a host:port target, e.g. CONNECT api.openai.com:443".into(),
+        );
+    }
     let intercept = match shared.hosts.lookup(&host) {
         Some(entry) if shared.ca().covers(&host) => Some(entry.clone()),
         Some(_) => {
