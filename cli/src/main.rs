@@ -5,6 +5,39 @@
 //! traffic itself. Exit codes: 0 done, 1 error, 3 (`status`) the agent is not running, 4 something
 //! else answers where the agent should be, 5 the state directory could have been written by others.
 
+/// `println!` that ends the program quietly when stdout is a closed pipe (`airlock status | head`),
+/// instead of panicking the way `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            crate::stdout_failed(e);
+        }
+    }};
+}
+
+/// `print!` with the same care as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            crate::stdout_failed(e);
+        }
+    }};
+}
+
+/// Stdout went away: a closed pipe is a normal way for a reader to stop; anything else is reported.
+fn stdout_failed(e: std::io::Error) {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("airlock: cannot write to standard output: {e}");
+    }
+    std::process::exit(if e.kind() == std::io::ErrorKind::BrokenPipe {
+        0
+    } else {
+        1
+    });
+}
+
 mod client;
 mod envvars;
 mod owner;
@@ -126,7 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => status(&ctx, json),
         Command::Env { shell } => {
             let vars = env_vars(&ctx.verified()?);
-            print!("{}", envvars::render(&vars, &shell));
+            out!("{}", envvars::render(&vars, &shell));
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { command } => run_command(&ctx.verified()?, &command),
@@ -140,7 +173,7 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         Err(e) => {
             if let (true, Some(r)) = (json, e.downcast_ref::<Refused>()) {
                 let v = serde_json::json!({"running": false, "refused": true, "reason": r.message});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             }
             return Err(e);
         }
@@ -150,10 +183,10 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         Agent::NotRunning(n) => {
             if json {
                 let v = serde_json::json!({"running": false, "listen": n.target.addr.to_string()});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("Airlock agent: not running");
-                println!("  {}", n.message());
+                outln!("Airlock agent: not running");
+                outln!("  {}", n.message());
             }
             return Ok(ExitCode::from(3));
         }
@@ -170,23 +203,23 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         out["ca"]["cert_path"] = serde_json::json!(v.ca.cert);
         out["ca"]["bundle_path"] = serde_json::json!(v.ca.bundle);
         out["verified"] = Value::String(v.how());
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "Airlock agent: running (pid {}, version {}, up {}s)",
         v.runtime.pid,
         s["version"].as_str().unwrap_or("?"),
         s["uptime_secs"]
     );
-    println!("  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac)");
-    println!("  Verified:      {}", v.how());
-    println!(
+    outln!("  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac)");
+    outln!("  Verified:      {}", v.how());
+    outln!(
         "  Policy:        {} ({})",
         s["policy"]["name"].as_str().unwrap_or("?"),
         s["policy"]["source"].as_str().unwrap_or("?")
     );
-    println!(
+    outln!(
         "  Device CA:     {}\n                 SHA-256 {}",
         v.ca.cert.display(),
         v.ca.info.fingerprint_sha256
@@ -200,25 +233,26 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
                 .collect()
         })
         .unwrap_or_default();
-    println!(
+    outln!(
         "  Intercepting:  {} hosts: {}",
         hosts.len(),
         hosts.join(", ")
     );
     if let Some(p) = s["upstream"]["proxy"].as_str() {
-        println!(
+        outln!(
             "  Upstream:      through {p} ({})",
             s["upstream"]["proxy_source"].as_str().unwrap_or("?")
         );
     }
-    println!(
+    outln!(
         "  Requests:      {} seen, {} in flight",
-        s["requests_seen"], s["requests_in_flight"]
+        s["requests_seen"],
+        s["requests_in_flight"]
     );
-    print!("{}", limits_lines(s));
+    out!("{}", limits_lines(s));
     let uncovered = uncovered_hosts(s);
     if !uncovered.is_empty() {
-        println!(
+        outln!(
             "  WARNING: the policy intercepts {} outside the device CA's name constraints, so they are \
              tunnelled uninspected. Run `airlock ca rotate` to make a CA that covers them.",
             uncovered.join(", ")
@@ -334,11 +368,11 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
     match action {
         CaAction::Path => {
             let ca = trust::ca_files(&ctx.state)?;
-            println!("{}", ca.cert.display());
+            outln!("{}", ca.cert.display());
         }
         CaAction::Export => {
             let ca = trust::ca_files(&ctx.state)?;
-            print!("{}", ca.info.cert_pem);
+            out!("{}", ca.info.cert_pem);
         }
         CaAction::Show { json } => {
             // The uncovered hosts come from the agent, so it is verified first; the rest is local.
@@ -350,16 +384,16 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
             if json {
                 let mut v = serde_json::to_value(&info)?;
                 v["uncovered_hosts"] = serde_json::json!(uncovered);
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("Subject:      {}", info.subject);
-                println!("Serial:       {}", info.serial);
-                println!("SHA-256:      {}", info.fingerprint_sha256);
-                println!("Valid until:  {}", info.not_after);
-                println!("Certificate:  {}", info.cert_path.display());
-                println!("May sign for: {}", info.permitted_domains.join(", "));
+                outln!("Subject:      {}", info.subject);
+                outln!("Serial:       {}", info.serial);
+                outln!("SHA-256:      {}", info.fingerprint_sha256);
+                outln!("Valid until:  {}", info.not_after);
+                outln!("Certificate:  {}", info.cert_path.display());
+                outln!("May sign for: {}", info.permitted_domains.join(", "));
                 if !uncovered.is_empty() {
-                    println!(
+                    outln!(
                         "Not covered:  {} (intercepted by policy; run `airlock ca rotate`)",
                         uncovered.join(", ")
                     );
@@ -387,15 +421,15 @@ fn rotate(ctx: &Session, policy: Option<PathBuf>) -> Result<()> {
         )
     })?;
     let new = ca.info();
-    println!("New device CA: {}", new.subject);
-    println!("SHA-256:       {}", new.fingerprint_sha256);
-    println!("May sign for:  {}", new.permitted_domains.join(", "));
+    outln!("New device CA: {}", new.subject);
+    outln!("SHA-256:       {}", new.fingerprint_sha256);
+    outln!("May sign for:  {}", new.permitted_domains.join(", "));
     match &agent {
         Agent::Verified(v) => {
             let after = v.post("/airlock/v1/ca/reload")?;
             let now = after["ca"]["fingerprint_sha256"].as_str().unwrap_or("");
             if trust::same_fingerprint(now, &new.fingerprint_sha256) {
-                println!("The running agent now uses it.");
+                outln!("The running agent now uses it.");
             } else {
                 bail!(
                     "the agent at {} reloaded but presents SHA-256 {now}, not the new CA: restart airlockd",
@@ -403,9 +437,9 @@ fn rotate(ctx: &Session, policy: Option<PathBuf>) -> Result<()> {
                 );
             }
         }
-        Agent::NotRunning(_) => println!("The agent will use it when it starts."),
+        Agent::NotRunning(_) => outln!("The agent will use it when it starts."),
     }
-    println!(
+    outln!(
         "Tools that trusted the old CA must trust the new one: re-run `eval \"$(airlock env)\"` in open shells."
     );
     Ok(())

@@ -26,9 +26,10 @@ pub const EXIT_UNTRUSTED: u8 = 4;
 /// Exit code when the state directory, or a file in it, could have been written by someone else.
 pub const EXIT_UNSAFE_STATE: u8 = 5;
 
-/// Where an agent run as a system service keeps its state (what `StateDir::resolve` picks for root).
-/// A user's `airlock` looks there when the user's own state directory has no running agent.
-const SYSTEM_STATE_DIR: &str = "/var/lib/airlock";
+// `SYSTEM_STATE_DIR`: where an agent run as a system service keeps its state (what
+// `StateDir::resolve` picks for root). A user's `airlock` looks there when the user's own state
+// directory has no running agent.
+use airlock_agent::paths::SYSTEM_STATE_DIR;
 
 const STATUS_PATH: &str = "/airlock/v1/status";
 

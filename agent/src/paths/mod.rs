@@ -20,6 +20,9 @@ use other as os;
 /// Default listen address of the agent (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8479";
 
+/// The state directory of an agent running as root (the system service).
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/airlock";
+
 /// Environment variable that overrides the state directory for both `airlockd` and `airlock`.
 pub const STATE_DIR_ENV: &str = "AIRLOCK_STATE_DIR";
 
@@ -45,7 +48,7 @@ impl StateDir {
             return Ok(Self::new(PathBuf::from(p)));
         }
         if os::is_superuser() {
-            return Ok(Self::new("/var/lib/airlock"));
+            return Ok(Self::new(SYSTEM_STATE_DIR));
         }
         if let Some(p) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
             return Ok(Self::new(PathBuf::from(p).join("airlock")));
