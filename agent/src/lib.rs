@@ -6,6 +6,7 @@
 //!
 //! Module map (each module's own doc says what it owns and what it must not do):
 //! - [`body`]: the body type every response the agent produces has.
+//! - [`budget`]: the memory budget all buffered bodies share.
 //! - [`paths`]: where state lives on disk and how files in it are protected.
 //! - [`policy`]: the policy file, its embedded default and the compiled interception set.
 //! - [`ca`]: the device certificate authority and per-host leaves.
@@ -19,6 +20,7 @@
 
 pub mod agent;
 pub mod body;
+pub mod budget;
 pub mod ca;
 pub mod error;
 pub mod paths;

@@ -80,7 +80,7 @@ pub struct Exchange {
     /// Whether the agent added `stream_options.include_usage` upstream.
     pub(super) usage_injected: bool,
     /// The share of the agent's request-body memory this exchange holds, released when it ends.
-    pub(super) _budget: Option<super::identify::BodyPermit>,
+    pub(super) _budget: Option<crate::budget::BodyPermit>,
 }
 
 impl std::fmt::Debug for Exchange {

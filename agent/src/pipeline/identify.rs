@@ -1,13 +1,13 @@
 //! The identify stage: reads what the request is — provider, operation, model, stream or not — from its
 //! head and, for JSON, its body. A JSON body is read whole, within bounds: the policy's body limit (413
-//! in the caller's dialect), a share of the agent-wide memory budget for buffered bodies (503 with
+//! in the caller's dialect), a share of the agent-wide memory budget for buffered bodies
+//! ([`crate::budget`]; 503 with
 //! `retry-after` when it is spent), and a slow-client guard (408 when the body stalls or trickles).
 //! Compressed bodies are decoded for reading and forwarded as sent. Other bodies stream upstream as
 //! they arrive, under the same stall guard. It must not change the request (route does).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,13 +16,13 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::exchange::{mark_sensitive, Exchange, RequestBody};
 use super::guard::{Phase, RecordGuard, RequestFacts};
 use super::upgrade::take_upgrade;
 use super::{strip_hop_by_hop, Pipeline, Stop, Target};
 use crate::body::{BoxError, ProxyBody};
+use crate::budget::BodyPermit;
 use crate::providers::decode::{decode_all, Coding, DecodeError};
 use crate::providers::dialect::AirlockError;
 use crate::providers::{self, Identity};
@@ -31,60 +31,6 @@ use crate::providers::{self, Identity};
 const BODY_RATE_GRACE: Duration = Duration::from_secs(30);
 /// The slowest average body rate accepted after the grace period (a trickle is a slowloris).
 const MIN_BODY_RATE: u64 = 1024;
-
-/// The agent-wide budget for request bodies held in memory, in KiB.
-#[derive(Debug, Clone)]
-pub struct BodyBudget {
-    sem: Arc<Semaphore>,
-    total_kib: usize,
-}
-
-/// A share of the budget, returned when dropped.
-#[derive(Debug)]
-pub struct BodyPermit {
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-fn kib(bytes: usize) -> usize {
-    bytes.div_ceil(1024)
-}
-
-impl BodyBudget {
-    /// A budget of `bytes`.
-    pub fn new(bytes: usize) -> Self {
-        let total_kib = kib(bytes).clamp(1, Semaphore::MAX_PERMITS);
-        BodyBudget {
-            sem: Arc::new(Semaphore::new(total_kib)),
-            total_kib,
-        }
-    }
-
-    /// Bytes in use now.
-    pub fn in_use(&self) -> usize {
-        self.total_kib
-            .saturating_sub(self.sem.available_permits())
-            .saturating_mul(1024)
-    }
-
-    /// The budget in bytes.
-    pub fn total(&self) -> usize {
-        self.total_kib.saturating_mul(1024)
-    }
-
-    /// Takes `bytes` more for `permit`, or says the budget is spent.
-    fn take(&self, permit: &mut BodyPermit, bytes: usize) -> Result<(), ()> {
-        let n = u32::try_from(kib(bytes)).map_err(|_| ())?;
-        if n == 0 {
-            return Ok(());
-        }
-        let more = self.sem.clone().try_acquire_many_owned(n).map_err(|_| ())?;
-        match permit._permit.as_mut() {
-            Some(p) => p.merge(more),
-            None => permit._permit = Some(more),
-        }
-        Ok(())
-    }
-}
 
 /// Why a body could not be read.
 enum ReadError {
@@ -223,7 +169,7 @@ impl Pipeline {
         head: &http::request::Parts,
         mut body: ProxyBody,
     ) -> Result<(RequestBody, Option<Bytes>, BodyPermit), ReadError> {
-        let mut permit = BodyPermit { _permit: None };
+        let mut permit = BodyPermit::none();
         let declared: Option<u64> =
             header_str(&head.headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
         let ct = header_str(&head.headers, header::CONTENT_TYPE).unwrap_or("");
@@ -272,7 +218,7 @@ impl Pipeline {
             if wire.len() + data.len() > limit {
                 return Err(too_large(limit, "").into());
             }
-            if self.budget.take(&mut permit, data.len()).is_err() {
+            if !self.budget.take(&mut permit, data.len()) {
                 return Err(busy(self.budget.total()).into());
             }
             wire.extend_from_slice(&data);
@@ -294,7 +240,7 @@ impl Pipeline {
             Ok(Coding::Identity) => Some(wire.clone()),
             Ok(coding) => match decode_all(coding, &wire, limit) {
                 Ok(d) => {
-                    if self.budget.take(&mut permit, d.len()).is_err() {
+                    if !self.budget.take(&mut permit, d.len()) {
                         return Err(busy(self.budget.total()).into());
                     }
                     Some(Bytes::from(d))

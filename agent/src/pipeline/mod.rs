@@ -29,13 +29,13 @@ use http::{Request, Response};
 use http_body::Body;
 
 use crate::body::{BoxError, ProxyBody};
+pub use crate::budget::BodyBudget;
 use crate::policy::{ApiKind, HostEntry, Limits, StreamUsage};
 use crate::providers;
 use crate::providers::dialect::AirlockError;
 use crate::record::{now_rfc3339, InterceptMode, Outcome, Record, Recorder};
 use crate::upstream::UpstreamClient;
 pub use exchange::{Exchange, RequestBody};
-pub use identify::BodyBudget;
 pub use observe::ObservedBody;
 pub use route::Capabilities;
 pub use stage::{

@@ -543,6 +543,10 @@ impl Pipeline {
         if !stages.is_empty() {
             parser = parser.with_text_deltas();
         }
+        if framing == Framing::Json {
+            // The copy kept to read usage counts against the same memory budget as request bodies.
+            parser = parser.with_budget(self.budget.clone());
+        }
         guard.set_phase(Phase::Streaming);
         let start = guard.started();
         let tap = Tap {

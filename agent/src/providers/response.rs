@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::decode::{Coding, StreamDecoder};
 use super::framing::{JsonArraySplitter, SseEvent, SseSplitter, MAX_UNIT};
 use super::usage::RawUsage;
+use crate::budget::{BodyBudget, BodyPermit};
 use crate::policy::ApiKind;
 use crate::record::Usage;
 
@@ -146,6 +147,9 @@ pub struct ResponseParser {
     array: JsonArraySplitter,
     body: Vec<u8>,
     body_overflow: bool,
+    /// The shared memory budget the body copy is taken from, and the share taken.
+    budget: Option<(BodyBudget, BodyPermit)>,
+    budget_spent: bool,
     raw: RawUsage,
     model: Option<String>,
     terminal: bool,
@@ -212,6 +216,8 @@ impl ResponseParser {
             array: JsonArraySplitter::new(),
             body: Vec::new(),
             body_overflow: false,
+            budget: None,
+            budget_spent: false,
             raw: RawUsage::default(),
             model: None,
             terminal: false,
@@ -221,6 +227,13 @@ impl ResponseParser {
             offsets: Vec::new(),
             deltas: None,
         }
+    }
+
+    /// Takes the memory for its copy of a whole (non-streamed) body from `budget`; when the budget is
+    /// spent the body is not kept, and the usage is left to an estimate.
+    pub fn with_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = Some((budget, BodyPermit::none()));
+        self
     }
 
     /// Collects every response text delta, to be taken with [`ResponseParser::take_text_deltas`]
@@ -261,9 +274,20 @@ impl ResponseParser {
                 if self.body_overflow {
                     return;
                 }
-                if self.body.len() + bytes.len() > MAX_BODY {
+                let within_budget = match self.budget.as_mut() {
+                    Some((b, permit)) => b.take(permit, bytes.len()),
+                    None => true,
+                };
+                if !within_budget {
+                    self.budget_spent = true;
+                }
+                if self.body.len() + bytes.len() > MAX_BODY || !within_budget {
                     self.body_overflow = true;
                     self.body = Vec::new();
+                    // Give the share back at once: nothing is kept any more.
+                    if let Some((_, permit)) = self.budget.as_mut() {
+                        *permit = BodyPermit::none();
+                    }
                 } else {
                     self.body.extend_from_slice(bytes);
                 }
@@ -310,6 +334,12 @@ impl ResponseParser {
                     self.array.skipped()
                 ));
             }
+            Framing::Json if self.body_overflow && self.budget_spent => {
+                self.unreadable = Some(
+                    "Airlock's memory budget for bodies (limits.max_buffered_mib) was spent, so the response body was not read"
+                        .into(),
+                );
+            }
             Framing::Json if self.body_overflow => {
                 self.unreadable = Some(format!(
                     "the response body is over {MAX_BODY} bytes and was not read"
@@ -317,6 +347,9 @@ impl ResponseParser {
             }
             Framing::Json => {
                 let body = std::mem::take(&mut self.body);
+                if let Some((_, permit)) = self.budget.as_mut() {
+                    *permit = BodyPermit::none();
+                }
                 match serde_json::from_slice::<Value>(&body) {
                     Ok(v) => {
                         self.on_document(&v, None);
@@ -695,6 +728,32 @@ mod tests {
             p.feed(part);
         }
         p.finish()
+    }
+
+    #[test]
+    fn a_whole_body_copy_takes_from_the_shared_budget_and_gives_it_back() {
+        let body =
+            br#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        let budget = BodyBudget::new(64 << 10);
+        let mut p = ResponseParser::new(ApiKind::Openai, "chat_completions", Framing::Json, None)
+            .with_budget(budget.clone());
+        p.feed(body);
+        assert_eq!(budget.in_use(), 1024, "the copy is accounted while held");
+        let sum = p.finish();
+        assert_eq!(sum.usage.map(|u| u.output_tokens), Some(4));
+        assert_eq!(budget.in_use(), 0);
+        // A spent budget: the body is not kept, and the summary says why.
+        let tiny = BodyBudget::new(1024);
+        let mut hold = BodyPermit::none();
+        assert!(tiny.take(&mut hold, 1024));
+        let mut p = ResponseParser::new(ApiKind::Openai, "chat_completions", Framing::Json, None)
+            .with_budget(tiny.clone());
+        p.feed(body);
+        let sum = p.finish();
+        assert_eq!(sum.usage, None);
+        assert!(sum.unreadable.unwrap().contains("limits.max_buffered_mib"));
+        drop(hold);
+        assert_eq!(tiny.in_use(), 0);
     }
 
     #[test]
