@@ -1,10 +1,12 @@
-//! Fuzzes the response parser and the usage-chunk stripper: arbitrary bytes, cut into arbitrary chunks,
-//! as every provider and framing. Neither may panic, and the stripper must pass a stream without usage
-//! frames through byte for byte.
+//! Fuzzes the response parser, the frame aligner and the usage-chunk stripper: arbitrary bytes, cut into
+//! arbitrary chunks, as every provider and framing. None may panic; the aligner must lose no byte and
+//! release only whole frames (or parts of a frame over its cap), holding no more than its cap; and the
+//! stripper must pass a stream without usage frames through byte for byte.
 #![no_main]
 
 use airlock_agent::policy::ApiKind;
 use airlock_agent::providers::response::{Framing, ResponseParser};
+use airlock_agent::providers::align::{FrameAligner, Segment};
 use airlock_agent::providers::strip::UsageChunkStripper;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +37,22 @@ fuzz_target!(|data: &[u8]| {
         assert!(u.cache_read_tokens <= u.input_tokens || api == ApiKind::Anthropic);
         assert!(u.reasoning_tokens <= u.output_tokens || api == ApiKind::Gemini);
     }
+
+    let cap = 64 + usize::from(ctl) * 8;
+    let mut aligner = FrameAligner::with_cap(cap);
+    let mut released = Vec::new();
+    for part in body.chunks(chunk) {
+        aligner.push(bytes::Bytes::copy_from_slice(part), &mut |seg| match seg {
+            Segment::Frames(f) => {
+                assert!(f.ends_with(b"\n\n") || f.ends_with(b"\n\r\n"), "a released run ends a frame");
+                released.extend_from_slice(&f);
+            }
+            Segment::Raw(r) => released.extend_from_slice(&r),
+        });
+        assert!(aligner.held() <= cap + chunk, "held {} over cap {cap}", aligner.held());
+    }
+    released.extend_from_slice(&aligner.finish());
+    assert_eq!(released, body, "the aligner loses and adds nothing");
 
     let mut stripper = UsageChunkStripper::new();
     let mut out = Vec::new();
