@@ -130,12 +130,19 @@ impl Pipeline {
             _ => String::new(),
         };
         let uri = format!("https://{}{}{}", target.host, port, target.path_and_query);
+        let body_len = ex.body_len().unwrap_or(0);
         let mut builder = Request::builder()
             .method(ex.head.method.clone())
             .uri(uri)
             .version(Version::HTTP_11);
         if let Some(h) = builder.headers_mut() {
-            *h = ex.head.headers.clone();
+            // Only a request the agent changed may be sent twice (the stream_options retry); any other
+            // gives its headers up instead of copying them.
+            *h = if ex.usage_injected {
+                ex.head.headers.clone()
+            } else {
+                std::mem::take(&mut ex.head.headers)
+            };
             h.remove(header::HOST);
             if let Some(up) = &ex.upgrade {
                 up.apply_to(h);
@@ -147,7 +154,6 @@ impl Pipeline {
                 );
             }
         }
-        let body_len = ex.body_len().unwrap_or(0);
         let body = match ex.take_body_for_sending() {
             RequestBody::Buffered(b) => body::full(b),
             RequestBody::Streaming(s) => s,
