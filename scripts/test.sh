@@ -66,11 +66,39 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step "Python test environment"
+# Installed from the lock, never from requirements.txt's ranges; rebuilt from scratch when the lock or
+# the Python changes, so nothing left from an older lock stays installed.
 VENV=$CACHE/venv
-if [ ! -x "$VENV/bin/python" ]; then
+PY_LOCK=tests/e2e/requirements.lock
+py_stamp="$(sha256sum <"$PY_LOCK" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.airlock-lock" 2>/dev/null)" != "$py_stamp" ]; then
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$PY_LOCK"
+  echo "$py_stamp" >"$VENV/.airlock-lock"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+# requirements.txt changed without regenerating the lock: say so rather than test other versions.
+"$VENV/bin/python" - tests/e2e/requirements.txt <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from packaging.requirements import Requirement
+
+stale = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    req = Requirement(line)
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        have = None
+    if have is None or not req.specifier.contains(have, prereleases=True):
+        stale.append(f"{req} (the lock has {have or 'nothing'})")
+if stale:
+    sys.exit("tests/e2e/requirements.lock does not satisfy requirements.txt: " + ", ".join(stale)
+             + "; regenerate it as its header says")
+EOF
 
 step "Node test environment"
 NODE_DIR=$CACHE/node
