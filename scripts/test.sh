@@ -12,6 +12,10 @@ ROOT=$PWD
 CACHE=${AIRLOCK_TEST_CACHE:-$HOME/.cache/airlock-test}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$CACHE"
+# Under CI a Cargo.lock that does not match the manifests fails the run instead of being re-resolved.
+LOCKED=()
+if [ -n "${CI:-}" ]; then LOCKED=(--locked); fi
+
 step() { printf '\n==> %s\n' "$*"; }
 
 # The toolchain rust-toolchain.toml pins, without downloading one: rustup would try to download a missing
@@ -120,13 +124,13 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy "${LOCKED[@]}" --workspace --all-targets --quiet -- -D warnings
 
 step "cargo build"
-cargo build --workspace --bins --quiet
+cargo build "${LOCKED[@]}" --workspace --bins --quiet
 
 step "Rust tests"
-cargo test --workspace --quiet 2>&1 | tee "$CACHE/cargo-test.log"
+cargo test "${LOCKED[@]}" --workspace --quiet 2>&1 | tee "$CACHE/cargo-test.log"
 
 step "end-to-end tests"
 export AIRLOCK_BIN_DIR=$CARGO_TARGET_DIR/debug
