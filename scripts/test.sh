@@ -19,6 +19,15 @@ if [ -n "${CI:-}" ]; then LOCKED=(--locked); fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A command by name, or where Debian puts it outside a normal user's PATH (nginx is in /usr/sbin).
+find_cmd() {
+  command -v "$1" 2>/dev/null && return 0
+  for dir in /usr/sbin /sbin; do
+    if [ -x "$dir/$1" ]; then echo "$dir/$1"; return 0; fi
+  done
+  return 1
+}
+
 # The toolchain rust-toolchain.toml pins, without downloading one: rustup would try to download a missing
 # pinned toolchain (CI's machines cannot reach its server), and `rustup toolchain link` refuses official
 # names such as 1.95.0. So when the pinned name is missing and an installed toolchain (a fresh machine's
@@ -58,8 +67,8 @@ ensure_toolchain
 
 step "system packages"
 missing=()
-for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2 nginx:nginx; do
+  find_cmd "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -69,6 +78,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   fi
 fi
+# For the end-to-end tests that start a real nginx.
+AIRLOCK_TEST_NGINX=$(find_cmd nginx)
+export AIRLOCK_TEST_NGINX
 
 step "Python test environment"
 # Installed from the lock, never from requirements.txt's ranges; rebuilt from scratch when the lock or
