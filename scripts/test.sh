@@ -17,7 +17,13 @@ mkdir -p "$CACHE"
 LOCKED=()
 if [ -n "${CI:-}" ]; then LOCKED=(--locked); fi
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the one before it took (pytest prints its own time last).
+STEP_NAME="" STEP_START=$SECONDS
+step() {
+  if [ -n "$STEP_NAME" ]; then printf '    (%s: %ds)\n' "$STEP_NAME" $((SECONDS - STEP_START)); fi
+  STEP_NAME=$1 STEP_START=$SECONDS
+  printf '\n==> %s\n' "$1"
+}
 
 # A command by name, or where Debian puts it outside a normal user's PATH (nginx is in /usr/sbin).
 find_cmd() {
