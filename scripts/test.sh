@@ -5,6 +5,12 @@
 # drive real clients (curl, Python openai/anthropic, Node openai) through a real airlockd against the mock
 # provider.
 #
+# Everything it installs is pinned, so that a release elsewhere cannot change what it tests: the Rust
+# toolchain by rust-toolchain.toml, crates by Cargo.lock (--locked under CI), Python packages by
+# tests/e2e/requirements.lock (exact versions and hashes), Node packages by
+# tests/e2e/node/package-lock.json (npm ci). The virtualenv and node_modules are kept in the cache
+# directory and rebuilt when their lock file changes.
+#
 #   scripts/test.sh            everything
 #   scripts/test.sh -k stream  pass extra arguments to pytest (end-to-end tests only)
 set -euo pipefail
