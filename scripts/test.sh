@@ -64,7 +64,7 @@ ensure_toolchain() {
       fi
     done
   fi
-  if ! rustc -V 2>/dev/null | grep -qF "rustc $want " || ! cargo clippy -V >/dev/null 2>&1 \
+  if [[ "$(rustc -V 2>/dev/null)" != "rustc $want "* ]] || ! cargo clippy -V >/dev/null 2>&1 \
     || ! cargo fmt --version >/dev/null 2>&1; then
     echo "error: rust-toolchain.toml pins Rust $want with clippy and rustfmt; installed:${installed:- $(rustc -V 2>&1)}" >&2
     echo "  install it: rustup toolchain install $want --profile minimal --component clippy,rustfmt" >&2
