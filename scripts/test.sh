@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Airlock's whole test suite, from a fresh machine: installs what the tests need (Debian packages,
 # Python SDKs in a virtualenv, Node 24 and the Node openai SDK from npm), then runs formatting and lint
-# checks, the Rust unit and integration tests, a build of the fuzz targets, and the end-to-end tests that
+# checks, the Rust unit and integration tests, a short run of the fuzz targets, and the end-to-end tests that
 # drive real clients (curl, Python openai/anthropic, Node openai) through a real airlockd against the mock
 # provider.
 #
@@ -157,19 +157,13 @@ cargo build "${LOCKED[@]}" --workspace --bins --quiet
 step "Rust tests"
 cargo test "${LOCKED[@]}" --workspace --quiet 2>&1 | tee "$CACHE/cargo-test.log"
 
-step "fuzz targets build"
-# agent/fuzz is a workspace of its own that cargo-fuzz builds with nightly flags for real fuzzing. Here
-# it is built with the pinned stable toolchain (libfuzzer-sys compiles libFuzzer with the C++ compiler),
-# so the targets cannot rot, and each binary runs a few thousand fixed-seed inputs to show it starts.
-# Its lock is seeded from the workspace's Cargo.lock, so only libfuzzer-sys and arbitrary are resolved
-# here; its target dir is its own, inside the workspace's. Line tables only: full debug info makes the
-# build take longer and 2.5 times the disk for nothing this step uses.
-FUZZ_TARGET_DIR=$CARGO_TARGET_DIR/fuzz
-cp Cargo.lock agent/fuzz/Cargo.lock
-CARGO_TARGET_DIR=$FUZZ_TARGET_DIR CARGO_PROFILE_DEV_DEBUG=line-tables-only \
-  cargo build --manifest-path agent/fuzz/Cargo.toml --bins --quiet
+step "fuzz targets"
+# agent/fuzz is a workspace member, so `cargo build --workspace` above built its targets (and clippy
+# linted them) with everything else: they cannot rot. Built without coverage instrumentation (that is
+# `cargo fuzz`'s job, with nightly flags), each runs a few thousand fixed-seed inputs here to show it
+# starts and holds its assertions.
 for target in response_stream request_body decode; do
-  if ! "$FUZZ_TARGET_DIR/debug/$target" -runs=5000 -seed=1 -artifact_prefix="$CACHE/fuzz-$target-" \
+  if ! "$CARGO_TARGET_DIR/debug/$target" -runs=5000 -seed=1 -artifact_prefix="$CACHE/fuzz-$target-" \
     >"$CACHE/fuzz-$target.log" 2>&1; then
     cat "$CACHE/fuzz-$target.log"
     echo "fuzz target $target failed; its log is above" >&2
