@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 const CAP: usize = 1 << 16;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, body)) = data.split_first() else { return };
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
     let coding = [Coding::Gzip, Coding::Deflate, Coding::Br, Coding::Zstd][usize::from(ctl) % 4];
     if let Ok(out) = decode_all(coding, body, CAP) {
         assert!(out.len() <= CAP);

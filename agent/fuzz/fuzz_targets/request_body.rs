@@ -20,14 +20,21 @@ const APIS: [(ApiKind, &str); 7] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, body)) = data.split_first() else { return };
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
     let (api, path) = APIS[usize::from(ctl) % APIS.len()];
     let id = identify(api, &http_post(), path, Some("alt=sse&key=x"), Some(body));
     let _ = request::inject_stream_usage(body);
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
     let spans = request::texts(api, &id.operation, &v);
     for s in &spans {
-        let text = s.text(&v).expect("every span points at a string").to_string();
+        let text = s
+            .text(&v)
+            .expect("every span points at a string")
+            .to_string();
         assert_eq!(text.len(), s.len);
     }
     for s in spans.iter().rev() {

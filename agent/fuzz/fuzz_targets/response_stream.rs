@@ -7,8 +7,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use airlock_agent::policy::ApiKind;
-use airlock_agent::providers::response::{Framing, ResponseParser};
 use airlock_agent::providers::align::{FrameAligner, Segment};
+use airlock_agent::providers::response::{Framing, ResponseParser};
 use airlock_agent::providers::strip::UsageChunkStripper;
 use libfuzzer_sys::fuzz_target;
 
@@ -24,7 +24,9 @@ const FRAMINGS: [Framing; 3] = [Framing::Sse, Framing::Json, Framing::JsonArray]
 const ENCODINGS: [Option<&str>; 4] = [None, Some("gzip"), Some("br"), Some("zstd")];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, body)) = data.split_first() else { return };
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
     let (api, op) = APIS[usize::from(ctl) % APIS.len()];
     let framing = FRAMINGS[usize::from(ctl >> 3) % FRAMINGS.len()];
     let encoding = ENCODINGS[usize::from(ctl >> 5) % ENCODINGS.len()];
@@ -46,12 +48,19 @@ fuzz_target!(|data: &[u8]| {
     for part in body.chunks(chunk) {
         aligner.push(bytes::Bytes::copy_from_slice(part), &mut |seg| match seg {
             Segment::Frames(f) => {
-                assert!(f.ends_with(b"\n\n") || f.ends_with(b"\n\r\n"), "a released run ends a frame");
+                assert!(
+                    f.ends_with(b"\n\n") || f.ends_with(b"\n\r\n"),
+                    "a released run ends a frame"
+                );
                 released.extend_from_slice(&f);
             }
             Segment::Raw(r) => released.extend_from_slice(&r),
         });
-        assert!(aligner.held() <= cap + chunk, "held {} over cap {cap}", aligner.held());
+        assert!(
+            aligner.held() <= cap + chunk,
+            "held {} over cap {cap}",
+            aligner.held()
+        );
     }
     released.extend_from_slice(&aligner.finish());
     assert_eq!(released, body, "the aligner loses and adds nothing");
@@ -63,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
     }
     out.extend_from_slice(&stripper.finish());
     if memchr_usage(body).is_none() {
-        assert_eq!(out, body, "a stream without usage frames must pass byte for byte");
+        assert_eq!(
+            out, body,
+            "a stream without usage frames must pass byte for byte"
+        );
     }
 });
 
