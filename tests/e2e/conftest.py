@@ -36,6 +36,24 @@ def binary(name: str) -> Path:
     return path
 
 
+_SHARED_BIN: Path | None = None
+
+
+def shared_binary(name: str) -> Path:
+    """A copy of a built binary that other users can run (the build dir may sit in root's 0700 home),
+    for tests that run the CLI or the agent as another user."""
+    global _SHARED_BIN
+    if _SHARED_BIN is None:
+        import tempfile
+        _SHARED_BIN = Path(tempfile.mkdtemp(prefix="airlock-e2e-bin-"))
+        os.chmod(_SHARED_BIN, 0o755)
+    dst = _SHARED_BIN / name
+    if not dst.exists():
+        shutil.copy2(binary(name), dst)
+        os.chmod(dst, 0o755)
+    return dst
+
+
 def wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, binary, free_port, mock_policy, stop, wait_for_file
+from conftest import ROOT, binary, free_port, mock_policy, shared_binary, stop, wait_for_file
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNTRUSTED, UNSAFE_STATE = 4, 5
@@ -32,7 +32,7 @@ def cli(*args: str, state: Path, addr: str | None = None, env: dict | None = Non
     """`airlock` with a clean proxy environment (plus `env`), optionally as another user."""
     full_env = {k: v for k, v in os.environ.items() if k not in CLEAN}
     full_env.update(env or {})
-    cmd = [str(binary("airlock")), "--state-dir", str(state)]
+    cmd = [str(shared_binary("airlock") if user else binary("airlock")), "--state-dir", str(state)]
     if addr:
         cmd += ["--addr", addr]
     if user:
@@ -158,7 +158,7 @@ def assert_refused_everywhere(state: Path, addr: str | None, fake: FakeAgent, wh
 def test_a_program_on_a_dead_agents_port_is_refused(crashed_agent, user):
     a, runtime = crashed_agent
     if user != "root":
-        need_other_users(binary("airlock"))
+        need_other_users(shared_binary("airlock"))
     fake = FakeAgent(a.port, hostile_status(a.port, runtime["pid"], runtime["ca_fingerprint_sha256"]),
                      None if user == "root" else user)
     try:
@@ -279,7 +279,7 @@ def test_a_state_dir_others_can_write_is_refused(fresh_agent):
 def test_a_state_dir_another_user_planted_is_refused(fresh_agent, tmp_path):
     """Another user makes a complete, consistent state directory in /tmp (their runtime file, their
     listener, a CA) and a command is pointed at it: it must not pass, because anyone could have made it."""
-    need_other_users(binary("airlock"))
+    need_other_users(shared_binary("airlock"))
     donor = fresh_agent()
     nobody = pwd.getpwnam("nobody")
     planted = Path(tempfile.mkdtemp(prefix="airlock-planted-", dir="/tmp"))
@@ -309,7 +309,7 @@ def test_a_state_dir_another_user_planted_is_refused(fresh_agent, tmp_path):
 def test_an_agent_of_another_user_is_verified_by_a_third(tmp_path):
     """airlockd runs as nobody; a user who cannot read its open files (daemon) still verifies it by the
     socket's owner and the pid running as that owner, and root verifies it by the socket itself."""
-    need_other_users(binary("airlock"), binary("airlockd"))
+    need_other_users(shared_binary("airlock"), shared_binary("airlockd"))
     base = Path(tempfile.mkdtemp(prefix="airlock-e2e-", dir="/run"))  # root-owned parents only
     try:
         base.chmod(0o755)
@@ -317,7 +317,7 @@ def test_an_agent_of_another_user_is_verified_by_a_third(tmp_path):
         state.mkdir(mode=0o711)
         os.chown(state, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
         log = open(tmp_path / "airlockd.log", "w")
-        proc = subprocess.Popen(as_user("nobody") + [str(binary("airlockd")), "--listen", f"127.0.0.1:{free_port()}",
+        proc = subprocess.Popen(as_user("nobody") + [str(shared_binary("airlockd")), "--listen", f"127.0.0.1:{free_port()}",
                                                      "--state-dir", str(state)],
                                 stdout=log, stderr=subprocess.STDOUT, cwd="/")
         try:
