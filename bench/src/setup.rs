@@ -270,6 +270,35 @@ pub struct Nginx {
     pub version: String,
 }
 
+impl Drop for Nginx {
+    /// A killed nginx master leaves its worker running (and holding the listening socket), so
+    /// nginx is stopped the way it is meant to be, with SIGTERM to the master, which stops the
+    /// worker first; a worker still alive after 3 s is killed by pid.
+    fn drop(&mut self) {
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+                })
+                .is_some_and(|state| state != "Z" && state != "X")
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.pid().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while alive(self.worker) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(self.worker) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.worker.to_string()])
+                .status();
+        }
+    }
+}
+
 /// Files of the harness-made PKI for nginx's listener.
 #[derive(Debug)]
 struct NginxPki {
