@@ -162,6 +162,12 @@ struct RunArgs {
     /// runs into this directory (perturbs the load core; not for the published run).
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+    /// Run this shell command during every measured window (after warm-up), e.g.
+    /// `perf stat -e context-switches,cpu-migrations -p {pids} -- sleep {secs}` or
+    /// `strace -f -c -p {pid} -o /tmp/{label}.txt & sleep {secs}; kill %1`; `{label}`, `{pid}`,
+    /// `{pids}` and `{secs}` are substituted. Its output goes to the scratch directory (--keep-tmp).
+    #[arg(long)]
+    probe: Option<String>,
     /// Start each measurement once other processes use less than this much of a core (%), and redo
     /// it if they used more during it; 0 disables.
     #[arg(long, default_value_t = 10.0)]
@@ -309,6 +315,7 @@ fn run(a: RunArgs) -> Result<()> {
         quick: a.quick,
         tmp: tmp.clone(),
         perf_dir: a.perf_dir.clone(),
+        probe: a.probe.clone(),
         only: a.only.clone(),
         quiet_below_pct: if a.quick { 0.0 } else { a.quiet_below.max(0.0) },
         quiet_wait: Duration::from_secs(a.quiet_wait),

@@ -62,6 +62,9 @@ pub struct Config {
     pub tmp: PathBuf,
     /// Record `perf` profiles of airlockd (MITM scenario) into this directory.
     pub perf_dir: Option<PathBuf>,
+    /// A shell command run during every measured window (after warm-up), with `{label}`, `{pid}`
+    /// (the proxy's main pid), `{pids}` (all its pids, comma-separated) and `{secs}` substituted.
+    pub probe: Option<String>,
     /// Only these scenarios (the direct baseline always runs); empty for all.
     pub only: Vec<String>,
     /// A measurement starts once other processes use less than this (% of one core) over a second,
@@ -199,6 +202,56 @@ fn start_perf(
         tmp.join(format!("perf-{name}.log")),
         &[],
     )
+}
+
+/// Numbers the probed windows, so their labels sort in run order.
+static PROBE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts `cfg.probe` for one measured window of `kind` (`thr`, `lat1000`, …) on `target`.
+fn start_probe(cfg: &Config, kind: &str, target: &str, pids: &Pids) -> Option<ChildGuard> {
+    let cmd = cfg.probe.as_ref()?;
+    let seq = PROBE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let label = format!("{seq:03}-{kind}-{target}-hogs{}", pids.hogs.len());
+    let all: Vec<u32> = match proxy_of(target) {
+        Proxy::Agent => vec![pids.agent],
+        Proxy::Mitm => pids.mitm.into_iter().collect(),
+        Proxy::Nginx => pids.nginx.clone(),
+        Proxy::None => vec![],
+    };
+    let cmd = cmd
+        .replace("{label}", &label)
+        .replace(
+            "{pid}",
+            &all.first().map_or_else(String::new, u32::to_string),
+        )
+        .replace(
+            "{pids}",
+            &all.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        )
+        .replace("{secs}", &format!("{:.1}", cfg.duration.as_secs_f64()));
+    eprintln!("  probe {label}");
+    match ChildGuard::spawn(
+        "probe",
+        std::path::Path::new("sh"),
+        &["-c".to_string(), cmd],
+        None,
+        cfg.tmp.join(format!("probe-{label}.log")),
+        &[],
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("  (probe did not start: {e:#})");
+            None
+        }
+    }
+}
+
+async fn finish_probe(probe: Option<ChildGuard>) {
+    if let Some(mut p) = probe {
+        if let Err(e) = p.wait_exit(Duration::from_secs(60)).await {
+            eprintln!("  ({e:#}; stopped)");
+        }
+    }
 }
 
 async fn finish_perf(perf: Option<ChildGuard>) -> Result<()> {
@@ -756,9 +809,15 @@ pub(crate) async fn latency_run(
     let start = Instant::now() + Duration::from_millis(20);
     let warm_end = start + cfg.warmup;
     let p0 = pids.clone();
+    let probe_cfg = cfg.clone();
+    let probe_name = (format!("lat{rate}"), t.name.clone());
     let first = tokio::spawn(async move {
         tokio::time::sleep_until(warm_end.into()).await;
-        snap(&p0)
+        let s = snap(&p0);
+        (
+            s,
+            start_probe(&probe_cfg, &probe_name.0, &probe_name.1, &p0),
+        )
     });
     // Overload may take the run past its schedule; cut it at 1.5× plus 2 s.
     let hard_limit = (cfg.warmup + cfg.duration).mul_f64(1.5) + Duration::from_secs(2);
@@ -772,9 +831,10 @@ pub(crate) async fn latency_run(
     )
     .await?;
     let s1 = snap(pids);
-    let s0 = first
+    let (s0, probe) = first
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    finish_probe(probe).await;
     finish_perf(perf).await?;
     let mut lag = std::mem::take(&mut out.pacer_lag_ns);
     let lag = Summary::from_ns(&mut lag);
@@ -818,9 +878,12 @@ pub(crate) async fn throughput_run(
     let mid = warm_end + cfg.duration / 2;
     let proxy = proxy_of(&t.name);
     let p0 = pids.clone();
+    let probe_cfg = cfg.clone();
+    let probe_name = t.name.clone();
     let first = tokio::spawn(async move {
         tokio::time::sleep_until(warm_end.into()).await;
-        snap(&p0)
+        let s = snap(&p0);
+        (s, start_probe(&probe_cfg, "thr", &probe_name, &p0))
     });
     let p1 = pids.clone();
     let last = tokio::spawn(async move {
@@ -840,9 +903,10 @@ pub(crate) async fn throughput_run(
         cfg.request_timeout,
     )
     .await?;
-    let s0 = first
+    let (s0, probe) = first
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    finish_probe(probe).await;
     let s1 = last
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
