@@ -441,7 +441,9 @@ pub async fn run(
         sample(&mut peak);
     }
     let b = snap(pids);
-    rep.agent_idle_hostile_cpu_pct = cpu_use(a, b, Proxy::Agent, 0, clk).proxy_pct.unwrap_or(0.0);
+    rep.agent_idle_hostile_cpu_pct = cpu_use(&a, &b, Proxy::Agent, 0, clk)
+        .proxy_pct
+        .unwrap_or(0.0);
 
     // Legitimate requests, with a sampler running beside them.
     let sampling = Arc::new(AtomicBool::new(true));

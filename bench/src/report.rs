@@ -45,6 +45,16 @@ fn cs(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.2}"))
 }
 
+fn per_cpu(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "–".into();
+    }
+    v.iter()
+        .map(|p| format!("{p:.0}%"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn sample(a: &AgentSample) -> String {
     format!(
         "RSS {}, HWM {}, {} fds, {} threads",
@@ -405,7 +415,7 @@ fn noisy(s: &mut String, conds: &[NoisyCondition]) {
                 t.cpu.hog_pct,
                 t.cpu.mock_pct + t.cpu.harness_pct,
                 t.cpu.foreign_pct,
-                t.errors,
+                per_cpu(&t.cpu.per_cpu_busy_pct),
             );
         }
     }
@@ -432,7 +442,7 @@ fn noisy(s: &mut String, conds: &[NoisyCondition]) {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} / {} | {:.0}% | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} / {} | {:.0}% | {:.0}% | {} | {} |",
                 name,
                 c.name,
                 us(l.latency.p50_us),
@@ -447,6 +457,8 @@ fn noisy(s: &mut String, conds: &[NoisyCondition]) {
                 cs(l.cpu.proxy_vcsw_per_req),
                 cs(l.cpu.proxy_ivcsw_per_req),
                 l.cpu.hog_pct,
+                l.cpu.foreign_pct,
+                per_cpu(&l.cpu.per_cpu_busy_pct),
                 us(l.pacer_lag_p99_us),
             );
         }

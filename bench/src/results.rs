@@ -279,6 +279,9 @@ pub struct CpuUse {
     /// The harness's CPU hogs (noisy-neighbour section), % of one core in total.
     #[serde(default)]
     pub hog_pct: f64,
+    /// How busy each CPU was (user + system + steal, all processes, ours included), %.
+    #[serde(default)]
+    pub per_cpu_busy_pct: Vec<f64>,
     /// Voluntary context switches of the proxy (all threads) per successful request.
     #[serde(default)]
     pub proxy_vcsw_per_req: Option<f64>,

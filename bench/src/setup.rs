@@ -833,6 +833,26 @@ pub fn loadavg() -> String {
         .to_string()
 }
 
+/// Busy ticks of each CPU (`cpu0`, `cpu1`, … lines of /proc/stat), counted like
+/// [`system_busy_ticks`].
+pub fn per_cpu_busy_ticks() -> Vec<u64> {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    s.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            [0usize, 1, 2, 5, 6, 7]
+                .iter()
+                .filter_map(|&i| f.get(i))
+                .sum()
+        })
+        .collect()
+}
+
 /// Busy ticks of the whole machine from /proc/stat: user + nice + system + steal. Interrupt and
 /// softirq time is left out: loopback TCP processing of the benchmark's own traffic lands there and
 /// would otherwise count as disturbance from other processes.

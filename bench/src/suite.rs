@@ -148,7 +148,7 @@ pub(crate) async fn wait_quiet(cfg: &Config, pids: &Pids, clk: u64) {
         let a = snap(pids);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let b = snap(pids);
-        let foreign = cpu_use(a, b, Proxy::None, 0, clk).foreign_pct;
+        let foreign = cpu_use(&a, &b, Proxy::None, 0, clk).foreign_pct;
         if foreign < cfg.quiet_below_pct {
             return;
         }
@@ -279,7 +279,7 @@ pub(crate) struct Pids {
 }
 
 /// CPU and context-switch counters at an instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Snap {
     at: Instant,
     agent: u64,
@@ -289,6 +289,7 @@ pub(crate) struct Snap {
     hogs: u64,
     me: u64,
     sys: u64,
+    per_cpu: Vec<u64>,
     agent_cs: procs::CtxSwitches,
     mitm_cs: procs::CtxSwitches,
     nginx_cs: procs::CtxSwitches,
@@ -313,6 +314,7 @@ pub(crate) fn snap(p: &Pids) -> Snap {
         hogs: p.hogs.iter().map(|&h| t(Some(h))).sum(),
         me: t(None),
         sys: setup::system_busy_ticks(),
+        per_cpu: setup::per_cpu_busy_ticks(),
         agent_cs: procs::ctx_switches(p.agent),
         mitm_cs: p.mitm.map(procs::ctx_switches).unwrap_or_default(),
         nginx_cs: sum_cs(&p.nginx),
@@ -350,7 +352,7 @@ pub(crate) fn proxy_rss_kb(pids: &Pids, proxy: Proxy) -> Option<u64> {
     }
 }
 
-pub(crate) fn cpu_use(a: Snap, b: Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
+pub(crate) fn cpu_use(a: &Snap, b: &Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
     let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
     let clk = clk.max(1) as f64;
     let pct = |ticks: u64| ticks as f64 / clk / secs * 100.0;
@@ -379,6 +381,12 @@ pub(crate) fn cpu_use(a: Snap, b: Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuU
         harness_pct: pct(me),
         foreign_pct: pct(sys.saturating_sub(agent + mitm + nginx + hogs + mock + me)),
         hog_pct: pct(hogs),
+        per_cpu_busy_pct: b
+            .per_cpu
+            .iter()
+            .zip(&a.per_cpu)
+            .map(|(y, x)| pct(y.saturating_sub(*x)))
+            .collect(),
         proxy_vcsw_per_req: cs.and_then(|(x, y)| per_req(y.voluntary.saturating_sub(x.voluntary))),
         proxy_ivcsw_per_req: cs
             .and_then(|(x, y)| per_req(y.nonvoluntary.saturating_sub(x.nonvoluntary))),
@@ -524,7 +532,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
     }
 
     let run_end = snap(&pids);
-    res.quiet.foreign_cpu_pct = cpu_use(run_start, run_end, Proxy::None, 0, clk).foreign_pct;
+    res.quiet.foreign_cpu_pct = cpu_use(&run_start, &run_end, Proxy::None, 0, clk).foreign_pct;
     for (p, m) in &mut mems {
         m.peak_hwm_kb = match p {
             Proxy::Nginx => pids
@@ -848,7 +856,7 @@ pub(crate) async fn latency_run(
         not_sent: out.not_sent,
         latency: Summary::from_ns(&mut out.latencies_ns),
         pacer_lag_p99_us: lag.p99_us,
-        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        cpu: cpu_use(&s0, &s1, proxy_of(&t.name), out.ok, clk),
         added: None,
         first_error: out.first_error,
         attempts: 1,
@@ -919,7 +927,7 @@ pub(crate) async fn throughput_run(
         ok: out.ok,
         errors: out.errors,
         latency: out.summary(),
-        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        cpu: cpu_use(&s0, &s1, proxy_of(&t.name), out.ok, clk),
         proxy_memory_kb,
         first_error: out.first_error,
         attempts: 1,
