@@ -89,6 +89,10 @@ struct RunArgs {
     /// Open-loop rate of the noisy-neighbour latency runs.
     #[arg(long, default_value_t = 1000)]
     noisy_rate: u64,
+    /// Noisy-neighbour conditions to run (quiet, hog-proxy-core, two-hogs-proxy-core,
+    /// hogs-both-cores); all by default. Ratios need `quiet` among them.
+    #[arg(long, value_delimiter = ',')]
+    noisy_conditions: Vec<String>,
     /// Hostile load: idle, half-open and slowloris connections held open against airlockd while
     /// legitimate MITM and base-URL requests run at --hostile-rate.
     #[arg(long)]
@@ -232,6 +236,18 @@ fn run(a: RunArgs) -> Result<()> {
             );
         }
     }
+    for c in &a.noisy_conditions {
+        if ![
+            "quiet",
+            "hog-proxy-core",
+            "two-hogs-proxy-core",
+            "hogs-both-cores",
+        ]
+        .contains(&c.as_str())
+        {
+            bail!("--noisy-conditions {c}: known conditions are quiet, hog-proxy-core, two-hogs-proxy-core, hogs-both-cores");
+        }
+    }
     if a.skip_main && !a.noisy && !a.hostile {
         bail!("--skip-main leaves nothing to measure; add --noisy and/or --hostile");
     }
@@ -327,6 +343,7 @@ fn run(a: RunArgs) -> Result<()> {
         skip_main: a.skip_main,
         noisy: a.noisy,
         noisy_rate: a.noisy_rate.max(1),
+        noisy_conditions: a.noisy_conditions.clone(),
         self_exe: std::env::current_exe()
             .context("cannot find this executable (for the CPU hogs)")?,
         hostile: a.hostile,

@@ -1,7 +1,8 @@
 //! The noisy-neighbour section: the throughput and open-loop latency measurements of airlock-mitm,
-//! airlock-base-url and nginx (and direct, for reference) repeated under three conditions — quiet, one
-//! busy loop pinned to the proxy's core, and busy loops on both cores plus one free to migrate — so
-//! each can be reported as a ratio to its own quiet number. A laptop is never quiet; this is how the
+//! airlock-base-url and nginx (and direct, for reference) repeated under several conditions — quiet,
+//! one busy loop pinned to the proxy's core, two of them there (a third of the core left, with no
+//! migration lottery), and busy loops on both cores plus one free to migrate — so each can be
+//! reported as a ratio to its own quiet number. A laptop is never quiet; this is how the
 //! agent fares when it is not. The hogs are child processes of the harness (`airlock-bench hog`), so
 //! the wait-for-quiet logic counts them as ours, never as noise from other processes.
 
@@ -77,6 +78,11 @@ fn conditions(cfg: &Config) -> Vec<Condition> {
             hogs: vec![proxy.clone()],
         },
         Condition {
+            name: "two-hogs-proxy-core",
+            description: format!("two busy loops pinned to the proxy's CPU {}", on(&proxy)),
+            hogs: vec![proxy.clone(), proxy.clone()],
+        },
+        Condition {
             name: "hogs-both-cores",
             description: format!(
                 "busy loops pinned to CPU {} and CPU {}, plus one unpinned",
@@ -128,7 +134,10 @@ pub async fn run(
         .filter_map(|n| targets.iter().find(|t| t.name == *n))
         .collect();
     let mut out = Vec::new();
-    for c in conditions(cfg) {
+    let wanted = |name: &str| {
+        cfg.noisy_conditions.is_empty() || cfg.noisy_conditions.iter().any(|c| c == name)
+    };
+    for c in conditions(cfg).into_iter().filter(|c| wanted(c.name)) {
         eprintln!("noisy neighbour: {} ({})", c.name, c.description);
         let mut hogs = start_hogs(cfg, &c.hogs)?;
         // Let the hogs reach their loops before measuring.

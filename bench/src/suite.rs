@@ -84,6 +84,8 @@ pub struct Config {
     pub noisy: bool,
     /// Open-loop rate of the noisy-neighbour latency runs.
     pub noisy_rate: u64,
+    /// Noisy-neighbour conditions to run (empty: all).
+    pub noisy_conditions: Vec<String>,
     /// This executable, started as `hog` for the CPU hogs.
     pub self_exe: PathBuf,
     /// Run the hostile-load section.
