@@ -382,11 +382,11 @@ fn noisy(s: &mut String, conds: &[NoisyCondition]) {
     let _ = writeln!(s, "\nClosed-loop throughput:\n");
     let _ = writeln!(
         s,
-        "| scenario | condition | req/s | vs its quiet | p99 | proxy CPU | proxy CPU per request | context switches per request (vol / invol) | hogs' CPU | mock + generator CPU | other CPU | errors |"
+        "| scenario | condition | req/s | vs its quiet | p99 | proxy CPU | proxy CPU per request | context switches per request (vol / invol) | hogs' CPU | mock + generator CPU | other CPU | busy per CPU |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let names: Vec<String> = conds
         .first()
@@ -428,11 +428,11 @@ fn noisy(s: &mut String, conds: &[NoisyCondition]) {
     let _ = writeln!(s, "\nOpen-loop latency at {rate} req/s:\n");
     let _ = writeln!(
         s,
-        "| scenario | condition | p50 | p50 vs its quiet | p99 | p99 vs its quiet | p99.9 | ok / errors / not sent | proxy CPU per request | context switches per request (vol / invol) | hogs' CPU | generator lag p99 |"
+        "| scenario | condition | p50 | p50 vs its quiet | p99 | p99 vs its quiet | p99.9 | ok / errors / not sent | proxy CPU per request | context switches per request (vol / invol) | hogs' CPU | other CPU | busy per CPU | generator lag p99 |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
     );
     for name in &names {
         let q = quiet.and_then(|q| find(&q.latency, name, lkey));
