@@ -1,12 +1,16 @@
 //! `airlock-bench`: Airlock's benchmark harness. `airlock-bench run` starts the mock provider,
-//! airlockd and mitmproxy on loopback, pinned to their cores, measures added latency (open loop),
-//! maximum throughput (closed loop), CPU per request, memory, stream and cold-connection timings
-//! against a direct baseline from the same run, writes the JSON results and prints markdown tables.
-//! `airlock-bench report` re-renders a saved result file. `bench/run.sh` is the one command that
-//! builds everything and runs it.
+//! airlockd, nginx (the floor: a plain TLS-terminating reverse proxy) and mitmproxy on loopback,
+//! pinned to their cores, measures added latency (open loop), maximum throughput (closed loop), CPU
+//! per request, memory, stream and cold-connection timings against a direct baseline from the same
+//! run, and on request the same under CPU hogs (`--noisy`) and under idle and slowloris connections
+//! (`--hostile`); it writes the JSON results and prints markdown tables. `airlock-bench report`
+//! re-renders a saved result file; `airlock-bench hog` is the busy loop the noisy-neighbour section
+//! starts. `bench/run.sh` is the one command that builds everything and runs it.
 
 mod client;
+mod hostile;
 mod load;
+mod noisy;
 mod procs;
 mod report;
 mod results;
@@ -40,6 +44,14 @@ enum Cmd {
         #[arg(default_value = "bench/results/latest.json")]
         file: PathBuf,
     },
+    /// A CPU hog: one thread in a busy loop (the noisy-neighbour section starts these). Exits after
+    /// `--secs`, or as soon as its parent is gone.
+    #[command(hide = true)]
+    Hog {
+        /// Longest time to run, seconds.
+        #[arg(long, default_value_t = 900)]
+        secs: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +68,52 @@ struct RunArgs {
     /// Skip mitmproxy.
     #[arg(long)]
     no_mitmproxy: bool,
+    /// nginx executable (Debian's package: `apt-get install nginx`).
+    #[arg(long, default_value = "nginx")]
+    nginx: PathBuf,
+    /// Skip the nginx floor.
+    #[arg(long)]
+    no_nginx: bool,
+    /// RLIMIT_NOFILE for airlockd and nginx (set with `prlimit` when they start); 0 leaves them the
+    /// harness's own (raised) limit.
+    #[arg(long, default_value_t = 65_536)]
+    child_nofile: u64,
+    /// Skip the standard tables (latency, stream, cold, throughput); use with --noisy or --hostile.
+    #[arg(long)]
+    skip_main: bool,
+    /// Noisy neighbour: throughput and open-loop latency of airlock-mitm, airlock-base-url, nginx
+    /// (and direct, for reference) quiet, with a busy loop on the proxy core, and with busy loops on
+    /// both cores plus one unpinned.
+    #[arg(long)]
+    noisy: bool,
+    /// Open-loop rate of the noisy-neighbour latency runs.
+    #[arg(long, default_value_t = 1000)]
+    noisy_rate: u64,
+    /// Noisy-neighbour conditions to run (quiet, hog-proxy-core, two-hogs-proxy-core,
+    /// hogs-both-cores); all by default. Ratios need `quiet` among them.
+    #[arg(long, value_delimiter = ',')]
+    noisy_conditions: Vec<String>,
+    /// Hostile load: idle, half-open and slowloris connections held open against airlockd while
+    /// legitimate MITM and base-URL requests run at --hostile-rate.
+    #[arg(long)]
+    hostile: bool,
+    /// Idle connections of the hostile load (half silent, a quarter CONNECT then silent, a quarter
+    /// a partial request head).
+    #[arg(long, default_value_t = 5000)]
+    hostile_idle: usize,
+    /// Slowloris connections trickling one header byte a second.
+    #[arg(long, default_value_t = 300)]
+    hostile_slow_head: usize,
+    /// Slowloris connections trickling one request-body byte a second.
+    #[arg(long, default_value_t = 10)]
+    hostile_slow_body: usize,
+    /// Open-loop rate of the legitimate requests during the hostile load.
+    #[arg(long, default_value_t = 200)]
+    hostile_rate: u64,
+    /// Shortest time the hostile connections stay open, seconds (long enough to see the agent's
+    /// header and handshake timeouts act; the legitimate runs may make it longer).
+    #[arg(long, default_value_t = 30)]
+    hostile_hold: u64,
     /// Short smoke run (0.5 s warm-up, 2 s per measurement, few streams).
     #[arg(long)]
     quick: bool,
@@ -108,6 +166,12 @@ struct RunArgs {
     /// runs into this directory (perturbs the load core; not for the published run).
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+    /// Run this shell command during every measured window (after warm-up), e.g.
+    /// `perf stat -e context-switches,cpu-migrations -p {pids} -- sleep {secs}` or
+    /// `strace -f -c -p {pid} -o /tmp/{label}.txt & sleep {secs}; kill %1`; `{label}`, `{pid}`,
+    /// `{pids}` and `{secs}` are substituted. Its output goes to the scratch directory (--keep-tmp).
+    #[arg(long)]
+    probe: Option<String>,
     /// Start each measurement once other processes use less than this much of a core (%), and redo
     /// it if they used more during it; 0 disables.
     #[arg(long, default_value_t = 10.0)]
@@ -119,7 +183,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 2)]
     retries: u32,
     /// Only these scenarios besides the direct baseline (airlock-mitm, airlock-base-url,
-    /// airlock-tunnel, mitmproxy).
+    /// airlock-tunnel, nginx, mitmproxy).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -136,6 +200,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(*args),
+        Cmd::Hog { secs } => {
+            noisy::hog(Duration::from_secs(secs));
+            Ok(())
+        }
     }
 }
 
@@ -158,17 +226,63 @@ fn run(a: RunArgs) -> Result<()> {
             results::AIRLOCK_MITM,
             results::AIRLOCK_BASE,
             results::AIRLOCK_TUNNEL,
+            results::NGINX,
             results::MITMPROXY,
         ]
         .contains(&o.as_str())
         {
             bail!(
-                "--only {o}: known scenarios are airlock-mitm, airlock-base-url, airlock-tunnel, mitmproxy"
+                "--only {o}: known scenarios are airlock-mitm, airlock-base-url, airlock-tunnel, nginx, mitmproxy"
             );
         }
     }
-    let skip_mitm =
-        a.no_mitmproxy || (!a.only.is_empty() && !a.only.iter().any(|o| o == results::MITMPROXY));
+    for c in &a.noisy_conditions {
+        if ![
+            "quiet",
+            "hog-proxy-core",
+            "two-hogs-proxy-core",
+            "hogs-both-cores",
+        ]
+        .contains(&c.as_str())
+        {
+            bail!("--noisy-conditions {c}: known conditions are quiet, hog-proxy-core, two-hogs-proxy-core, hogs-both-cores");
+        }
+    }
+    if a.skip_main && !a.noisy && !a.hostile {
+        bail!("--skip-main leaves nothing to measure; add --noisy and/or --hostile");
+    }
+    // Many connections (the hostile load holds thousands): soft limit up to the hard one, and both
+    // to what the children get when allowed.
+    let hostile_fds = (a.hostile_idle + a.hostile_slow_head + a.hostile_slow_body) as u64 + 1024;
+    let (soft, hard) = procs::raise_nofile(a.child_nofile.max(hostile_fds));
+    eprintln!(
+        "RLIMIT_NOFILE of the harness: soft {}, hard {}",
+        soft.map_or_else(|| "unlimited".into(), |v| v.to_string()),
+        hard.map_or_else(|| "unlimited".into(), |v| v.to_string())
+    );
+    if a.hostile && soft.is_some_and(|s| s < hostile_fds) {
+        bail!(
+            "the hostile load needs about {hostile_fds} file descriptors but RLIMIT_NOFILE is only {} (hard {}); \
+             raise the hard limit (ulimit -Hn, or run as root) or lower --hostile-idle",
+            soft.unwrap_or(0),
+            hard.map_or_else(|| "unlimited".into(), |v| v.to_string())
+        );
+    }
+    let skip_mitm = a.no_mitmproxy
+        || (!a.only.is_empty() && !a.only.iter().any(|o| o == results::MITMPROXY))
+        || (a.skip_main && a.only.is_empty());
+    let want_nginx =
+        !a.no_nginx && (a.only.is_empty() || a.only.iter().any(|o| o == results::NGINX) || a.noisy);
+    let nginx = if want_nginx {
+        Some(resolve(&a.nginx).with_context(|| {
+            format!(
+                "{} not found: install Debian's nginx (apt-get install nginx) or pass --no-nginx",
+                a.nginx.display()
+            )
+        })?)
+    } else {
+        None
+    };
     let mitmdump = if skip_mitm {
         None
     } else {
@@ -217,10 +331,30 @@ fn run(a: RunArgs) -> Result<()> {
         quick: a.quick,
         tmp: tmp.clone(),
         perf_dir: a.perf_dir.clone(),
+        probe: a.probe.clone(),
         only: a.only.clone(),
         quiet_below_pct: if a.quick { 0.0 } else { a.quiet_below.max(0.0) },
         quiet_wait: Duration::from_secs(a.quiet_wait),
         retries: if a.quick { 0 } else { a.retries },
+        nginx,
+        // Never more than the harness's own hard limit: prlimit may not raise it unless root.
+        child_nofile: (a.child_nofile > 0)
+            .then(|| hard.map_or(a.child_nofile, |h| h.min(a.child_nofile))),
+        skip_main: a.skip_main,
+        noisy: a.noisy,
+        noisy_rate: a.noisy_rate.max(1),
+        noisy_conditions: a.noisy_conditions.clone(),
+        self_exe: std::env::current_exe()
+            .context("cannot find this executable (for the CPU hogs)")?,
+        hostile: a.hostile,
+        hostile_plan: hostile::Plan {
+            idle: a.hostile_idle,
+            slow_head: a.hostile_slow_head,
+            slow_body: a.hostile_slow_body,
+            rate: a.hostile_rate.max(1),
+            hold: Duration::from_secs(a.hostile_hold),
+        },
+        nofile: (soft, hard),
     };
     // One thread: the load generator shares its core with the mock, and a single scheduler avoids
     // cross-thread wake-ups in the measurement.

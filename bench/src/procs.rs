@@ -1,7 +1,9 @@
-//! Child processes of the harness (the mock provider, airlockd, mitmdump) and what /proc says about
-//! them. Every child is pinned with `taskset`, logs to a file in the run's temporary directory, and is
-//! killed and reaped when its guard drops, so an error or Ctrl-C never leaves one behind. Readiness is
-//! awaited with a deadline; a child that exits early fails the run with the tail of its log.
+//! Child processes of the harness (the mock provider, airlockd, mitmdump, nginx, CPU hogs) and what
+//! /proc says about them: CPU ticks, memory, context switches, open file descriptors. Every child is
+//! pinned with `taskset` (and given a file-descriptor limit with `prlimit` when asked), logs to a file
+//! in the run's temporary directory, and is killed and reaped when its guard drops, so an error or
+//! Ctrl-C never leaves one behind. Readiness is awaited with a deadline; a child that exits early fails
+//! the run with the tail of its log.
 
 use std::fs::File;
 use std::io::Read;
@@ -34,12 +36,38 @@ impl ChildGuard {
         log: PathBuf,
         envs: &[(&str, &str)],
     ) -> Result<ChildGuard> {
+        Self::spawn_limited(name, program, args, cpus, None, log, envs)
+    }
+
+    /// Like [`ChildGuard::spawn`], and with `nofile` the child's RLIMIT_NOFILE (soft and hard) is set
+    /// to that value by `prlimit`, which then execs the program (so the pid stays the program's).
+    pub fn spawn_limited(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpus: Option<&str>,
+        nofile: Option<u64>,
+        log: PathBuf,
+        envs: &[(&str, &str)],
+    ) -> Result<ChildGuard> {
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let err = out.try_clone()?;
-        let mut cmd = match cpus {
-            Some(c) => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(c).arg(program);
+        // prlimit and taskset both exec what follows them, so the pid is the program's own.
+        let mut chain: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(n) = nofile {
+            chain.extend([
+                "prlimit".into(),
+                format!("--nofile={n}:{n}").into(),
+                "--".into(),
+            ]);
+        }
+        if let Some(c) = cpus {
+            chain.extend(["taskset".into(), "-c".into(), c.into()]);
+        }
+        let mut cmd = match chain.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(program);
                 cmd
             }
             None => Command::new(program),
@@ -226,6 +254,101 @@ pub fn threads(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Context switches of a process, summed over its threads (`voluntary_ctxt_switches`: it blocked,
+/// e.g. in epoll_wait or on a futex; `nonvoluntary_ctxt_switches`: the scheduler took the CPU away).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtxSwitches {
+    /// Voluntary switches.
+    pub voluntary: u64,
+    /// Involuntary switches (preemptions).
+    pub nonvoluntary: u64,
+}
+
+/// Reads the context-switch counters of every thread of `pid` (threads that exited are not counted).
+pub fn ctx_switches(pid: u32) -> CtxSwitches {
+    let mut out = CtxSwitches::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let s = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        for l in s.lines() {
+            let num = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+            if let Some(v) = l.strip_prefix("voluntary_ctxt_switches:") {
+                out.voluntary += num(v);
+            } else if let Some(v) = l.strip_prefix("nonvoluntary_ctxt_switches:") {
+                out.nonvoluntary += num(v);
+            }
+        }
+    }
+    out
+}
+
+/// Open file descriptors of `pid` (entries of /proc/PID/fd), or 0 if unreadable.
+pub fn fd_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// Child processes of `pid` (from /proc/PID/task/*/children).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let s = std::fs::read_to_string(e.path().join("children")).unwrap_or_default();
+        out.extend(s.split_whitespace().filter_map(|v| v.parse::<u32>().ok()));
+    }
+    out
+}
+
+/// RLIMIT_NOFILE of this process as (soft, hard), from /proc/self/limits; `None` for unlimited or
+/// unreadable values.
+pub fn nofile_limit() -> (Option<u64>, Option<u64>) {
+    let s = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let Some(line) = s.lines().find(|l| l.starts_with("Max open files")) else {
+        return (None, None);
+    };
+    let f: Vec<&str> = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .collect();
+    let v = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    (v(0), v(1))
+}
+
+/// Raises this process's RLIMIT_NOFILE with `prlimit --pid` (the harness forbids unsafe code, so no
+/// setrlimit of its own): the soft limit to the hard one, and both to `want` when the hard limit is
+/// lower and raising it is allowed (root). Children started afterwards inherit it. Returns the limits in force afterwards.
+pub fn raise_nofile(want: u64) -> (Option<u64>, Option<u64>) {
+    let pid = std::process::id().to_string();
+    let try_set = |soft: u64, hard: Option<u64>| {
+        let hard = hard.map_or_else(|| "unlimited".to_string(), |h| h.to_string());
+        Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={soft}:{hard}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (soft, hard) = nofile_limit();
+    match hard {
+        // No hard limit: raise the soft one to what is wanted.
+        None => {
+            if soft.is_some_and(|s| s < want) {
+                let _ = try_set(want, None);
+            }
+        }
+        Some(h) if h < want && try_set(want, Some(want)) => {}
+        Some(h) => {
+            if soft != Some(h) {
+                let _ = try_set(h, Some(h));
+            }
+        }
+    }
+    nofile_limit()
+}
+
 fn read_status(pid: u32) -> Result<String> {
     let path = format!("/proc/{pid}/status");
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))
@@ -259,5 +382,11 @@ mod tests {
         assert!(m.rss_kb > 0 && m.hwm_kb >= m.rss_kb);
         assert!(clock_ticks_per_sec() > 0);
         assert_ne!(cpus_allowed(None), "?");
+        let me = std::process::id();
+        assert!(fd_count(me) >= 3);
+        let cs = ctx_switches(me);
+        assert!(cs.voluntary + cs.nonvoluntary > 0);
+        let (soft, hard) = nofile_limit();
+        assert!(soft.is_some() && hard.is_some_and(|h| h >= soft.unwrap_or(0)));
     }
 }

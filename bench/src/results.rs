@@ -1,12 +1,13 @@
 //! The result document written to `bench/results/latest.json`: machine, method, pinning, quietness,
-//! and every measurement with its direct baseline from the same run. Plain data, serialisable both
+//! and every measurement with its direct baseline from the same run, plus the optional noisy-neighbour
+//! and hostile-load sections. Plain data, serialisable both
 //! ways so `airlock-bench report` can re-render a saved run; it computes nothing but simple ratios.
 
 use serde::{Deserialize, Serialize};
 
 use crate::stats::Summary;
 
-/// Names of the four scenarios.
+/// Names of the scenarios.
 pub const DIRECT: &str = "direct";
 /// airlockd as an HTTPS proxy (CONNECT + TLS interception).
 pub const AIRLOCK_MITM: &str = "airlock-mitm";
@@ -16,6 +17,9 @@ pub const AIRLOCK_BASE: &str = "airlock-base-url";
 pub const MITMPROXY: &str = "mitmproxy";
 /// airlockd relaying a CONNECT tunnel blind to the mock (TLS end to end): the hop without the work.
 pub const AIRLOCK_TUNNEL: &str = "airlock-tunnel";
+/// nginx as a TLS-terminating reverse proxy to the mock (TLS in, verified TLS out, keep-alive
+/// upstream pool, one worker): the floor for a TLS-in/TLS-out proxy on this machine.
+pub const NGINX: &str = "nginx";
 /// Direct, with `stream_options.include_usage` in streams (stream baseline only).
 pub const DIRECT_USAGE: &str = "direct+usage";
 
@@ -50,6 +54,108 @@ pub struct Results {
     pub targets: Vec<TargetCheck>,
     /// airlockd's status document at the end of the run.
     pub agent_status: Option<serde_json::Value>,
+    /// File-descriptor limits of the harness (inherited by the children it starts).
+    #[serde(default)]
+    pub nofile: NofileLimits,
+    /// Noisy neighbour: the same measurements with CPU hogs running (`--noisy`).
+    #[serde(default)]
+    pub noisy: Vec<NoisyCondition>,
+    /// Hostile load: idle and slowloris connections held open while legitimate requests run
+    /// (`--hostile`).
+    #[serde(default)]
+    pub hostile: Option<HostileReport>,
+}
+
+/// RLIMIT_NOFILE of the harness after it raised it, and what airlockd and nginx were given.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NofileLimits {
+    /// Soft limit (`None`: unlimited or unknown).
+    pub soft: Option<u64>,
+    /// Hard limit.
+    pub hard: Option<u64>,
+    /// The limit airlockd and nginx were started with (`prlimit --nofile`), if any.
+    pub children: Option<u64>,
+}
+
+/// One condition of the noisy-neighbour section and what was measured under it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NoisyCondition {
+    /// Short name: `quiet`, `hog-proxy-core`, `hogs-both-cores`.
+    pub name: String,
+    /// What ran besides the benchmark.
+    pub description: String,
+    /// CPU list of each hog (`any` for an unpinned one).
+    pub hog_cpus: Vec<String>,
+    /// Closed-loop throughput per scenario.
+    pub throughput: Vec<ThroughputRun>,
+    /// Open-loop latency per scenario.
+    pub latency: Vec<LatencyRun>,
+}
+
+/// The hostile-load section.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HostileReport {
+    /// Open-loop rate of the legitimate requests.
+    pub rate: u64,
+    /// How long the hostile connections were held (seconds, from when they were all open).
+    pub hold_s: f64,
+    /// How long opening them all took, seconds.
+    pub ramp_s: f64,
+    /// Legitimate requests with nothing else open (measured just before).
+    pub quiet_latency: Vec<LatencyRun>,
+    /// The same while the hostile connections were open.
+    pub hostile_latency: Vec<LatencyRun>,
+    /// airlockd before the hostile connections were opened.
+    pub agent_before: AgentSample,
+    /// airlockd at its largest while they were open (RSS and fds are maxima over samples).
+    pub agent_during: AgentSample,
+    /// airlockd a few seconds after they were closed.
+    pub agent_after: AgentSample,
+    /// airlockd CPU while only the hostile connections were open (before the legitimate runs), % of
+    /// one core.
+    pub agent_idle_hostile_cpu_pct: f64,
+    /// What each kind of hostile connection saw.
+    pub kinds: Vec<HostileKindOutcome>,
+}
+
+/// airlockd's process facts at one moment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct AgentSample {
+    /// VmRSS, kB.
+    pub rss_kb: u64,
+    /// VmHWM, kB.
+    pub hwm_kb: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// One kind of hostile connection and how the agent treated it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HostileKindOutcome {
+    /// Kind (`silent`, `connect-then-silent`, `partial-head`, `slowloris-head`, `slowloris-body`).
+    pub kind: String,
+    /// What such a connection does.
+    pub description: String,
+    /// How many are kept open at once.
+    pub target_open: u64,
+    /// Connections opened in total (first opening plus reopenings).
+    pub opened: u64,
+    /// Connections the agent closed (EOF or reset while we held them).
+    pub closed_by_agent: u64,
+    /// Connection attempts that failed (refused, timed out).
+    pub connect_failures: u64,
+    /// How long connections lived before the agent closed them: median and maximum, seconds.
+    pub lifetime_p50_s: Option<f64>,
+    /// Longest lifetime before a close, seconds.
+    pub lifetime_max_s: Option<f64>,
+    /// Shortest lifetime before a close, seconds.
+    pub lifetime_min_s: Option<f64>,
+    /// Still open when the hold ended.
+    pub open_at_end: u64,
+    /// First error seen, if any.
+    pub first_error: Option<String>,
 }
 
 /// The machine.
@@ -69,6 +175,9 @@ pub struct Machine {
     pub agent_version: String,
     /// mitmproxy version line, if used.
     pub mitmproxy_version: Option<String>,
+    /// `nginx -v`, if used.
+    #[serde(default)]
+    pub nginx_version: Option<String>,
     /// Source tree measured: `git describe`-style commit, and whether agent/ or the mock had
     /// uncommitted changes.
     #[serde(default)]
@@ -165,8 +274,20 @@ pub struct CpuUse {
     pub mock_us_per_req: Option<f64>,
     /// Harness (load generator) CPU, % of one core.
     pub harness_pct: f64,
-    /// Everything else on the machine, % of one core.
+    /// Everything else on the machine, % of one core (the harness's own CPU hogs excluded).
     pub foreign_pct: f64,
+    /// The harness's CPU hogs (noisy-neighbour section), % of one core in total.
+    #[serde(default)]
+    pub hog_pct: f64,
+    /// How busy each CPU was (user + system + steal, all processes, ours included), %.
+    #[serde(default)]
+    pub per_cpu_busy_pct: Vec<f64>,
+    /// Voluntary context switches of the proxy (all threads) per successful request.
+    #[serde(default)]
+    pub proxy_vcsw_per_req: Option<f64>,
+    /// Involuntary context switches (preemptions) of the proxy per successful request.
+    #[serde(default)]
+    pub proxy_ivcsw_per_req: Option<f64>,
 }
 
 /// One open-loop run.

@@ -1,7 +1,8 @@
 //! Bringing the system under test up: the mock provider, airlockd with a policy that routes
-//! api.openai.com to the mock, and mitmdump with a small addon doing the same; then the four client
-//! targets, the pre-flight checks that each answers 200 with the expected body, and facts about the
-//! machine. Everything listens on and talks to 127.0.0.1 only.
+//! api.openai.com to the mock, mitmdump with a small addon doing the same, and nginx as a plain
+//! TLS-terminating reverse proxy to the mock (the floor); then the client targets, the pre-flight
+//! checks that each answers 200 with the expected body, and facts about the machine. Everything
+//! listens on and talks to 127.0.0.1 only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::client::{self, Client, Route, Target, PROVIDER_HOST, STREAM_BODY, STR
 use crate::procs::{self, ChildGuard};
 use crate::results::{
     Machine, Verification, AIRLOCK_BASE, AIRLOCK_MITM, AIRLOCK_TUNNEL, DIRECT, DIRECT_USAGE,
-    MITMPROXY,
+    MITMPROXY, NGINX,
 };
 
 /// How long a child may take to become ready.
@@ -118,6 +119,7 @@ pub async fn start_agent(
     mock: &Mock,
     cpus: Option<&str>,
     threads: usize,
+    nofile: Option<u64>,
 ) -> Result<Agent> {
     let state = dir.join("agent-state");
     std::fs::create_dir_all(&state)?;
@@ -133,7 +135,15 @@ pub async fn start_agent(
         "--threads".into(),
         threads.to_string(),
     ];
-    let mut proc = ChildGuard::spawn("airlockd", bin, &args, cpus, dir.join("airlockd.log"), &[])?;
+    let mut proc = ChildGuard::spawn_limited(
+        "airlockd",
+        bin,
+        &args,
+        cpus,
+        nofile,
+        dir.join("airlockd.log"),
+        &[],
+    )?;
     let runtime = state.join("airlockd.json");
     let ca_file = state.join("ca").join("airlock-ca.pem");
     let info: AgentRuntime = proc
@@ -245,10 +255,316 @@ pub async fn start_mitm(
     })
 }
 
-/// The scenarios (mitmproxy only when started): direct, airlockd intercepting (MITM), airlockd
-/// base-URL mode, airlockd tunnelling blind to the mock (the cost of the extra hop alone), and
-/// mitmproxy intercepting.
-pub fn targets(mock: &Mock, agent: &Agent, mitm: Option<&Mitm>) -> Result<Vec<Arc<Target>>> {
+/// A started nginx (master and its one worker).
+#[derive(Debug)]
+pub struct Nginx {
+    /// The master process.
+    pub proc: ChildGuard,
+    /// The worker process.
+    pub worker: u32,
+    /// TLS listen address.
+    pub addr: SocketAddr,
+    /// The CA that issued its server certificate (made by the harness).
+    pub ca_file: PathBuf,
+    /// `nginx -v`.
+    pub version: String,
+}
+
+impl Drop for Nginx {
+    /// A killed nginx master leaves its worker running (and holding the listening socket), so
+    /// nginx is stopped the way it is meant to be, with SIGTERM to the master, which stops the
+    /// worker first; a worker still alive after 3 s is killed by pid.
+    fn drop(&mut self) {
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+                })
+                .is_some_and(|state| state != "Z" && state != "X")
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.pid().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while alive(self.worker) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(self.worker) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.worker.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Files of the harness-made PKI for nginx's listener.
+#[derive(Debug)]
+struct NginxPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Runs `openssl args…` in `dir`, failing with its stderr.
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("cannot run openssl (needed to make nginx's server certificate)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A fresh P-256 CA and a leaf for api.openai.com signed by it (the same key type as airlockd's and
+/// the mock's leaves), with the openssl CLI.
+fn nginx_pki(dir: &Path) -> Result<NginxPki> {
+    std::fs::create_dir_all(dir)?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca_args = vec!["req", "-x509"];
+    ca_args.extend(ec);
+    ca_args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=airlock-bench nginx CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca_args)?;
+    let mut csr_args = vec!["req"];
+    csr_args.extend(ec);
+    csr_args.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=api.openai.com",
+    ]);
+    openssl(dir, &csr_args)?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        format!(
+            "subjectAltName=DNS:{PROVIDER_HOST}\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+    )?;
+    Ok(NginxPki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("leaf.pem"),
+        key: dir.join("leaf.key"),
+    })
+}
+
+/// Whether this process runs as root (nginx's master then needs `user root;` to keep its workers
+/// able to read the harness's files).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .is_some_and(|euid| euid == "0")
+}
+
+/// nginx.conf: one worker, TLS in, `proxy_pass https://` to the mock with verification against the
+/// mock's CA, SNI api.openai.com, HTTP/1.1 upstream with a keep-alive pool, no buffering (streams
+/// pass as they come), no access log. Keep-alive request limits are lifted on both sides, as airlockd
+/// has none, so no connection is recycled in the middle of a measurement.
+pub fn nginx_conf(
+    prefix: &Path,
+    port: u16,
+    mock: &Mock,
+    cert: &Path,
+    key: &Path,
+    nofile: Option<u64>,
+    as_root: bool,
+) -> String {
+    let p = |x: &Path| x.to_string_lossy().into_owned();
+    let fds = nofile.unwrap_or(16_384);
+    format!(
+        r#"# Written by airlock-bench at run time: the floor for a TLS-in/TLS-out proxy.
+{user}worker_processes 1;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+worker_rlimit_nofile {fds};
+
+events {{
+    worker_connections {conns};
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+
+    upstream mock {{
+        server {mock_addr};
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 120s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name {host};
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location / {{
+            proxy_pass https://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {host};
+            proxy_ssl_server_name on;
+            proxy_ssl_name {host};
+            proxy_ssl_verify on;
+            proxy_ssl_verify_depth 2;
+            proxy_ssl_trusted_certificate {mock_ca};
+            proxy_ssl_session_reuse on;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#,
+        user = if as_root { "user root;\n" } else { "" },
+        prefix = p(prefix),
+        fds = fds,
+        conns = (fds / 2).max(1024),
+        mock_addr = mock.addr,
+        port = port,
+        host = PROVIDER_HOST,
+        cert = p(cert),
+        key = p(key),
+        mock_ca = p(&mock.ca_file),
+    )
+}
+
+/// Starts Debian's nginx (`nginx` on PATH, or `bin`) pinned to `cpus`, in its own prefix under
+/// `dir`, and waits until it accepts connections. Its worker's pid is read from the master's children.
+pub async fn start_nginx(
+    bin: &Path,
+    dir: &Path,
+    mock: &Mock,
+    cpus: Option<&str>,
+    nofile: Option<u64>,
+) -> Result<Nginx> {
+    let prefix = dir.join("nginx");
+    for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(prefix.join(sub))?;
+    }
+    let pki = nginx_pki(&prefix.join("pki"))?;
+    let port = procs::free_port()?;
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        nginx_conf(&prefix, port, mock, &pki.cert, &pki.key, nofile, is_root()),
+    )?;
+    let args: Vec<String> = vec![
+        "-p".into(),
+        path_arg(&prefix),
+        "-c".into(),
+        path_arg(&conf),
+        "-e".into(),
+        path_arg(&prefix.join("error.log")),
+    ];
+    let version = Command::new(bin)
+        .arg("-v")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    let mut proc = ChildGuard::spawn_limited(
+        "nginx",
+        bin,
+        &args,
+        cpus,
+        nofile,
+        dir.join("nginx.log"),
+        &[],
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let master = proc.pid();
+    let worker = proc
+        .wait_for(READY_TIMEOUT, || {
+            let w = procs::children(master).into_iter().next()?;
+            procs::accepts(addr).then_some(w)
+        })
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "{e:#}\nnginx error log:\n{}",
+                procs::tail(&prefix.join("error.log"), 20)
+            )
+        })?;
+    Ok(Nginx {
+        proc,
+        worker,
+        addr,
+        ca_file: pki.ca,
+        version,
+    })
+}
+
+/// The scenarios (nginx and mitmproxy only when started): direct, airlockd intercepting (MITM),
+/// airlockd base-URL mode, airlockd tunnelling blind to the mock (the cost of the extra hop alone),
+/// nginx reverse-proxying (the floor), and mitmproxy intercepting.
+pub fn targets(
+    mock: &Mock,
+    agent: &Agent,
+    mitm: Option<&Mitm>,
+    nginx: Option<&Nginx>,
+) -> Result<Vec<Arc<Target>>> {
     let mock_tls = client::tls_config(&mock.ca_file)?;
     let t = |name: &str, route: Route, tls, path: &str, host: String| {
         Arc::new(Target {
@@ -299,6 +615,15 @@ pub fn targets(mock: &Mock, agent: &Agent, mitm: Option<&Mitm>) -> Result<Vec<Ar
             PROVIDER_HOST.into(),
         ),
     ];
+    if let Some(n) = nginx {
+        out.push(t(
+            NGINX,
+            Route::Direct { addr: n.addr },
+            Some(client::tls_config(&n.ca_file)?),
+            api,
+            PROVIDER_HOST.into(),
+        ));
+    }
     if let Some(m) = mitm {
         out.push(t(
             MITMPROXY,
@@ -410,6 +735,7 @@ pub fn machine(agent_bin: &Path, mitmdump: Option<&Path>) -> Machine {
         clk_tck: procs::clock_ticks_per_sec(),
         agent_version: version_line(agent_bin),
         mitmproxy_version: mitmdump.map(version_line),
+        nginx_version: None,
         source: source_tree(),
     }
 }
@@ -505,6 +831,26 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// Busy ticks of each CPU (`cpu0`, `cpu1`, … lines of /proc/stat), counted like
+/// [`system_busy_ticks`].
+pub fn per_cpu_busy_ticks() -> Vec<u64> {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    s.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            [0usize, 1, 2, 5, 6, 7]
+                .iter()
+                .filter_map(|&i| f.get(i))
+                .sum()
+        })
+        .collect()
 }
 
 /// Busy ticks of the whole machine from /proc/stat: user + nice + system + steal. Interrupt and

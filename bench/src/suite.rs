@@ -1,7 +1,8 @@
-//! The benchmark suite: starts the mock, airlockd and mitmdump pinned to their cores, verifies every
-//! scenario, then measures open-loop added latency at each rate (direct baseline first and repeated
-//! last, for a noise floor), paced-stream timings, cold connections and closed-loop throughput, with
-//! CPU and memory of the proxies from /proc, and checks the project's targets. It returns the
+//! The benchmark suite: starts the mock, airlockd, nginx and mitmdump pinned to their cores, verifies
+//! every scenario, then measures open-loop added latency at each rate (direct baseline first and
+//! repeated last, for a noise floor), paced-stream timings, cold connections and closed-loop
+//! throughput, with CPU, context switches and memory of the proxies from /proc, and checks the
+//! project's targets; then, when asked, the noisy-neighbour and hostile-load sections. It returns the
 //! results; it does not print or write them.
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use crate::load::{closed_loop, open_loop};
 use crate::procs::{self, ChildGuard};
 use crate::results::*;
 use crate::schedule::Schedule;
-use crate::setup::{self, Agent, Mitm, Mock};
+use crate::setup::{self, Agent, Mitm, Mock, Nginx};
 use crate::stats::Summary;
 
 /// What to run.
@@ -61,6 +62,9 @@ pub struct Config {
     pub tmp: PathBuf,
     /// Record `perf` profiles of airlockd (MITM scenario) into this directory.
     pub perf_dir: Option<PathBuf>,
+    /// A shell command run during every measured window (after warm-up), with `{label}`, `{pid}`
+    /// (the proxy's main pid), `{pids}` (all its pids, comma-separated) and `{secs}` substituted.
+    pub probe: Option<String>,
     /// Only these scenarios (the direct baseline always runs); empty for all.
     pub only: Vec<String>,
     /// A measurement starts once other processes use less than this (% of one core) over a second,
@@ -70,11 +74,73 @@ pub struct Config {
     pub quiet_wait: Duration,
     /// How often a noisy latency or throughput measurement is redone (the quietest attempt is kept).
     pub retries: u32,
+    /// nginx executable, or `None` to skip the nginx floor.
+    pub nginx: Option<PathBuf>,
+    /// RLIMIT_NOFILE given to airlockd and nginx (`prlimit --nofile`), if any.
+    pub child_nofile: Option<u64>,
+    /// Skip the standard tables (only the sections asked for below run).
+    pub skip_main: bool,
+    /// Run the noisy-neighbour section.
+    pub noisy: bool,
+    /// Open-loop rate of the noisy-neighbour latency runs.
+    pub noisy_rate: u64,
+    /// Noisy-neighbour conditions to run (empty: all).
+    pub noisy_conditions: Vec<String>,
+    /// This executable, started as `hog` for the CPU hogs.
+    pub self_exe: PathBuf,
+    /// Run the hostile-load section.
+    pub hostile: bool,
+    /// Hostile-load parameters.
+    pub hostile_plan: crate::hostile::Plan,
+    /// RLIMIT_NOFILE (soft, hard) of the harness after raising it.
+    pub nofile: (Option<u64>, Option<u64>),
+}
+
+/// Every child process under test.
+pub(crate) struct System {
+    /// The mock provider.
+    pub mock: Mock,
+    /// airlockd.
+    pub agent: Agent,
+    /// mitmdump, if run.
+    pub mitm: Option<Mitm>,
+    /// nginx, if run.
+    pub nginx: Option<Nginx>,
+}
+
+impl System {
+    /// Fails if any child has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        self.mock.proc.check_alive()?;
+        self.agent.proc.check_alive()?;
+        if let Some(m) = self.mitm.as_mut() {
+            m.proc.check_alive()?;
+        }
+        if let Some(n) = self.nginx.as_mut() {
+            n.proc.check_alive()?;
+        }
+        Ok(())
+    }
+
+    /// The process ids whose CPU is accounted.
+    pub fn pids(&self) -> Pids {
+        Pids {
+            agent: self.agent.proc.pid(),
+            mock: self.mock.proc.pid(),
+            mitm: self.mitm.as_ref().map(|m| m.proc.pid()),
+            nginx: self
+                .nginx
+                .as_ref()
+                .map(|n| vec![n.proc.pid(), n.worker])
+                .unwrap_or_default(),
+            hogs: Vec::new(),
+        }
+    }
 }
 
 /// Waits (at most `cfg.quiet_wait`) until processes other than ours use less than
 /// `cfg.quiet_below_pct` of a core over one second.
-async fn wait_quiet(cfg: &Config, pids: Pids, clk: u64) {
+pub(crate) async fn wait_quiet(cfg: &Config, pids: &Pids, clk: u64) {
     if cfg.quiet_below_pct <= 0.0 {
         return;
     }
@@ -84,7 +150,7 @@ async fn wait_quiet(cfg: &Config, pids: Pids, clk: u64) {
         let a = snap(pids);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let b = snap(pids);
-        let foreign = cpu_use(a, b, Proxy::None, 0, clk).foreign_pct;
+        let foreign = cpu_use(&a, &b, Proxy::None, 0, clk).foreign_pct;
         if foreign < cfg.quiet_below_pct {
             return;
         }
@@ -140,6 +206,56 @@ fn start_perf(
     )
 }
 
+/// Numbers the probed windows, so their labels sort in run order.
+static PROBE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts `cfg.probe` for one measured window of `kind` (`thr`, `lat1000`, …) on `target`.
+fn start_probe(cfg: &Config, kind: &str, target: &str, pids: &Pids) -> Option<ChildGuard> {
+    let cmd = cfg.probe.as_ref()?;
+    let seq = PROBE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let label = format!("{seq:03}-{kind}-{target}-hogs{}", pids.hogs.len());
+    let all: Vec<u32> = match proxy_of(target) {
+        Proxy::Agent => vec![pids.agent],
+        Proxy::Mitm => pids.mitm.into_iter().collect(),
+        Proxy::Nginx => pids.nginx.clone(),
+        Proxy::None => vec![],
+    };
+    let cmd = cmd
+        .replace("{label}", &label)
+        .replace(
+            "{pid}",
+            &all.first().map_or_else(String::new, u32::to_string),
+        )
+        .replace(
+            "{pids}",
+            &all.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        )
+        .replace("{secs}", &format!("{:.1}", cfg.duration.as_secs_f64()));
+    eprintln!("  probe {label}");
+    match ChildGuard::spawn(
+        "probe",
+        std::path::Path::new("sh"),
+        &["-c".to_string(), cmd],
+        None,
+        cfg.tmp.join(format!("probe-{label}.log")),
+        &[],
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("  (probe did not start: {e:#})");
+            None
+        }
+    }
+}
+
+async fn finish_probe(probe: Option<ChildGuard>) {
+    if let Some(mut p) = probe {
+        if let Err(e) = p.wait_exit(Duration::from_secs(60)).await {
+            eprintln!("  ({e:#}; stopped)");
+        }
+    }
+}
+
 async fn finish_perf(perf: Option<ChildGuard>) -> Result<()> {
     if let Some(mut p) = perf {
         p.wait_exit(Duration::from_secs(120)).await?;
@@ -148,67 +264,114 @@ async fn finish_perf(perf: Option<ChildGuard>) -> Result<()> {
     Ok(())
 }
 
-/// Process ids whose CPU is accounted.
-#[derive(Debug, Clone, Copy)]
-struct Pids {
-    agent: u32,
-    mock: u32,
-    mitm: Option<u32>,
+/// Process ids whose CPU is accounted: everything the harness started. The CPU hogs of the
+/// noisy-neighbour section are ours too, so they never count as another process's noise.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pids {
+    /// airlockd.
+    pub agent: u32,
+    /// The mock.
+    pub mock: u32,
+    /// mitmdump.
+    pub mitm: Option<u32>,
+    /// nginx master and worker.
+    pub nginx: Vec<u32>,
+    /// CPU hogs running now.
+    pub hogs: Vec<u32>,
 }
 
-/// CPU counters at an instant.
-#[derive(Debug, Clone, Copy)]
-struct Snap {
+/// CPU and context-switch counters at an instant.
+#[derive(Debug, Clone)]
+pub(crate) struct Snap {
     at: Instant,
     agent: u64,
     mock: u64,
     mitm: u64,
+    nginx: u64,
+    hogs: u64,
     me: u64,
     sys: u64,
+    per_cpu: Vec<u64>,
+    agent_cs: procs::CtxSwitches,
+    mitm_cs: procs::CtxSwitches,
+    nginx_cs: procs::CtxSwitches,
 }
 
-fn snap(p: Pids) -> Snap {
+pub(crate) fn snap(p: &Pids) -> Snap {
     let t = |pid: Option<u32>| procs::cpu_ticks(pid).map(|c| c.ticks).unwrap_or(0);
+    let sum_cs = |pids: &[u32]| {
+        pids.iter()
+            .map(|&p| procs::ctx_switches(p))
+            .fold(procs::CtxSwitches::default(), |a, b| procs::CtxSwitches {
+                voluntary: a.voluntary + b.voluntary,
+                nonvoluntary: a.nonvoluntary + b.nonvoluntary,
+            })
+    };
     Snap {
         at: Instant::now(),
         agent: t(Some(p.agent)),
         mock: t(Some(p.mock)),
         mitm: p.mitm.map_or(0, |m| t(Some(m))),
+        nginx: p.nginx.iter().map(|&n| t(Some(n))).sum(),
+        hogs: p.hogs.iter().map(|&h| t(Some(h))).sum(),
         me: t(None),
         sys: setup::system_busy_ticks(),
+        per_cpu: setup::per_cpu_busy_ticks(),
+        agent_cs: procs::ctx_switches(p.agent),
+        mitm_cs: p.mitm.map(procs::ctx_switches).unwrap_or_default(),
+        nginx_cs: sum_cs(&p.nginx),
     }
 }
 
 /// Which process is the proxy of a scenario.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Proxy {
+pub(crate) enum Proxy {
     None,
     Agent,
     Mitm,
+    Nginx,
 }
 
-fn proxy_of(target: &str) -> Proxy {
+pub(crate) fn proxy_of(target: &str) -> Proxy {
     match target {
         AIRLOCK_MITM | AIRLOCK_BASE | AIRLOCK_TUNNEL => Proxy::Agent,
         MITMPROXY => Proxy::Mitm,
+        NGINX => Proxy::Nginx,
         _ => Proxy::None,
     }
 }
 
-fn cpu_use(a: Snap, b: Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
+/// RSS of a scenario's proxy (nginx: master + worker), kB.
+pub(crate) fn proxy_rss_kb(pids: &Pids, proxy: Proxy) -> Option<u64> {
+    let rss = |p: u32| procs::memory(p).ok().map(|m| m.rss_kb);
+    match proxy {
+        Proxy::None => None,
+        Proxy::Agent => rss(pids.agent),
+        Proxy::Mitm => pids.mitm.and_then(rss),
+        Proxy::Nginx => {
+            (!pids.nginx.is_empty()).then(|| pids.nginx.iter().filter_map(|&p| rss(p)).sum())
+        }
+    }
+}
+
+pub(crate) fn cpu_use(a: &Snap, b: &Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
     let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
     let clk = clk.max(1) as f64;
     let pct = |ticks: u64| ticks as f64 / clk / secs * 100.0;
     let agent = b.agent.saturating_sub(a.agent);
     let mitm = b.mitm.saturating_sub(a.mitm);
+    let nginx = b.nginx.saturating_sub(a.nginx);
+    let hogs = b.hogs.saturating_sub(a.hogs);
     let mock = b.mock.saturating_sub(a.mock);
     let me = b.me.saturating_sub(a.me);
     let sys = b.sys.saturating_sub(a.sys);
-    let proxy_ticks = match proxy {
-        Proxy::None => None,
-        Proxy::Agent => Some(agent),
-        Proxy::Mitm => Some(mitm),
+    let (proxy_ticks, cs) = match proxy {
+        Proxy::None => (None, None),
+        Proxy::Agent => (Some(agent), Some((a.agent_cs, b.agent_cs))),
+        Proxy::Mitm => (Some(mitm), Some((a.mitm_cs, b.mitm_cs))),
+        Proxy::Nginx => (Some(nginx), Some((a.nginx_cs, b.nginx_cs))),
     };
+    let per_req = |n: u64| (ok > 0).then(|| n as f64 / ok as f64);
     CpuUse {
         window_s: secs,
         proxy_pct: proxy_ticks.map(pct),
@@ -218,11 +381,21 @@ fn cpu_use(a: Snap, b: Snap, proxy: Proxy, ok: u64, clk: u64) -> CpuUse {
         mock_pct: pct(mock),
         mock_us_per_req: (ok > 0).then(|| mock as f64 / clk * 1e6 / ok as f64),
         harness_pct: pct(me),
-        foreign_pct: pct(sys.saturating_sub(agent + mitm + mock + me)),
+        foreign_pct: pct(sys.saturating_sub(agent + mitm + nginx + hogs + mock + me)),
+        hog_pct: pct(hogs),
+        per_cpu_busy_pct: b
+            .per_cpu
+            .iter()
+            .zip(&a.per_cpu)
+            .map(|(y, x)| pct(y.saturating_sub(*x)))
+            .collect(),
+        proxy_vcsw_per_req: cs.and_then(|(x, y)| per_req(y.voluntary.saturating_sub(x.voluntary))),
+        proxy_ivcsw_per_req: cs
+            .and_then(|(x, y)| per_req(y.nonvoluntary.saturating_sub(x.nonvoluntary))),
     }
 }
 
-async fn pool(t: &Arc<Target>, n: usize) -> Result<Vec<Client>> {
+pub(crate) async fn pool(t: &Arc<Target>, n: usize) -> Result<Vec<Client>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = Client::new(t.clone());
@@ -248,43 +421,82 @@ pub async fn run(cfg: Config) -> Result<Results> {
         }
     }
     res.machine = setup::machine(&agent_bin, cfg.mitmdump.as_deref());
+    res.nofile = NofileLimits {
+        soft: cfg.nofile.0,
+        hard: cfg.nofile.1,
+        children: cfg.child_nofile,
+    };
     let clk = res.machine.clk_tck;
     res.method = method(&cfg);
 
     let load = cfg.load_cpus.as_deref();
     let proxy = cfg.proxy_cpus.as_deref();
-    let mut mock: Mock = setup::start_mock(&mock_bin, &cfg.tmp, load, cfg.mock_workers).await?;
-    let mut agent: Agent =
-        setup::start_agent(&agent_bin, &cfg.tmp, &mock, proxy, cfg.agent_threads).await?;
-    let mut mitm: Option<Mitm> = match &cfg.mitmdump {
+    let mock: Mock = setup::start_mock(&mock_bin, &cfg.tmp, load, cfg.mock_workers).await?;
+    let agent: Agent = setup::start_agent(
+        &agent_bin,
+        &cfg.tmp,
+        &mock,
+        proxy,
+        cfg.agent_threads,
+        cfg.child_nofile,
+    )
+    .await?;
+    let mitm: Option<Mitm> = match &cfg.mitmdump {
         Some(m) => Some(setup::start_mitm(m, &cfg.tmp, &mock, proxy).await?),
         None => None,
     };
-    // Idle memory: a second after start, before any request.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut agent_mem = MemoryReport {
-        process: "airlockd".into(),
-        idle_rss_kb: procs::memory(agent.proc.pid())?.rss_kb,
-        ..MemoryReport::default()
-    };
-    let mut mitm_mem = match &mitm {
-        Some(m) => Some(MemoryReport {
-            process: "mitmdump".into(),
-            idle_rss_kb: procs::memory(m.proc.pid())?.rss_kb,
-            ..MemoryReport::default()
-        }),
+    let nginx: Option<Nginx> = match &cfg.nginx {
+        Some(n) => Some(setup::start_nginx(n, &cfg.tmp, &mock, proxy, cfg.child_nofile).await?),
         None => None,
     };
-    let pids = Pids {
-        agent: agent.proc.pid(),
-        mock: mock.proc.pid(),
-        mitm: mitm.as_ref().map(|m| m.proc.pid()),
+    res.machine.nginx_version = nginx.as_ref().map(|n| n.version.clone());
+    let mut sys = System {
+        mock,
+        agent,
+        mitm,
+        nginx,
     };
-    let run_start = snap(pids);
+    let pids = sys.pids();
+    // Idle memory: a second after start, before any request.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut mems: Vec<(Proxy, MemoryReport)> = vec![(
+        Proxy::Agent,
+        MemoryReport {
+            process: "airlockd".into(),
+            ..MemoryReport::default()
+        },
+    )];
+    if sys.nginx.is_some() {
+        mems.push((
+            Proxy::Nginx,
+            MemoryReport {
+                process: "nginx (master + worker)".into(),
+                ..MemoryReport::default()
+            },
+        ));
+    }
+    if sys.mitm.is_some() {
+        mems.push((
+            Proxy::Mitm,
+            MemoryReport {
+                process: "mitmdump".into(),
+                ..MemoryReport::default()
+            },
+        ));
+    }
+    for (p, m) in &mut mems {
+        m.idle_rss_kb = proxy_rss_kb(&pids, *p).unwrap_or(0);
+    }
+    let run_start = snap(&pids);
 
-    let mut targets = setup::targets(&mock, &agent, mitm.as_ref())?;
+    let mut targets = setup::targets(&sys.mock, &sys.agent, sys.mitm.as_ref(), sys.nginx.as_ref())?;
     if !cfg.only.is_empty() {
-        targets.retain(|t| t.name == DIRECT || cfg.only.iter().any(|o| *o == t.name));
+        // The noisy-neighbour section always compares against the nginx floor.
+        targets.retain(|t| {
+            t.name == DIRECT
+                || (cfg.noisy && t.name == NGINX)
+                || cfg.only.iter().any(|o| *o == t.name)
+        });
     }
     for t in &targets {
         let v = setup::verify(t).await;
@@ -303,147 +515,43 @@ pub async fn run(cfg: Config) -> Result<Results> {
             bad.detail
         );
     }
-    agent_mem.warm_rss_kb = procs::memory(pids.agent)?.rss_kb;
-    if let (Some(mm), Some(pid)) = (mitm_mem.as_mut(), pids.mitm) {
-        mm.warm_rss_kb = procs::memory(pid)?.rss_kb;
+    for (p, m) in &mut mems {
+        m.warm_rss_kb = proxy_rss_kb(&pids, *p).unwrap_or(0);
     }
 
-    // Open-loop latency: per rate, direct first, each proxy, direct again.
-    for &rate in &cfg.rates {
-        let mut order: Vec<(&Arc<Target>, bool)> = targets.iter().map(|t| (t, false)).collect();
-        order.push((&targets[0], true));
-        for (t, repeat) in order {
-            check_children(
-                &mut mock.proc,
-                &mut agent.proc,
-                mitm.as_mut().map(|m| &mut m.proc),
-            )?;
-            let mut best: Option<LatencyRun> = None;
-            for attempt in 0..=cfg.retries {
-                wait_quiet(&cfg, pids, clk).await;
-                let mut r = latency_run(t, rate, repeat, &cfg, pids, clk).await?;
-                r.attempts = attempt + 1;
-                let foreign = r.cpu.foreign_pct;
-                let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
-                if best
-                    .as_ref()
-                    .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
-                {
-                    best = Some(r);
-                }
-                if !noisy || attempt == cfg.retries {
-                    break;
-                }
-                eprintln!("  (other processes used {foreign:.0}% of a core during that run; measuring again)");
-            }
-            let Some(r) = best else {
-                bail!("no latency run")
-            };
-            eprintln!(
-                "latency {:<17} {:>5}/s{} p50 {:>9.1} µs  p99 {:>9.1} µs  p99.9 {:>9.1} µs  ok {} err {} not sent {}  proxy {}",
-                r.target,
-                r.rate,
-                if repeat { " (repeat)" } else { "" },
-                r.latency.p50_us,
-                r.latency.p99_us,
-                r.latency.p999_us,
-                r.ok,
-                r.errors,
-                r.not_sent,
-                fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
-            );
-            res.latency.push(r);
+    if !cfg.skip_main {
+        main_tables(&cfg, &targets, &mut sys, &pids, clk, &mut res).await?;
+    }
+    for t in &res.throughput {
+        let p = proxy_of(&t.target);
+        // The agent's load RSS is the MITM run's (the base-URL and tunnel runs come after it).
+        if p == Proxy::Agent && t.target != AIRLOCK_MITM {
+            continue;
+        }
+        if let Some((_, m)) = mems.iter_mut().find(|(q, _)| *q == p) {
+            m.load_rss_kb = t.proxy_memory_kb.unwrap_or(0);
         }
     }
 
-    // Paced stream, with a second direct baseline that asks for usage like airlockd does upstream.
-    let mut stream_targets = targets.clone();
-    stream_targets.insert(1, setup::direct_with_usage(&targets[0]));
-    for t in &stream_targets {
-        wait_quiet(&cfg, pids, clk).await;
-        let r = stream_run(t, &cfg).await;
-        eprintln!(
-            "stream  {:<17} first chunk p50 {:>9.1} µs  total p50 {:>9.1} µs  events {} ok {} err {}",
-            r.target, r.first_chunk.p50_us, r.total.p50_us, r.events, r.ok, r.errors
-        );
-        res.stream.push(r);
-    }
-
-    // Cold connections.
-    for t in &targets {
-        wait_quiet(&cfg, pids, clk).await;
-        let r = cold_run(t, &cfg).await;
-        eprintln!(
-            "cold    {:<17} p50 {:>9.1} µs  p99 {:>9.1} µs  ok {} err {}",
-            r.target, r.latency.p50_us, r.latency.p99_us, r.ok, r.errors
-        );
-        res.cold.push(r);
-    }
-
-    // Closed-loop throughput.
-    for t in &targets {
-        check_children(
-            &mut mock.proc,
-            &mut agent.proc,
-            mitm.as_mut().map(|m| &mut m.proc),
-        )?;
-        let mut best: Option<ThroughputRun> = None;
-        for attempt in 0..=cfg.retries {
-            wait_quiet(&cfg, pids, clk).await;
-            let mut r = throughput_run(t, &cfg, pids, clk).await?;
-            r.attempts = attempt + 1;
-            let foreign = r.cpu.foreign_pct;
-            let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
-            if best
-                .as_ref()
-                .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
-            {
-                best = Some(r);
-            }
-            if !noisy || attempt == cfg.retries {
-                break;
-            }
-            eprintln!(
-                "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
-            );
-        }
-        let Some(r) = best else {
-            bail!("no throughput run")
+    let run_end = snap(&pids);
+    res.quiet.foreign_cpu_pct = cpu_use(&run_start, &run_end, Proxy::None, 0, clk).foreign_pct;
+    for (p, m) in &mut mems {
+        m.peak_hwm_kb = match p {
+            Proxy::Nginx => pids
+                .nginx
+                .iter()
+                .filter_map(|&n| procs::memory(n).ok())
+                .map(|m| m.hwm_kb)
+                .sum(),
+            Proxy::Agent => procs::memory(pids.agent)?.hwm_kb,
+            Proxy::Mitm => pids
+                .mitm
+                .and_then(|m| procs::memory(m).ok())
+                .map_or(0, |m| m.hwm_kb),
+            Proxy::None => 0,
         };
-        eprintln!(
-            "thrput  {:<17} {:>9.0} req/s  ok {} err {}  proxy {} {}  mock {:.0}%  harness {:.0}%  other {:.0}%",
-            r.target,
-            r.rps,
-            r.ok,
-            r.errors,
-            fmt_opt(r.cpu.proxy_pct, "%"),
-            fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
-            r.cpu.mock_pct,
-            r.cpu.harness_pct,
-            r.cpu.foreign_pct
-        );
-        match proxy_of(&r.target) {
-            Proxy::Agent if r.target == AIRLOCK_MITM => {
-                agent_mem.load_rss_kb = r.proxy_memory_kb.unwrap_or(0)
-            }
-            Proxy::Mitm => {
-                if let Some(mm) = mitm_mem.as_mut() {
-                    mm.load_rss_kb = r.proxy_memory_kb.unwrap_or(0);
-                }
-            }
-            _ => {}
-        }
-        res.throughput.push(r);
     }
-
-    let run_end = snap(pids);
-    res.quiet.foreign_cpu_pct = cpu_use(run_start, run_end, Proxy::None, 0, clk).foreign_pct;
-    agent_mem.peak_hwm_kb = procs::memory(pids.agent)?.hwm_kb;
-    if let (Some(mm), Some(pid)) = (mitm_mem.as_mut(), pids.mitm) {
-        mm.peak_hwm_kb = procs::memory(pid)?.hwm_kb;
-    }
-    res.memory.push(agent_mem);
-    res.memory.extend(mitm_mem);
+    res.memory.extend(mems.into_iter().map(|(_, m)| m));
 
     res.pinning.push(Pinning {
         process: "airlock-bench (load generator)".into(),
@@ -460,6 +568,13 @@ pub async fn run(cfg: Config) -> Result<Results> {
         cpus: procs::cpus_allowed(Some(pids.agent)),
         threads: procs::threads(pids.agent),
     });
+    if let Some(&worker) = pids.nginx.get(1) {
+        res.pinning.push(Pinning {
+            process: "nginx worker".into(),
+            cpus: procs::cpus_allowed(Some(worker)),
+            threads: procs::threads(worker),
+        });
+    }
     if let Some(pid) = pids.mitm {
         res.pinning.push(Pinning {
             process: "mitmdump".into(),
@@ -467,7 +582,14 @@ pub async fn run(cfg: Config) -> Result<Results> {
             threads: procs::threads(pid),
         });
     }
-    res.agent_status = agent_status(&agent).await;
+
+    if cfg.noisy {
+        res.noisy = crate::noisy::run(&cfg, &targets, &mut sys, &pids, clk).await?;
+    }
+    if cfg.hostile {
+        res.hostile = Some(crate::hostile::run(&cfg, &targets, &mut sys, &pids, clk).await?);
+    }
+    res.agent_status = agent_status(&sys.agent).await;
 
     compute_added(&mut res);
     res.targets = check_targets(&res);
@@ -476,27 +598,169 @@ pub async fn run(cfg: Config) -> Result<Results> {
     res.generated_at_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    drop(mitm);
-    drop(agent);
-    drop(mock);
+    drop(sys);
     Ok(res)
+}
+
+/// The standard tables: open-loop latency per rate, paced streams, cold connections, closed-loop
+/// throughput.
+async fn main_tables(
+    cfg: &Config,
+    targets: &[Arc<Target>],
+    sys: &mut System,
+    pids: &Pids,
+    clk: u64,
+    res: &mut Results,
+) -> Result<()> {
+    // Open-loop latency: per rate, direct first, each proxy, direct again.
+    for &rate in &cfg.rates {
+        let mut order: Vec<(&Arc<Target>, bool)> = targets.iter().map(|t| (t, false)).collect();
+        order.push((&targets[0], true));
+        for (t, repeat) in order {
+            sys.check_alive()?;
+            let r = measure_latency(cfg, t, rate, repeat, pids, clk).await?;
+            print_latency(&r, "");
+            res.latency.push(r);
+        }
+    }
+
+    // Paced stream, with a second direct baseline that asks for usage like airlockd does upstream.
+    let mut stream_targets = targets.to_vec();
+    stream_targets.insert(1, setup::direct_with_usage(&targets[0]));
+    for t in &stream_targets {
+        wait_quiet(cfg, pids, clk).await;
+        let r = stream_run(t, cfg).await;
+        eprintln!(
+            "stream  {:<17} first chunk p50 {:>9.1} µs  total p50 {:>9.1} µs  events {} ok {} err {}",
+            r.target, r.first_chunk.p50_us, r.total.p50_us, r.events, r.ok, r.errors
+        );
+        res.stream.push(r);
+    }
+
+    // Cold connections.
+    for t in targets {
+        wait_quiet(cfg, pids, clk).await;
+        let r = cold_run(t, cfg).await;
+        eprintln!(
+            "cold    {:<17} p50 {:>9.1} µs  p99 {:>9.1} µs  ok {} err {}",
+            r.target, r.latency.p50_us, r.latency.p99_us, r.ok, r.errors
+        );
+        res.cold.push(r);
+    }
+
+    // Closed-loop throughput.
+    for t in targets {
+        sys.check_alive()?;
+        let r = measure_throughput(cfg, t, pids, clk).await?;
+        print_throughput(&r, "");
+        res.throughput.push(r);
+    }
+    Ok(())
+}
+
+/// One open-loop latency measurement, redone while other processes disturb it (the quietest attempt
+/// is kept).
+pub(crate) async fn measure_latency(
+    cfg: &Config,
+    t: &Arc<Target>,
+    rate: u64,
+    repeat: bool,
+    pids: &Pids,
+    clk: u64,
+) -> Result<LatencyRun> {
+    let mut best: Option<LatencyRun> = None;
+    for attempt in 0..=cfg.retries {
+        wait_quiet(cfg, pids, clk).await;
+        let mut r = latency_run(t, rate, repeat, cfg, pids, clk).await?;
+        r.attempts = attempt + 1;
+        let foreign = r.cpu.foreign_pct;
+        let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
+        if best
+            .as_ref()
+            .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
+        {
+            best = Some(r);
+        }
+        if !noisy || attempt == cfg.retries {
+            break;
+        }
+        eprintln!(
+            "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
+        );
+    }
+    best.ok_or_else(|| anyhow!("no latency run"))
+}
+
+/// One closed-loop throughput measurement, redone while other processes disturb it.
+pub(crate) async fn measure_throughput(
+    cfg: &Config,
+    t: &Arc<Target>,
+    pids: &Pids,
+    clk: u64,
+) -> Result<ThroughputRun> {
+    let mut best: Option<ThroughputRun> = None;
+    for attempt in 0..=cfg.retries {
+        wait_quiet(cfg, pids, clk).await;
+        let mut r = throughput_run(t, cfg, pids, clk).await?;
+        r.attempts = attempt + 1;
+        let foreign = r.cpu.foreign_pct;
+        let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
+        if best
+            .as_ref()
+            .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
+        {
+            best = Some(r);
+        }
+        if !noisy || attempt == cfg.retries {
+            break;
+        }
+        eprintln!(
+            "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
+        );
+    }
+    best.ok_or_else(|| anyhow!("no throughput run"))
+}
+
+/// Prints one latency result line to stderr.
+pub(crate) fn print_latency(r: &LatencyRun, tag: &str) {
+    eprintln!(
+        "latency{tag} {:<17} {:>5}/s{} p50 {:>9.1} µs  p99 {:>9.1} µs  p99.9 {:>9.1} µs  ok {} err {} not sent {}  proxy {} cs {}/{}",
+        r.target,
+        r.rate,
+        if r.repeat { " (repeat)" } else { "" },
+        r.latency.p50_us,
+        r.latency.p99_us,
+        r.latency.p999_us,
+        r.ok,
+        r.errors,
+        r.not_sent,
+        fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
+        fmt_opt(r.cpu.proxy_vcsw_per_req, "v"),
+        fmt_opt(r.cpu.proxy_ivcsw_per_req, "iv"),
+    );
+}
+
+/// Prints one throughput result line to stderr.
+pub(crate) fn print_throughput(r: &ThroughputRun, tag: &str) {
+    eprintln!(
+        "thrput{tag}  {:<17} {:>9.0} req/s  ok {} err {}  proxy {} {} cs {}/{}  mock {:.0}%  harness {:.0}%  hogs {:.0}%  other {:.0}%",
+        r.target,
+        r.rps,
+        r.ok,
+        r.errors,
+        fmt_opt(r.cpu.proxy_pct, "%"),
+        fmt_opt(r.cpu.proxy_us_per_req, "µs/req"),
+        fmt_opt(r.cpu.proxy_vcsw_per_req, "v"),
+        fmt_opt(r.cpu.proxy_ivcsw_per_req, "iv"),
+        r.cpu.mock_pct,
+        r.cpu.harness_pct,
+        r.cpu.hog_pct,
+        r.cpu.foreign_pct
+    );
 }
 
 fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.1} {unit}"))
-}
-
-fn check_children(
-    mock: &mut ChildGuard,
-    agent: &mut ChildGuard,
-    mitm: Option<&mut ChildGuard>,
-) -> Result<()> {
-    mock.check_alive()?;
-    agent.check_alive()?;
-    if let Some(m) = mitm {
-        m.check_alive()?;
-    }
-    Ok(())
 }
 
 fn method(cfg: &Config) -> Method {
@@ -521,21 +785,23 @@ fn method(cfg: &Config) -> Method {
             "added latency = scenario percentile − direct percentile at the same rate in the same run; the direct baseline is run again after the proxies as a noise floor".into(),
             "CPU from utime+stime in /proc/PID/stat over the measured window; memory from VmRSS/VmHWM in /proc/PID/status".into(),
             format!(
-                "each measurement waits (≤ {} s) until other processes use < {}% of a core, and is redone up to {} times if they used more during it (the quietest attempt is kept)",
+                "each measurement waits (≤ {} s) until other processes use < {}% of a core, and is redone up to {} times if they used more during it (the quietest attempt is kept); the harness's own CPU hogs never count as other processes",
                 cfg.quiet_wait.as_secs(),
                 cfg.quiet_below_pct,
                 cfg.retries
             ),
+            "nginx (the floor): Debian's nginx, worker_processes 1 on the proxy core, TLS 1.2/1.3 listener with a P-256 leaf for api.openai.com from a CA the harness makes, proxy_pass https:// to the mock with proxy_ssl_verify on against the mock's CA, SNI api.openai.com, HTTP/1.1 upstream with keepalive 64, proxy_buffering off, access_log off, keepalive_requests lifted on both sides; CPU and memory are master + worker".into(),
+            "context switches from voluntary_ctxt_switches / nonvoluntary_ctxt_switches in /proc/PID/task/*/status, summed over the proxy's threads, per successful request".into(),
         ],
     }
 }
 
-async fn latency_run(
+pub(crate) async fn latency_run(
     t: &Arc<Target>,
     rate: u64,
     repeat: bool,
     cfg: &Config,
-    pids: Pids,
+    pids: &Pids,
     clk: u64,
 ) -> Result<LatencyRun> {
     let clients = pool(t, cfg.open_connections).await?;
@@ -552,9 +818,16 @@ async fn latency_run(
     let schedule = Schedule::for_duration(rate, cfg.warmup + cfg.duration);
     let start = Instant::now() + Duration::from_millis(20);
     let warm_end = start + cfg.warmup;
+    let p0 = pids.clone();
+    let probe_cfg = cfg.clone();
+    let probe_name = (format!("lat{rate}"), t.name.clone());
     let first = tokio::spawn(async move {
         tokio::time::sleep_until(warm_end.into()).await;
-        snap(pids)
+        let s = snap(&p0);
+        (
+            s,
+            start_probe(&probe_cfg, &probe_name.0, &probe_name.1, &p0),
+        )
     });
     // Overload may take the run past its schedule; cut it at 1.5× plus 2 s.
     let hard_limit = (cfg.warmup + cfg.duration).mul_f64(1.5) + Duration::from_secs(2);
@@ -568,9 +841,10 @@ async fn latency_run(
     )
     .await?;
     let s1 = snap(pids);
-    let s0 = first
+    let (s0, probe) = first
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    finish_probe(probe).await;
     finish_perf(perf).await?;
     let mut lag = std::mem::take(&mut out.pacer_lag_ns);
     let lag = Summary::from_ns(&mut lag);
@@ -584,17 +858,17 @@ async fn latency_run(
         not_sent: out.not_sent,
         latency: Summary::from_ns(&mut out.latencies_ns),
         pacer_lag_p99_us: lag.p99_us,
-        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        cpu: cpu_use(&s0, &s1, proxy_of(&t.name), out.ok, clk),
         added: None,
         first_error: out.first_error,
         attempts: 1,
     })
 }
 
-async fn throughput_run(
+pub(crate) async fn throughput_run(
     t: &Arc<Target>,
     cfg: &Config,
-    pids: Pids,
+    pids: &Pids,
     clk: u64,
 ) -> Result<ThroughputRun> {
     let clients = pool(t, cfg.closed_connections).await?;
@@ -612,24 +886,24 @@ async fn throughput_run(
     let warm_end = start + cfg.warmup;
     let end = warm_end + cfg.duration;
     let mid = warm_end + cfg.duration / 2;
-    let proxy_pid = match proxy_of(&t.name) {
-        Proxy::Agent => Some(pids.agent),
-        Proxy::Mitm => pids.mitm,
-        Proxy::None => None,
-    };
+    let proxy = proxy_of(&t.name);
+    let p0 = pids.clone();
+    let probe_cfg = cfg.clone();
+    let probe_name = t.name.clone();
     let first = tokio::spawn(async move {
         tokio::time::sleep_until(warm_end.into()).await;
-        snap(pids)
+        let s = snap(&p0);
+        (s, start_probe(&probe_cfg, "thr", &probe_name, &p0))
     });
+    let p1 = pids.clone();
     let last = tokio::spawn(async move {
         tokio::time::sleep_until(end.into()).await;
-        snap(pids)
+        snap(&p1)
     });
+    let p2 = pids.clone();
     let mem = tokio::spawn(async move {
         tokio::time::sleep_until(mid.into()).await;
-        proxy_pid
-            .and_then(|p| procs::memory(p).ok())
-            .map(|m| m.rss_kb)
+        proxy_rss_kb(&p2, proxy)
     });
     let mut out = closed_loop(
         clients,
@@ -639,9 +913,10 @@ async fn throughput_run(
         cfg.request_timeout,
     )
     .await?;
-    let s0 = first
+    let (s0, probe) = first
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
+    finish_probe(probe).await;
     let s1 = last
         .await
         .map_err(|e| anyhow!("snapshot task failed: {e}"))?;
@@ -654,7 +929,7 @@ async fn throughput_run(
         ok: out.ok,
         errors: out.errors,
         latency: out.summary(),
-        cpu: cpu_use(s0, s1, proxy_of(&t.name), out.ok, clk),
+        cpu: cpu_use(&s0, &s1, proxy_of(&t.name), out.ok, clk),
         proxy_memory_kb,
         first_error: out.first_error,
         attempts: 1,
