@@ -93,3 +93,17 @@ def test_idle_pooled_connections_are_closed_after_the_policy_timeout(fresh_agent
     while agent_connections_to(a.proc.pid, mock.port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert agent_connections_to(a.proc.pid, mock.port) == 0, "idle past 1 s, the pooled connection was closed"
+
+
+def test_upstream_negotiates_http2_unless_the_policy_keeps_to_http1(fresh_agent, mock):
+    def version_seen(agent, marker):
+        r = httpx.post(f"{agent.base_url('openai')}/v1/chat/completions", trust_env=False, timeout=20,
+                       headers={"authorization": "Bearer sk", "x-e2e": marker},
+                       json={"model": marker, "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+        return [q for q in mock.requests() if q["headers"].get("x-e2e") == marker][-1]["version"]
+
+    a = fresh_agent()
+    assert version_seen(a, "proto-default") == "HTTP/2.0"
+    b = fresh_agent(mock_policy(mock).replace("[upstream]\n", "[upstream]\nhttp2 = false\n", 1))
+    assert version_seen(b, "proto-h1") == "HTTP/1.1"

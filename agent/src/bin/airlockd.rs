@@ -66,12 +66,21 @@ fn main() -> anyhow::Result<()> {
                 .min(4)
         })
         .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .thread_name("airlockd")
-        .build()
-        .context("cannot start the async runtime")?;
+    // One thread asked for: a current-thread runtime, so every task runs on the thread that polls the
+    // listener and no wake-up ever crosses to another thread.
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("airlockd")
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .thread_name("airlockd")
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(run(args, policy, state))
 }
 

@@ -1,4 +1,5 @@
-//! The agent's own client to providers and gateways: pooled HTTP/1.1 and HTTP/2 over rustls, TCP_NODELAY,
+//! The agent's own client to providers and gateways: pooled HTTP/2 or HTTP/1.1 keep-alive connections
+//! (HTTP/1.1 only when the policy says `http2 = false`) over rustls, TCP_NODELAY,
 //! an idle timeout enforced by a pool timer, the platform's roots plus optional extra roots, per-host
 //! address overrides, and an optional explicit upstream proxy. It never reads `HTTPS_PROXY` (so it can
 //! never route through Airlock itself) and never trusts a chain anchored at Airlock's own CA. It owns
@@ -203,12 +204,15 @@ impl UpstreamClient {
             direct: http,
             proxy,
         };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(dial.clone());
+            .enable_http1();
+        let https = if policy.http2 {
+            builder.enable_http2().wrap_connector(dial.clone())
+        } else {
+            builder.wrap_connector(dial.clone())
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(policy.pool_idle_timeout_secs.max(1)))
             .pool_timer(TokioTimer::new())
