@@ -6,7 +6,6 @@
 //! Compressed bodies are decoded for reading and forwarded as sent. Other bodies stream upstream as
 //! they arrive, under the same stall guard. It must not change the request (route does).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use http_body_util::BodyExt;
 
 use super::exchange::{mark_sensitive, Exchange, RequestBody};
 use super::guard::{Phase, RecordGuard, RequestFacts};
+use super::idle::IdleTimer;
 use super::upgrade::take_upgrade;
 use super::{strip_hop_by_hop, Pipeline, Stop, Target};
 use crate::body::{BoxError, ProxyBody};
@@ -270,16 +270,14 @@ impl Pipeline {
 /// upload does not hold an upstream connection forever.
 struct StallGuard {
     inner: ProxyBody,
-    idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    idle: IdleTimer,
 }
 
 impl StallGuard {
     fn new(inner: ProxyBody, idle: Duration) -> Self {
         StallGuard {
             inner,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            idle: IdleTimer::new(idle),
         }
     }
 }
@@ -295,14 +293,13 @@ impl Body for StallGuard {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                this.idle.touch();
                 Poll::Ready(r)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+            Poll::Pending => match this.idle.poll_expired(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(format!(
                     "the client sent no request body bytes for {} s",
-                    this.idle.as_secs()
+                    this.idle.idle().as_secs()
                 )
                 .into()))),
                 Poll::Pending => Poll::Pending,

@@ -13,6 +13,7 @@ pub mod exchange;
 mod forward;
 pub mod guard;
 pub mod identify;
+mod idle;
 mod inspect;
 mod observe;
 pub mod record;

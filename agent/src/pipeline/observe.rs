@@ -9,7 +9,6 @@
 //! instead of a silently truncated stream. When the body ends — cleanly, broken, or because the client
 //! left — the record is finished exactly once, off the response path.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use http_body_util::BodyExt;
 use super::exchange::Exchange;
 use super::forward::UpstreamBody;
 use super::guard::{End, Phase, RecordGuard};
+use super::idle::IdleTimer;
 use super::stage::{ResponseHead, StreamCut, StreamStage};
 use super::{strip_hop_by_hop, upgrade, Pipeline};
 use crate::body::{BoxError, ProxyBody};
@@ -274,8 +274,7 @@ impl Tap {
 pub struct ObservedBody {
     inner: UpstreamBody,
     tap: Option<Box<Tap>>,
-    idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    idle: IdleTimer,
     /// Set once the wrapper has produced its last data: the next poll ends the body.
     ended: bool,
     /// Trailers waiting until held data has gone out.
@@ -351,15 +350,14 @@ impl Body for ObservedBody {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => {
-                    if this.tap.is_some() && this.sleep.as_mut().poll(cx).is_ready() {
-                        let idle = this.idle;
+                    if this.tap.is_some() && this.idle.poll_expired(cx).is_ready() {
+                        let idle = this.idle.idle();
                         return this.break_off(Break::Stalled(idle));
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                    this.idle.touch();
                     let Some(tap) = this.tap.as_mut() else {
                         return Poll::Ready(Some(Ok(frame)));
                     };
@@ -568,8 +566,7 @@ impl Pipeline {
         let body = ObservedBody {
             inner: body,
             tap: Some(Box::new(tap)),
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            idle: IdleTimer::new(idle),
             ended: false,
             trailers: None,
             rewrites,
