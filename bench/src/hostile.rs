@@ -281,7 +281,7 @@ async fn conn_loop(
         stats.opened.fetch_add(1, Ordering::Relaxed);
         stats.open_now.fetch_add(1, Ordering::Relaxed);
         let born = Instant::now();
-        let closed = hold(&mut tcp, kind, stop, phase, deadline).await;
+        let closed = hold(&mut tcp, addr, kind, stop, phase, deadline).await;
         stats.open_now.fetch_sub(1, Ordering::Relaxed);
         match closed {
             Ok(true) => {
@@ -303,9 +303,10 @@ async fn conn_loop(
     }
 }
 
-/// What a connection of `kind` sends first.
-fn opening(kind: Kind) -> String {
-    let head = "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+/// What a connection of `kind` sends first. Requests name the listener exactly (`Host: 127.0.0.1:PORT`),
+/// as real clients do: a foreign Host is refused at once, which would measure nothing.
+fn opening(kind: Kind, addr: SocketAddr) -> String {
+    let head = format!("POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\n");
     match kind {
         Kind::Silent => String::new(),
         Kind::ConnectSilent => {
@@ -325,12 +326,13 @@ fn opening(kind: Kind) -> String {
 /// `Ok(false)`: stopped by us.
 async fn hold(
     tcp: &mut TcpStream,
+    addr: SocketAddr,
     kind: Kind,
     stop: &AtomicBool,
     phase: Duration,
     deadline: Instant,
 ) -> Result<bool> {
-    let first = opening(kind);
+    let first = opening(kind, addr);
     if !first.is_empty() {
         tcp.write_all(first.as_bytes()).await?;
     }
