@@ -12,22 +12,23 @@ use super::Target;
 use crate::body::ProxyBody;
 use crate::providers::Identity;
 
-/// Headers that carry credentials, to the provider or to a proxy.
-pub const CREDENTIAL_HEADERS: [&str; 8] = [
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "cookie",
-    "openai-api-key",
-    "x-airlock-key",
+/// Headers that carry credentials, to the provider or to a proxy (pre-parsed names: this runs on
+/// every request).
+pub const CREDENTIAL_HEADERS: [HeaderName; 8] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    header::COOKIE,
+    HeaderName::from_static("openai-api-key"),
+    HeaderName::from_static("x-airlock-key"),
 ];
 
 /// Marks every credential header sensitive: its value is then never printed by `Debug` and never
 /// indexed by HTTP/2 header compression.
 pub fn mark_sensitive(headers: &mut HeaderMap) {
-    for name in CREDENTIAL_HEADERS {
+    for name in &CREDENTIAL_HEADERS {
         if let header::Entry::Occupied(mut e) = headers.entry(name) {
             for v in e.iter_mut() {
                 v.set_sensitive(true);
