@@ -195,5 +195,13 @@ done
 
 step "end-to-end tests"
 export AIRLOCK_BIN_DIR=$CARGO_TARGET_DIR/debug
+# The tests of real tools and clients report what they measured (tests/e2e/coverage.py) here.
+export AIRLOCK_COVERAGE_FILE=$CACHE/coverage.jsonl
+rm -f "$AIRLOCK_COVERAGE_FILE"
 "$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
 
+if [ $# -eq 0 ]; then
+  step "coverage matrix"
+  # The README's matrix must be what this run measured (a subset run with -k measures less: no check).
+  "$VENV/bin/python" scripts/coverage-matrix.py --check "$AIRLOCK_COVERAGE_FILE"
+fi
