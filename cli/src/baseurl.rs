@@ -2,7 +2,9 @@
 //! cannot be proxied (Node before 22.21, whose `fetch` ignores `HTTPS_PROXY`; apps with compiled-in
 //! roots), each SDK's own base-URL variable points at the agent's plain-HTTP base-URL prefix for its
 //! provider's host, so no proxy and no CA are needed. The prefixes are the verified agent's (its policy
-//! names them); a host the policy does not intercept gets no variable. Pure functions: no I/O.
+//! names them); a host the policy does not intercept gets no variable. Vertex AI
+//! (`GOOGLE_VERTEX_BASE_URL`) is not in the default policy, and Azure's endpoint names the user's own
+//! resource, so neither gets one. Pure functions: no I/O.
 
 use std::net::SocketAddr;
 

@@ -37,6 +37,11 @@ class Netns:
         """`argv` run inside the namespace."""
         return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "--", *[str(a) for a in argv]]
 
+    def close(self) -> None:
+        """Ends the namespace's holder; the namespace goes when its last process does."""
+        self.holder.kill()
+        self.holder.wait()
+
     def curl(self, *args: str, timeout: float = 30) -> str:
         p = subprocess.run(self.cmd(["curl", "-sS", "--fail-with-body", "--max-time", str(int(timeout)), *args]),
                            capture_output=True, text=True, timeout=timeout + 10)
@@ -57,7 +62,13 @@ def open_netns() -> Netns:
     if line != "up":
         holder.kill()
         pytest.fail(f"could not make a network namespace with loopback up (got {line!r})")
-    return Netns(holder)
+    ns = Netns(holder)
+    links = subprocess.run(ns.cmd([find_ip(), "-o", "link", "show"]), capture_output=True, text=True).stdout
+    names = [line.split(":")[1].strip() for line in links.splitlines() if line.strip()]
+    if names != ["lo"]:
+        ns.close()
+        pytest.fail(f"the namespace should have loopback only, it has {names}")
+    return ns
 
 
 class NsMock(Mock):
@@ -99,7 +110,11 @@ def start_stack(netns: Netns, workdir: Path) -> tuple[NsMock, NsAgent]:
     mproc = subprocess.Popen(netns.cmd([binary("airlock-mock"), "--listen", "127.0.0.1:0", "--cert-dir", md,
                                         "--ready-file", ready]),
                              stdout=open(md / "mock.log", "w"), stderr=subprocess.STDOUT)
-    info = wait_for_file(ready, mproc, "airlock-mock")
+    try:
+        info = wait_for_file(ready, mproc, "airlock-mock")
+    except RuntimeError:
+        stop(mproc)
+        raise
     mock = NsMock(mproc, info["port"], info.get("plain_port"), Path(info["ca_file"]))
     mock.netns = netns
     ad = workdir / "agent"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import coverage
+from conftest import stop
 from netns import NsAgent, NsMock, open_netns, start_stack
 
 REPLY = "This is a mock reply from {model}."
@@ -42,13 +43,15 @@ def node_bin() -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     netns = open_netns()
-    mock, agent = start_stack(netns, tmp_path_factory.mktemp("tools"))
+    try:
+        mock, agent = start_stack(netns, tmp_path_factory.mktemp("tools"))
+    except BaseException:
+        netns.close()
+        raise
     yield mock, agent
-    from conftest import stop
     stop(agent.proc)
     stop(mock.proc)
-    netns.holder.kill()
-    netns.holder.wait()
+    netns.close()
 
 
 def words(text: str | None) -> int:
