@@ -134,7 +134,9 @@ impl Shared {
                     "provider": e.provider,
                     "api": e.api.as_str(),
                     "prefix": e.prefix,
-                    "intercepted": ca.covers(e.pattern.constraint_domain()),
+                    "paths": e.paths,
+                    "billing": e.billing,
+                    "intercepted": e.pattern.constraint_domain().is_none_or(|d| ca.covers(d)),
                 })
             })
             .collect();
@@ -143,7 +145,7 @@ impl Shared {
             .hosts
             .entries()
             .iter()
-            .filter(|e| !ca.covers(e.pattern.constraint_domain()))
+            .filter(|e| e.pattern.constraint_domain().is_some_and(|d| !ca.covers(d)))
             .map(|e| e.pattern.display())
             .collect();
         let recorder = self.pipeline.recorder();

@@ -4,6 +4,8 @@
 //! actually answered when the response named one (Azure deployments map to their models by policy).
 //! Anything without priced usage — a model or an operation with no price (realtime, audio, batch), a
 //! response with no usage — is recorded as cost unknown with the reason; it is never counted as free.
+//! Requests paid by subscription or seat keep `subscription` (with the API list-price equivalent in the
+//! note, when the model has a price) and local model servers keep `local` at zero cost.
 //! Budgets settle here too when they land.
 
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use crate::providers::response::ResponseSummary;
 use crate::record::{CostStatus, Outcome, Record, Usage};
 
 /// Operations whose responses should carry usage; for them a missing usage is estimated.
-const METERED: [&str; 8] = [
+const METERED: [&str; 11] = [
     "chat_completions",
     "completions",
     "responses",
@@ -25,6 +27,9 @@ const METERED: [&str; 8] = [
     "generate_content",
     "stream_generate_content",
     "embed_content",
+    "chat",
+    "generate",
+    "embed",
 ];
 
 /// A rough token count for text when no tokenizer applies (wire-formats.md §10.4: ~4 bytes a token).
@@ -108,6 +113,17 @@ impl CostStage {
     }
 }
 
+/// Whose API price list a subscription backend's models are on: the ChatGPT plan's Codex backend
+/// serves OpenAI models, Code Assist Google's Gemini models; others (Copilot serves several vendors'
+/// models) are looked up under their own name.
+fn list_price_provider(provider: &str) -> &str {
+    match provider {
+        "chatgpt" => "openai",
+        "gemini_code_assist" => "gemini",
+        other => other,
+    }
+}
+
 /// Why a record that reached a provider has no usage to price.
 fn no_usage_note(r: &Record) -> String {
     let op = r.operation.as_str();
@@ -131,8 +147,35 @@ impl SettleStage for CostStage {
     }
 
     fn settle(&self, r: &mut Record) {
-        if r.cost_status == Some(CostStatus::NotBilled) {
-            return;
+        match r.cost_status {
+            Some(CostStatus::NotBilled) => return,
+            Some(CostStatus::Local) => {
+                r.cost_usd = Some(0.0);
+                return;
+            }
+            Some(CostStatus::Subscription) => {
+                // No per-token charge; say what the same usage would cost on the API, when priced.
+                r.cost_usd = None;
+                let list = match (r.usage, self.model_of(r)) {
+                    (Some(usage), Some(model)) => {
+                        match self
+                            .prices
+                            .cost(list_price_provider(&r.provider), model, &usage)
+                        {
+                            Cost::Priced { usd, model_key } => Some((usd, model_key)),
+                            Cost::Unknown { .. } => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let (Some((usd, key)), Some(note)) = (list, r.cost_note.as_mut()) {
+                    note.push_str(&format!(
+                        "; at API list prices ({key}) it would cost ${usd:.6}"
+                    ));
+                }
+                return;
+            }
+            _ => {}
         }
         let Some(usage) = r.usage else {
             r.cost_usd = None;
