@@ -335,6 +335,22 @@ def test_a_local_server_on_the_agents_own_port_is_refused_as_a_loop(mock, tmp_pa
         stop(a.proc)
 
 
+def test_status_shows_path_scopes_billing_and_local_servers(agent, mock):
+    s = agent.status()
+    hosts = {h["host"]: h for h in s["interception_hosts"]}
+    assert hosts["chatgpt.com"]["paths"] == ["/backend-api/codex/"]
+    assert hosts["chatgpt.com"]["billing"] == "subscription" and hosts["chatgpt.com"]["intercepted"] is True
+    assert hosts["api.openai.com"]["paths"] == [] and hosts["api.openai.com"]["billing"] == "per_token"
+    local = {l["prefix"]: l for l in s["local_servers"]}
+    assert set(local) == set(LOCAL_PORTS)
+    assert local["ollama"] == {"address": f"127.0.0.1:{mock.plain_port}", "provider": "ollama", "api": "ollama",
+                               "prefix": "ollama", "paths": []}
+    assert not [h for h in s["interception_hosts"] if "127.0.0.1" in h["host"]]
+    # The PAC file sends wholly inspected hosts only: chatgpt.com stays DIRECT for browsers.
+    pac = httpx.get(f"http://{agent.addr}/proxy.pac", trust_env=False).text
+    assert "api.githubcopilot.com" in pac and "chatgpt.com" not in pac
+
+
 @pytest.mark.parametrize("rule,message", [
     ('host = "chatgpt.com"\nprovider = "chatgpt"\npaths = ["backend-api/codex/"]',
      'path prefix "backend-api/codex/" does not start with "/"'),
