@@ -226,12 +226,16 @@ def test_copilot_chat_completions_without_v1_are_metered_per_seat(agent):
     assert "github_copilot is paid by subscription or seat" in rec["cost_note"]
 
 
-def test_copilot_embeddings_models_and_business_host_through_the_proxy(agent, http):
+def test_copilot_embeddings_responses_models_and_business_host_through_the_proxy(agent, http):
     client = copilot_client(agent, "copilot-enterprise")
     e = client.embeddings.create(model="text-embedding-3-small", input=["a", "b c"], extra_query={"e2e": "cp2"})
     rec = agent.wait_record(path="/embeddings?e2e=cp2")
     assert (rec["host"], rec["operation"]) == ("api.enterprise.githubcopilot.com", "embeddings")
     assert rec["usage"]["input_tokens"] == e.usage.prompt_tokens
+    resp = client.responses.create(model="gpt-5", input="refactor this", extra_query={"e2e": "cp5"})
+    rec = agent.wait_record(path="/responses?e2e=cp5")
+    assert (rec["operation"], rec["model"], rec["stream"]) == ("responses", "gpt-5", False)
+    assert tokens(rec) == (resp.usage.input_tokens, resp.usage.output_tokens)
     r = http.get("https://api.business.githubcopilot.com/models?e2e=cp3",
                  headers={"authorization": "Bearer tid=e2e", **COPILOT_HEADERS})
     assert r.status_code == 200 and r.json()["data"]
