@@ -8,8 +8,10 @@ base-URL prefixes over plain HTTP. Every record is checked field by field agains
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
+import threading
 import uuid
 
 import anthropic
@@ -17,7 +19,8 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEFAULT_POLICY, binary, free_port, mock_policy, start_agent, stop, tokens
+from certs import make_ca, make_leaf, pem
+from conftest import DEFAULT_POLICY, binary, free_port, mock_policy, policy_with_override, start_agent, stop, tokens
 
 BACKEND_HOSTS = ["chatgpt.com", "cloudcode-pa.googleapis.com", "api.githubcopilot.com",
                  "api.individual.githubcopilot.com", "api.business.githubcopilot.com",
@@ -141,6 +144,78 @@ def test_the_rest_of_chatgpt_com_is_forwarded_unread_and_unrecorded(agent, http,
     records = agent.records()
     assert not [x for x in records if "pass1" in x["path"]], "nothing outside the scope is recorded"
     assert len(records) == before + 1
+
+
+def echo_upgrade_upstream(tmp_path, host: str):
+    """A TLS server for `host` that answers any upgrade with 101 and then echoes upper-cased bytes."""
+    ca_cert, ca_key = make_ca("Upgrade Upstream Root")
+    leaf, key = make_leaf(ca_cert, ca_key, host)
+    (tmp_path / "up-ca.pem").write_bytes(pem(ca_cert))
+    (tmp_path / "up.pem").write_bytes(leaf)
+    (tmp_path / "up.key").write_bytes(key)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / "up.pem", tmp_path / "up.key")
+    lsock = socket.create_server(("127.0.0.1", 0))
+    heads = []
+
+    def serve(conn):
+        try:
+            with sctx.wrap_socket(conn, server_side=True) as s:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                heads.append(head.decode())
+                s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                while data := s.recv(4096):
+                    s.sendall(data.upper())
+        except (ssl.SSLError, OSError):
+            return
+
+    def accept():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock, tmp_path / "up-ca.pem", heads
+
+
+def test_an_upgrade_outside_the_scope_is_spliced_unread(mock, tmp_path):
+    lsock, ca, heads = echo_upgrade_upstream(tmp_path, "api.openai.com")
+    policy = policy_with_override(mock, "api.openai.com", f"127.0.0.1:{lsock.getsockname()[1]}", ca)
+    rule = 'host = "api.openai.com"\nprovider = "openai"\nprefix = "openai"\n'
+    assert rule in policy
+    policy = policy.replace(rule, rule + 'paths = ["/v1/chat/"]\n')
+    a = start_agent(tmp_path / "scoped", policy)
+    try:
+        cctx = ssl.create_default_context(cafile=str(a.ca_cert))
+        cctx.set_alpn_protocols(["http/1.1"])
+        with socket.create_connection(("127.0.0.1", a.port), timeout=10) as raw:
+            raw.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+            with cctx.wrap_socket(raw, server_hostname="api.openai.com") as s:
+                s.sendall(b"GET /v1/realtime?model=m HTTP/1.1\r\nHost: api.openai.com\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 13\r\nX-Client: e2e\r\n\r\n")
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += s.recv(4096)
+                assert head.startswith(b"HTTP/1.1 101"), head
+                assert b"x-airlock-request-id" not in head.lower()
+                s.sendall(b"spliced bytes")
+                assert s.recv(100) == b"SPLICED BYTES"
+        assert heads[-1].startswith("GET /v1/realtime?model=m HTTP/1.1")
+        assert "x-client: e2e" in heads[-1].lower() and "upgrade: websocket" in heads[-1].lower()
+        assert not [r for r in a.records() if r["operation"] == "realtime"], "outside the scope: no record"
+    finally:
+        lsock.close()
+        stop(a.proc)
 
 
 # --- Gemini CLI / Code Assist signed in with Google ---------------------------------------------------
