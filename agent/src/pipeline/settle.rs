@@ -205,3 +205,59 @@ impl SettleStage for CostStage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(provider: &str, model: &str, status: Option<CostStatus>) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "req_1", "started_at": "2026-12-01T12:00:00Z", "mode": "proxy", "host": "h",
+            "provider": provider, "operation": "responses", "model": model, "stream": true,
+            "method": "POST", "path": "/", "status": 200, "outcome": "completed", "credential": "oauth",
+            "response_model": null, "usage": {"input_tokens": 1000000, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "cache_write_1h_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0},
+            "usage_estimated": false, "usage_injected": false, "cost_usd": null, "cost_status": null,
+            "cost_note": "paid by subscription", "upstream_error": null, "latency_ms": null, "ttfb_ms": null,
+            "request_bytes": 0, "response_bytes": 0, "error": null
+        }))
+        .unwrap();
+        r.cost_status = status;
+        r
+    }
+
+    #[test]
+    fn subscriptions_and_local_servers_keep_their_status_and_never_get_a_per_token_cost() {
+        let stage = CostStage::new(PriceTable::embedded().unwrap(), BTreeMap::new());
+        let mut r = record("chatgpt", "gpt-5", Some(CostStatus::Subscription));
+        stage.settle(&mut r);
+        assert_eq!(
+            (r.cost_status, r.cost_usd),
+            (Some(CostStatus::Subscription), None)
+        );
+        let note = r.cost_note.unwrap();
+        assert!(
+            note.starts_with(
+                "paid by subscription; at API list prices (openai/gpt-5) it would cost $"
+            ),
+            "{note}"
+        );
+        let mut r = record("github_copilot", "gpt-4.1", Some(CostStatus::Subscription));
+        stage.settle(&mut r);
+        assert_eq!(
+            r.cost_note.as_deref(),
+            Some("paid by subscription"),
+            "no price list of its own"
+        );
+        let mut r = record("ollama", "llama3.2", Some(CostStatus::Local));
+        stage.settle(&mut r);
+        assert_eq!(
+            (r.cost_status, r.cost_usd),
+            (Some(CostStatus::Local), Some(0.0))
+        );
+        let mut r = record("openai", "gpt-5", None);
+        stage.settle(&mut r);
+        assert_eq!(r.cost_status, Some(CostStatus::Priced));
+        assert!(r.cost_usd.unwrap() > 0.0);
+    }
+}
