@@ -115,22 +115,9 @@ fn normalize_path(path: &str) -> String {
 fn percent_decode(s: &str) -> String {
     let mut cur = s.to_string();
     for _ in 0..3 {
-        let bytes = cur.as_bytes();
-        let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                if let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        let next = String::from_utf8_lossy(&out).into_owned();
+        let next = percent_encoding::percent_decode_str(&cur)
+            .decode_utf8_lossy()
+            .into_owned();
         if next == cur {
             break;
         }
