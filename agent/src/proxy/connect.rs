@@ -1,6 +1,7 @@
 //! CONNECT handling. A host in the interception set (and covered by the device CA) gets its TLS
 //! terminated with a leaf for that host and its requests served (HTTP/1.1 or HTTP/2 by ALPN) through the
-//! pipeline; any other host gets a blind TCP tunnel whose bytes are never read. The intercept decision is
+//! pipeline (or, outside the host's path scope, forwarded unread); any other host gets a blind TCP
+//! tunnel whose bytes are never read. The intercept decision is
 //! made on the CONNECT host and confirmed on the ClientHello's SNI. Tunnels go through the upstream
 //! proxy when one is configured (CONNECT chaining), within the policy's connect timeout; a client that
 //! does not finish its TLS handshake in time is dropped.
@@ -173,6 +174,7 @@ async fn intercept_tls(
     };
 
     let header_read_timeout = shared.limits.header_read_timeout();
+    let entry = Arc::new(entry);
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let path_and_query = super::path_and_query(req.uri());
@@ -183,7 +185,8 @@ async fn intercept_tls(
             &entry,
             path_and_query,
         );
-        async move { Ok::<_, Infallible>(shared.pipeline.handle(req, target).await) }
+        let in_scope = entry.paths.covers(req.uri().path());
+        async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
