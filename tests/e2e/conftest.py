@@ -54,6 +54,12 @@ def shared_binary(name: str) -> Path:
     return dst
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The shared copies are a few hundred MB of debug binaries: gone with the session."""
+    if _SHARED_BIN is not None:
+        shutil.rmtree(_SHARED_BIN, ignore_errors=True)
+
+
 def wait_for_file(path: Path, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
