@@ -3,10 +3,13 @@
 //! pipeline; any other host gets a blind TCP tunnel whose bytes are never read. The intercept decision is
 //! made on the CONNECT host and confirmed on the ClientHello's SNI. Tunnels go through the upstream
 //! proxy when one is configured (CONNECT chaining), within the policy's connect timeout; a client that
-//! does not finish its TLS handshake in time is dropped.
+//! does not finish its TLS handshake in time is dropped. A tunnel that cannot connect is counted and
+//! answered by [`super::tunnels`]; a connection to an AI app is watched by the inventory (a tunnel to a
+//! listed host as seen, an intercepted one as inspected), off the path of its bytes.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +19,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::tunnels::{self, Counted};
 use super::{ConnPermit, ProxyState};
 use crate::body::{empty, full, ProxyBody};
+use crate::inventory::Carried;
 use crate::pipeline::Target;
 use crate::policy::hosts::normalize_host;
 use crate::record::InterceptMode;
@@ -36,6 +41,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     shared: Arc<ProxyState>,
     permit: ConnPermit,
+    peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let Some(authority) = req.uri().authority().cloned() else {
         return plain_error(
@@ -70,14 +76,26 @@ pub(super) async fn handle(
 
     match intercept {
         Some(entry) => {
+            let app = shared.inventory.app_for_intercepted(&host, &entry.provider);
+            let watch = shared
+                .inventory
+                .watch(&host, port, app, true, peer, shared.listen);
             tokio::spawn(async move {
                 let _permit = permit;
+                let served = Arc::new(AtomicU64::new(0));
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
-                        intercept_tls(TokioIo::new(upgraded), host, port, entry, shared).await
+                        let io = TokioIo::new(upgraded);
+                        intercept_tls(io, host, port, entry, shared.clone(), served.clone()).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
+                let requests = Some(served.load(Ordering::Relaxed));
+                let carried = Carried {
+                    requests,
+                    ..Carried::default()
+                };
+                shared.inventory.finish(watch, carried).await;
             });
             Response::new(empty())
         }
@@ -90,21 +108,34 @@ pub(super) async fn handle(
             }
             let upstream = match shared.upstream.dial_tunnel(&host, port).await {
                 Ok(s) => s,
-                Err(e) => {
-                    let status = if e.timed_out {
-                        StatusCode::GATEWAY_TIMEOUT
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    return plain_error(status, e.message);
-                }
+                Err(e) => return tunnels::failed(&shared.tunnels, &host, port, e),
             };
+            shared.tunnels.opened();
             let _ = upstream.set_nodelay(true);
+            // A listed AI app is watched (seen, not inspected); any other host is tunnelled as is.
+            let watch = shared.inventory.app_for_tunnel(&host).map(|app| {
+                shared
+                    .inventory
+                    .watch(&host, port, app, false, peer, shared.listen)
+            });
             tokio::spawn(async move {
                 let _permit = permit;
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => tunnel(TokioIo::new(upgraded), upstream).await,
-                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                let upgraded = match hyper::upgrade::on(req).await {
+                    Ok(u) => TokioIo::new(u),
+                    Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                };
+                match watch {
+                    None => tunnel(upgraded, upstream).await,
+                    Some(watch) => {
+                        let mut client = Counted::new(upgraded);
+                        tunnel(&mut client, upstream).await;
+                        let carried = Carried {
+                            bytes_up: Some(client.read),
+                            bytes_down: Some(client.written),
+                            requests: None,
+                        };
+                        shared.inventory.finish(watch, carried).await;
+                    }
                 }
             });
             Response::new(empty())
@@ -113,7 +144,10 @@ pub(super) async fn handle(
 }
 
 /// Copies bytes both ways until either side closes. Nothing is read or logged.
-async fn tunnel(mut client: TokioIo<hyper::upgrade::Upgraded>, mut upstream: TcpStream) {
+async fn tunnel<C>(mut client: C, mut upstream: TcpStream)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "tunnel closed with an error");
     }
@@ -125,6 +159,7 @@ async fn intercept_tls(
     port: u16,
     entry: crate::policy::HostEntry,
     shared: Arc<ProxyState>,
+    served: Arc<AtomicU64>,
 ) {
     let handshake = shared.limits.tls_handshake_timeout();
     let deadline = tokio::time::Instant::now() + handshake;
@@ -174,6 +209,7 @@ async fn intercept_tls(
 
     let header_read_timeout = shared.limits.header_read_timeout();
     let svc = service_fn(move |req: Request<Incoming>| {
+        served.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let path_and_query = super::path_and_query(req.uri());
         let target = Target::new(

@@ -9,6 +9,7 @@
 mod connect;
 mod forward;
 mod local;
+pub mod tunnels;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
+use crate::inventory::Inventory;
 use crate::pipeline::{Pipeline, Target};
 use crate::policy::{InterceptionSet, Limits};
 use crate::record::InterceptMode;
@@ -121,6 +123,10 @@ pub struct ProxyState {
     pub refusals: Arc<Refusals>,
     /// The agent, for the local API.
     pub control: Arc<dyn Control>,
+    /// The shadow-AI inventory.
+    pub inventory: Arc<Inventory>,
+    /// Tunnels opened and failed.
+    pub tunnels: Arc<tunnels::TunnelStats>,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -256,7 +262,7 @@ pub async fn serve(
                     let (admission, permit) = admit(&state, &peer);
                     match (admission, permit) {
                         (Admission::Serve, Some(permit)) => {
-                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit)));
+                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit), peer));
                         }
                         _ => drop(stream),
                     }
@@ -274,13 +280,18 @@ pub async fn serve(
 /// A connection's place under the cap; tunnels and intercepted TLS sessions carry it on.
 pub(crate) type ConnPermit = Arc<OwnedSemaphorePermit>;
 
-async fn serve_connection(stream: TcpStream, state: Arc<ProxyState>, permit: ConnPermit) {
+async fn serve_connection(
+    stream: TcpStream,
+    state: Arc<ProxyState>,
+    permit: ConnPermit,
+    peer: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
     let st = state.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = st.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, state, permit).await) }
+        async move { Ok::<_, Infallible>(dispatch(req, state, permit, peer).await) }
     });
     let conn = state
         .http1()
@@ -295,9 +306,10 @@ async fn dispatch(
     req: Request<Incoming>,
     state: Arc<ProxyState>,
     permit: ConnPermit,
+    peer: SocketAddr,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, state, permit).await;
+        return connect::handle(req, state, permit, peer).await;
     }
     if req.uri().authority().is_some() {
         return absolute_form(req, state).await;
@@ -319,6 +331,7 @@ async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Respon
             entry,
             path_and_query(&uri),
         );
+        state.inventory.count_request(&target.host, &entry.provider);
         return state.pipeline.handle(req, target).await;
     }
     forward::plain(req, state).await
@@ -341,6 +354,7 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
             Some(q) => format!("{tail}?{q}"),
             None => tail.to_string(),
         };
+        state.inventory.count_request(&host, &entry.provider);
         Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
     });
     match routed {
