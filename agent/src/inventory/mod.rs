@@ -251,7 +251,11 @@ impl Inventory {
                 let remember = self.hints.clone();
                 Some(tokio::task::spawn_blocking(move || {
                     let _permit = permit;
+                    let began = Instant::now();
                     let found = process::lookup(peer, ours, &hints);
+                    tracing::debug!(%peer, pid = ?found.pid, note = ?found.note,
+                        micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        "looked up the process behind a connection");
                     if let (Some(pid), Ok(mut h)) = (found.pid, remember.lock()) {
                         h.retain(|p| *p != pid);
                         h.push_front(pid);

@@ -106,18 +106,19 @@ pub(super) async fn handle(
                     format!("CONNECT {host}:{port} points at Airlock itself; refusing to loop"),
                 );
             }
+            // A listed AI app is watched (seen, not inspected), its process looked up from now on, in
+            // parallel with the dial; any other host is tunnelled as is.
+            let watch = shared.inventory.app_for_tunnel(&host).map(|app| {
+                shared
+                    .inventory
+                    .watch(&host, port, app, false, peer, shared.listen)
+            });
             let upstream = match shared.upstream.dial_tunnel(&host, port).await {
                 Ok(s) => s,
                 Err(e) => return tunnels::failed(&shared.tunnels, &host, port, e),
             };
             shared.tunnels.opened();
             let _ = upstream.set_nodelay(true);
-            // A listed AI app is watched (seen, not inspected); any other host is tunnelled as is.
-            let watch = shared.inventory.app_for_tunnel(&host).map(|app| {
-                shared
-                    .inventory
-                    .watch(&host, port, app, false, peer, shared.listen)
-            });
             tokio::spawn(async move {
                 let _permit = permit;
                 let upgraded = match hyper::upgrade::on(req).await {

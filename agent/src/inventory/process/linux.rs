@@ -113,7 +113,8 @@ fn can_see(uid: u32) -> bool {
 }
 
 /// The pid holding socket `inode`: the hinted pids first, then every process of `uid` (a socket is
-/// held by a process of its owner, save for descriptors passed across users, which are rare).
+/// held by a process of its owner, save for descriptors passed across users, which are rare), newest
+/// first — a short-lived client (curl, a script) is a recent pid, and must be found before it exits.
 fn holder(inode: u64, uid: u32, hints: &[u32]) -> Holder {
     let wanted = format!("socket:[{inode}]");
     let mut links = 0usize;
@@ -125,8 +126,9 @@ fn holder(inode: u64, uid: u32, hints: &[u32]) -> Holder {
     let Ok(procs) = fs::read_dir("/proc") else {
         return Holder::NotFound;
     };
-    for (n, entry) in procs.flatten().enumerate() {
-        if n >= MAX_PROCESSES || links >= MAX_LINKS {
+    let mut pids: Vec<u32> = Vec::new();
+    for entry in procs.flatten() {
+        if pids.len() >= MAX_PROCESSES {
             return Holder::OverBudget;
         }
         let Some(pid) = entry
@@ -136,13 +138,15 @@ fn holder(inode: u64, uid: u32, hints: &[u32]) -> Holder {
         else {
             continue;
         };
-        if hints.contains(&pid) {
-            continue;
-        }
         // /proc/<pid> belongs to the process's effective uid.
-        match entry.metadata() {
-            Ok(m) if m.uid() == uid => {}
-            _ => continue,
+        if !hints.contains(&pid) && entry.metadata().is_ok_and(|m| m.uid() == uid) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    for pid in pids {
+        if links >= MAX_LINKS {
+            return Holder::OverBudget;
         }
         if holds(pid, &wanted, &mut links) {
             return Holder::Found(pid);
