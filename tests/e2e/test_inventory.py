@@ -33,7 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs import authority_key_id, make_ca, pem
-from conftest import DEFAULT_POLICY, binary, have, start_agent, stop
+import httpx
+
+from conftest import DEFAULT_POLICY, binary, have, mock_policy, start_agent, stop
 
 LISTED = {  # host -> (app, category) as policies/ai-domains.toml names them
     "claude.ai": ("Claude", "chat"),
@@ -140,11 +142,11 @@ print(r.status, r.read().decode())
 '''
 
 
-def test_inventory_lists_the_ai_apps_seen_in_tunnels_with_their_process(tmp_path):
+def test_inventory_lists_the_ai_apps_seen_in_tunnels_with_their_process(tmp_path, mock):
     if not have("curl"):
         pytest.skip("curl is not installed")
     server = TlsServer(tmp_path, [*LISTED, UNLISTED])
-    policy = DEFAULT_POLICY + "".join(
+    policy = mock_policy(mock) + "".join(
         f'\n[upstream.overrides."{h}"]\naddress = "127.0.0.1:{server.port}"\n' for h in [*LISTED, UNLISTED])
     agent = start_agent(tmp_path / "agent", policy)
     try:
@@ -154,6 +156,11 @@ def test_inventory_lists_the_ai_apps_seen_in_tunnels_with_their_process(tmp_path
         py = subprocess.run([sys.executable, "-c", PY_CLIENT, str(agent.port), "www.perplexity.ai", str(server.ca_file)],
                             capture_output=True, text=True, env=clean_env(), timeout=30)
         assert py.stdout.strip() == "200 www.perplexity.ai", py.stderr
+        # An intercepted AI call (base-URL mode, to the mock) counts as inspected.
+        r = httpx.post(f"{agent.base_url('openai')}/v1/chat/completions", trust_env=False, timeout=20,
+                       headers={"authorization": "Bearer sk-test"},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
 
         # Sightings are recorded as each tunnel closes; wait for all three.
         deadline = time.monotonic() + 15
@@ -171,8 +178,10 @@ def test_inventory_lists_the_ai_apps_seen_in_tunnels_with_their_process(tmp_path
         assert p.returncode == 0, p.stderr
         inv = json.loads(p.stdout)
         assert inv["agent"]["running"] is True
-        rows = {r["host"]: r for r in inv["traffic"]["apps"]}
+        rows = {r["host"]: r for r in inv["traffic"]["apps"] if not r["inspected"]}
         assert set(rows) == set(LISTED), f"exactly the three listed hosts, not {UNLISTED}: {sorted(rows)}"
+        [inspected] = [r for r in inv["traffic"]["apps"] if r["inspected"]]
+        assert (inspected["host"], inspected["app"], inspected["requests"]) == ("api.openai.com", "OpenAI API", 1), inspected
         assert UNLISTED not in p.stdout
         exe_of = {"claude.ai": "curl", "huggingface.co": "curl", "www.perplexity.ai": "python"}
         for host, (app, category) in LISTED.items():
@@ -190,6 +199,8 @@ def test_inventory_lists_the_ai_apps_seen_in_tunnels_with_their_process(tmp_path
         assert human.returncode == 0, human.stderr
         line = next(l for l in human.stdout.splitlines() if "claude.ai" in l)
         assert "Claude" in line and "no (seen, tunnelled)" in line and "curl (pid " in line, human.stdout
+        line = next(l for l in human.stdout.splitlines() if "api.openai.com" in l)
+        assert "OpenAI API" in line and "yes" in line, human.stdout
         assert UNLISTED not in human.stdout
 
         status = agent.status()
