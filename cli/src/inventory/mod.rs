@@ -6,6 +6,7 @@
 //! writes anything.
 
 pub mod configs;
+pub mod jsonc;
 pub mod read;
 pub mod servers;
 
