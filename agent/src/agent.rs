@@ -131,14 +131,34 @@ impl Shared {
             .hosts
             .entries()
             .iter()
+            .filter(|e| e.local.is_none())
             .map(|e| {
                 json!({
                     "host": e.pattern.display(),
                     "provider": e.provider,
                     "api": e.api.as_str(),
                     "prefix": e.prefix,
-                    "intercepted": ca.covers(e.pattern.constraint_domain()),
+                    "paths": e.paths,
+                    "billing": e.billing,
+                    "intercepted": e.pattern.constraint_domain().is_some_and(|d| ca.covers(d)),
                 })
+            })
+            .collect();
+        // Model servers on this machine: base-URL prefixes over plain HTTP, nothing for the CA.
+        let local_servers: Vec<_> = self
+            .policy
+            .hosts
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let l = e.local.as_ref()?;
+                Some(json!({
+                    "address": l.authority(),
+                    "provider": e.provider,
+                    "api": e.api.as_str(),
+                    "prefix": e.prefix,
+                    "paths": e.paths,
+                }))
             })
             .collect();
         let uncovered: Vec<String> = self
@@ -146,7 +166,7 @@ impl Shared {
             .hosts
             .entries()
             .iter()
-            .filter(|e| !ca.covers(e.pattern.constraint_domain()))
+            .filter(|e| e.pattern.constraint_domain().is_some_and(|d| !ca.covers(d)))
             .map(|e| e.pattern.display())
             .collect();
         let recorder = self.pipeline.recorder();
@@ -174,6 +194,7 @@ impl Shared {
                 "uncovered_hosts": uncovered,
             },
             "interception_hosts": hosts,
+            "local_servers": local_servers,
             "upstream": {
                 "proxy": self.upstream.proxy().map(|p| p.display()),
                 "proxy_source": self.upstream.proxy().map(|p| p.source.as_str()),

@@ -88,6 +88,11 @@ pub enum CostStatus {
     Unknown,
     /// The request never reached a provider (Airlock answered it itself), so nothing was billed.
     NotBilled,
+    /// Paid by a subscription or seat (a ChatGPT plan, a Copilot seat, Code Assist, a Claude
+    /// login), not per token: usage is metered, no per-token cost is made up (`cost_note` says which).
+    Subscription,
+    /// Served by a model server on this machine (Ollama, LM Studio, vLLM): metered, never billed.
+    Local,
 }
 
 /// One request's record.
@@ -117,8 +122,8 @@ pub struct Record {
     pub status: Option<u16>,
     /// How it ended.
     pub outcome: Outcome,
-    /// How the request authenticated — the kind only (`bearer`, `x_api_key`, `api_key`,
-    /// `goog_api_key`, `query_key`, `none`), never the value.
+    /// How the request authenticated — the kind only (`bearer`, `oauth` for a sign-in token,
+    /// `x_api_key`, `api_key`, `goog_api_key`, `query_key`, `none`), never the value.
     pub credential: String,
     /// The model the response named (a dated snapshot, or the model behind an Azure deployment).
     pub response_model: Option<String>,
@@ -132,7 +137,8 @@ pub struct Record {
     /// Cost in USD, when the model has a price.
     pub cost_usd: Option<f64>,
     /// `priced`, `estimated` (priced from estimated usage), `unknown` (no price or no usage: see
-    /// `cost_note`) or `not_billed` (never reached a provider).
+    /// `cost_note`), `not_billed` (never reached a provider), `subscription` (paid by plan or seat,
+    /// not per token) or `local` (a model server on this machine).
     pub cost_status: Option<CostStatus>,
     /// The price-table entry used, or why there is no cost.
     pub cost_note: Option<String>,

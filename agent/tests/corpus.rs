@@ -8,7 +8,7 @@
 //! usage-chunk stripper, which must remove exactly the usage frame (or field) and nothing else.
 //!
 //! Fixture format (all keys checked; an unknown or missing one fails the load, naming the file):
-//! `description`, `api` (openai | anthropic | gemini | azure), `provider` (the directory name; the pricing
+//! `description`, `api` (openai | anthropic | gemini | azure | code_assist), `provider` (the directory name; the pricing
 //! provider), `operation`, `status`, `content_type`, optional `json_is_array_stream`, `response` (the
 //! body as sent) or `content_encoding` + `response_b64`, `price_key` (the table entry the cost must come
 //! from) with an optional `[price]` (that entry's rates, USD per 1M tokens; the embedded table otherwise),
@@ -308,8 +308,9 @@ fn load(path: &Path) -> Fixture {
         "anthropic" => ApiKind::Anthropic,
         "gemini" => ApiKind::Gemini,
         "azure" => ApiKind::Azure,
+        "code_assist" => ApiKind::CodeAssist,
         other => f.fail(format_args!(
-            "`api` must be openai, anthropic, gemini or azure, not {other:?}"
+            "`api` must be openai, anthropic, gemini, azure or code_assist, not {other:?}"
         )),
     };
     let provider = f.str("provider");

@@ -38,9 +38,13 @@ fn stdout_failed(e: std::io::Error) {
     });
 }
 
+mod baseurl;
 mod client;
 mod envvars;
 mod inventory;
+mod javaopts;
+mod launch;
+mod nodecheck;
 mod owner;
 mod peer;
 mod trust;
@@ -51,7 +55,7 @@ use std::process::ExitCode;
 
 use airlock_agent::ca::CertificateAuthority;
 use airlock_agent::policy::Policy;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
@@ -85,9 +89,16 @@ enum Command {
         /// Shell syntax.
         #[arg(long, value_parser = ["posix", "fish", "powershell"], default_value = "posix")]
         shell: String,
+        /// Also set the SDKs' base-URL variables (OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
+        /// GOOGLE_GEMINI_BASE_URL, …) to the agent, for runtimes that cannot be proxied.
+        #[arg(long)]
+        base_url: bool,
     },
     /// Run a command with its proxy and CA settings pointed at the agent.
     Run {
+        /// Also set the SDKs' base-URL variables to the agent (see `airlock env --base-url`).
+        #[arg(long)]
+        base_url: bool,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -165,12 +176,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Status { json } => status(&ctx, json),
-        Command::Env { shell } => {
-            let vars = env_vars(&ctx.verified()?);
+        Command::Env { shell, base_url } => {
+            let vars = launch::env_vars(&ctx.verified()?, launch::Options { base_url });
             out!("{}", envvars::render(&vars, &shell));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { command } => run_command(&ctx.verified()?, &command),
+        Command::Run { base_url, command } => {
+            launch::run(&ctx.verified()?, launch::Options { base_url }, &command)
+        }
         Command::Inventory { json } => inventory::run(ctx.find_agent()?, json),
         Command::Ca { action } => ca(&ctx, action),
     }
@@ -211,6 +224,7 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         out["state_dir"] = serde_json::json!(v.state.dir.root());
         out["ca"]["cert_path"] = serde_json::json!(v.ca.cert);
         out["ca"]["bundle_path"] = serde_json::json!(v.ca.bundle);
+        out["ca"]["java_trust_store_path"] = serde_json::json!(v.ca.java_trust_store);
         out["verified"] = Value::String(v.how());
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -355,47 +369,6 @@ fn uncovered_hosts(s: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The environment pointing tools at the verified agent, with every path from its state directory.
-/// The user's own proxy, which `HTTPS_PROXY` replaces, is explained on stderr and kept in
-/// `AIRLOCK_UPSTREAM_PROXY`.
-fn env_vars(v: &Verified) -> Vec<(String, String)> {
-    let proxy = v.proxy_url();
-    let user_proxy = userproxy::detect(|k| std::env::var(k).ok(), v.addr());
-    if let Some(user) = &user_proxy {
-        let upstream = userproxy::AgentUpstream {
-            proxy: v.status["upstream"]["proxy"].as_str(),
-            source: v.status["upstream"]["proxy_source"].as_str(),
-        };
-        eprintln!("{}", userproxy::advice(user, &upstream));
-    }
-    let existing = std::env::var("NO_PROXY")
-        .or_else(|_| std::env::var("no_proxy"))
-        .ok();
-    envvars::build(envvars::Inputs {
-        proxy_url: &proxy,
-        bundle: &v.ca.bundle,
-        ca_cert: &v.ca.cert,
-        existing_no_proxy: existing.as_deref(),
-        replaced_proxy: user_proxy.as_ref().map(|u| u.value.as_str()),
-    })
-}
-
-fn run_command(v: &Verified, command: &[String]) -> Result<ExitCode> {
-    let vars = env_vars(v);
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| anyhow!("give a command after --"))?;
-    let status = std::process::Command::new(program)
-        .args(args)
-        .envs(vars)
-        .status()
-        .with_context(|| format!("cannot run {program:?}"))?;
-    Ok(match status.code() {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::from(128 + 1), // killed by a signal
-    })
 }
 
 fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {

@@ -314,13 +314,20 @@ pub struct CaFiles {
     pub cert: PathBuf,
     /// The merged bundle, or the CA certificate itself when there is no current bundle.
     pub bundle: PathBuf,
+    /// The Java trust store (PKCS#12), when there is one holding the current CA.
+    pub java_trust_store: Option<PathBuf>,
 }
 
 /// Reads the CA certificate from the state directory, after checking that the CA directory, the
 /// certificate and the bundle belong to the state directory's owner and nobody else may write them.
 pub fn ca_files(state: &TrustedState) -> Result<CaFiles> {
     let dir = &state.dir;
-    for path in [dir.ca_dir(), dir.ca_cert(), dir.merged_bundle()] {
+    for path in [
+        dir.ca_dir(),
+        dir.ca_cert(),
+        dir.merged_bundle(),
+        dir.java_trust_store(),
+    ] {
         let facts = match owner::facts(&path, false) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -363,10 +370,13 @@ pub fn ca_files(state: &TrustedState) -> Result<CaFiles> {
         .filter(|b| b.contains(info.cert_pem.trim()))
         .map(|_| dir.merged_bundle())
         .unwrap_or_else(|| dir.ca_cert());
+    let java_trust_store =
+        Some(dir.java_trust_store()).filter(|p| airlock_agent::ca::trust_store_holds(p, &info));
     Ok(CaFiles {
         cert: dir.ca_cert(),
         info,
         bundle,
+        java_trust_store,
     })
 }
 

@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+import coverage
 from conftest import tokens
 
 from certs import make_ca, make_leaf, pem
@@ -65,6 +66,7 @@ def test_curl_chat_through_the_proxy_is_intercepted_and_recorded(agent, tmp_path
     assert r["request_bytes"] == len(json.dumps(body))
     assert r["response_bytes"] == len(payload.encode())
     assert r["latency_ms"] > 0 and r["ttfb_ms"] is not None and r["ttfb_ms"] <= r["latency_ms"]
+    coverage.report("curl", coverage.command_version(["curl", "--version"]), "proxy", coverage.metered(r))
 
 
 def test_curl_speaks_http2_inside_intercepted_tls(agent):
@@ -108,6 +110,7 @@ def test_openai_sdk_chat(agent, oai):
     rec = agent.wait_record(model="py-chat-1")
     assert tokens(rec) == (3, 7)
     assert rec["provider"] == "openai" and rec["mode"] == "proxy"
+    coverage.report("OpenAI Python SDK", coverage.python_package("openai"), "proxy", coverage.metered(rec))
 
 
 def test_openai_sdk_chat_stream(agent, oai):
@@ -159,7 +162,10 @@ def test_openai_sdk_base_url_mode(agent):
     rec = agent.wait_record(model="py-base-1")
     assert (rec["mode"], rec["host"], rec["path"]) == ("base_url", "api.openai.com", "/v1/chat/completions")
     assert tokens(rec) == (1, 7)
-    assert agent.wait_record(model="py-base-stream-1")["outcome"] == "completed"
+    streamed = agent.wait_record(model="py-base-stream-1")
+    assert streamed["outcome"] == "completed"
+    coverage.report("OpenAI Python SDK", coverage.python_package("openai"), "base-URL",
+                    coverage.metered(rec, streamed))
 
 
 # ---------------------------------------------------------------- Python anthropic SDK
@@ -185,6 +191,7 @@ def test_anthropic_sdk_messages_and_stream_through_the_proxy(agent):
     assert rec["stream"] is True
     assert tokens(rec) == (final.usage.input_tokens, 7)
     assert final.usage.input_tokens == 4  # "be brief" + "stream please"
+    coverage.report("Anthropic Python SDK", coverage.python_package("anthropic"), "proxy", coverage.metered(rec))
 
 
 def test_anthropic_sdk_base_url_mode(agent):
@@ -194,6 +201,9 @@ def test_anthropic_sdk_base_url_mode(agent):
     assert m.content[0].text == REPLY.format(model="claude-base-1")
     rec = agent.wait_record(model="claude-base-1")
     assert (rec["mode"], rec["provider"], rec["path"]) == ("base_url", "anthropic", "/v1/messages")
+    assert tokens(rec) == (1, 7)
+    coverage.report("Anthropic Python SDK", coverage.python_package("anthropic"), "base-URL",
+                    coverage.metered(rec))
 
 
 # ---------------------------------------------------------------- Node openai SDK via `airlock run`
@@ -229,7 +239,11 @@ def test_node_openai_sdk_via_airlock_run(agent, tmp_path):
     assert out["streamed"] == REPLY.format(model="node-stream-1")
     rec = agent.wait_record(model="node-chat-1")
     assert rec["mode"] == "proxy" and tokens(rec) == (3, 7)
-    assert agent.wait_record(model="node-stream-1")["stream"] is True
+    streamed = agent.wait_record(model="node-stream-1")
+    assert streamed["stream"] is True
+    node_modules = Path(os.environ.get("NODE_PATH", "").split(os.pathsep)[0])
+    coverage.report("OpenAI Node SDK", coverage.node_package(node_modules, "openai"), "run",
+                    coverage.metered(rec, streamed))
 
 
 # ---------------------------------------------------------------- non-AI host: blind tunnel

@@ -49,10 +49,10 @@ fn main() -> anyhow::Result<()> {
     };
     if args.check {
         println!(
-            "policy {:?} from {} is valid: {} intercepted hosts",
+            "policy {:?} from {} is valid: {}",
             policy.name,
             policy.source,
-            policy.hosts.entries().len()
+            host_counts(&policy)
         );
         return Ok(());
     }
@@ -84,8 +84,20 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args, policy, state))
 }
 
+/// "22 intercepted hosts, 3 local servers": what the policy covers, in words.
+fn host_counts(policy: &Policy) -> String {
+    let entries = policy.hosts.entries();
+    let local = entries.iter().filter(|e| e.local.is_some()).count();
+    let hosts = entries.len() - local;
+    match local {
+        0 => format!("{hosts} intercepted hosts"),
+        1 => format!("{hosts} intercepted hosts, 1 local server"),
+        n => format!("{hosts} intercepted hosts, {n} local servers"),
+    }
+}
+
 async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> {
-    let hosts = policy.hosts.entries().len();
+    let hosts = host_counts(&policy);
     let source = policy.source.to_string();
     let running = agent::start(AgentConfig {
         listen: args.listen,
@@ -98,7 +110,7 @@ async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> 
     let status = running.shared.status();
     let cli = cli_command();
     eprintln!(
-        "airlockd {} listening on {addr} (policy: {source}, {hosts} intercepted hosts)\n\
+        "airlockd {} listening on {addr} (policy: {source}, {hosts})\n\
          Device CA: {} (SHA-256 {})\n\
          Point a shell at it:  eval \"$({cli} env)\"\n\
          Run one command:      {cli} run -- curl https://api.openai.com/v1/models\n\

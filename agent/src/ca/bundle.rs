@@ -1,7 +1,8 @@
 //! The merged trust bundle: the platform's root certificates followed by the Airlock CA, written as PEM
 //! for the variables that *replace* a runtime's roots (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`,
-//! `CURL_CA_BUNDLE`), so non-AI TLS keeps working for those tools. It owns only the bundle file; it must
-//! not install anything into trust stores or set environment variables, and it never copies an Airlock CA
+//! `CURL_CA_BUNDLE`), so non-AI TLS keeps working for those tools, and from the same roots the Java
+//! trust store (`truststore`). It owns only the bundle file and which roots go into both; it must not
+//! install anything into trust stores or set environment variables, and it never copies an Airlock CA
 //! from the platform roots (an old bundle may be what `SSL_CERT_FILE` points at).
 
 use std::collections::HashSet;
@@ -21,7 +22,8 @@ use crate::{AgentError, Result};
 /// yields nothing.
 const FALLBACK_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// Writes `state.merged_bundle()` (mode 0644): platform roots, then `ca`'s certificate.
+/// Writes `state.merged_bundle()` (mode 0644): platform roots, then `ca`'s certificate; and the Java
+/// trust store with the same certificates (a failure there is logged: only JVMs need it).
 pub fn write_merged_bundle(state: &StateDir, ca: &CaInfo) -> Result<PathBuf> {
     let mut roots = usable(platform_roots());
     if roots.is_empty() {
@@ -39,6 +41,12 @@ pub fn write_merged_bundle(state: &StateDir, ca: &CaInfo) -> Result<PathBuf> {
     create_dir_with_mode(&state.ca_dir(), CA_DIR_MODE)?;
     write_atomic(&path, text.as_bytes(), CERT_MODE)?;
     tracing::info!(path = %path.display(), roots = roots.len(), "wrote the merged trust bundle");
+    if let Err(e) = super::truststore::write(state, &roots, ca) {
+        tracing::warn!(
+            error = %e,
+            "cannot write the Java trust store; `airlock run` will not point JVMs at the agent's CA"
+        );
+    }
     Ok(path)
 }
 

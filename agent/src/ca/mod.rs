@@ -2,7 +2,7 @@
 //! domains and excluding every IP range, whose key stays in a 0700 directory readable only by the daemon's
 //! user; and the short-lived per-host leaves (each with its own key) that the proxy presents when it
 //! terminates TLS for an AI host, served as cached rustls server configs. It owns creating, loading,
-//! rotating and describing the CA and the merged trust bundle; it must not install the CA into trust
+//! rotating and describing the CA, the merged trust bundle and the Java trust store; it must not install the CA into trust
 //! stores, decide which hosts are intercepted (policy does), or ever sign for a host its constraints do
 //! not permit.
 
@@ -14,6 +14,7 @@ mod store;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+mod truststore;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::{AgentError, Result};
 
 pub use bundle::write_merged_bundle;
 use cache::LeafCache;
+pub use truststore::{trust_store_holds, CA_ALIAS, TRUST_STORE_PASSWORD, TRUST_STORE_TYPE};
 
 /// ALPN protocols the leaves offer, in preference order.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

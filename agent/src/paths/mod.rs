@@ -100,6 +100,12 @@ impl StateDir {
         self.ca_dir().join("bundle.pem")
     }
 
+    /// The Java trust store (PKCS#12): the same certificates as the merged bundle, for
+    /// `-Djavax.net.ssl.trustStore`.
+    pub fn java_trust_store(&self) -> PathBuf {
+        self.ca_dir().join("truststore.p12")
+    }
+
     /// Runtime information written by a running agent (address, pid), read by the CLI.
     pub fn runtime_file(&self) -> PathBuf {
         self.root.join("airlockd.json")

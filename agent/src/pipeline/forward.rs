@@ -126,10 +126,19 @@ impl Pipeline {
     ) -> Result<Response<Incoming>, Stop> {
         let target = &ex.target;
         let port = match target.port {
-            Some(p) if !self.upstream.is_overridden(&target.host) => format!(":{p}"),
+            Some(p) if target.plain_http || !self.upstream.is_overridden(&target.host) => {
+                format!(":{p}")
+            }
             _ => String::new(),
         };
-        let uri = format!("https://{}{}{}", target.host, port, target.path_and_query);
+        // Plain HTTP only to a local rule's loopback server; every other upstream is HTTPS.
+        let scheme = if target.plain_http { "http" } else { "https" };
+        let host = if target.host.contains(':') {
+            format!("[{}]", target.host)
+        } else {
+            target.host.clone()
+        };
+        let uri = format!("{scheme}://{host}{port}{}", target.path_and_query);
         let body_len = ex.body_len().unwrap_or(0);
         let mut builder = Request::builder()
             .method(ex.head.method.clone())

@@ -31,10 +31,10 @@ use http_body::Body;
 
 use crate::body::{BoxError, ProxyBody};
 pub use crate::budget::BodyBudget;
-use crate::policy::{ApiKind, HostEntry, Limits, StreamUsage};
+use crate::policy::{ApiKind, Billing, HostEntry, Limits, StreamUsage};
 use crate::providers;
 use crate::providers::dialect::AirlockError;
-use crate::record::{now_rfc3339, InterceptMode, Outcome, Record, Recorder};
+use crate::record::{now_rfc3339, CostStatus, InterceptMode, Outcome, Record, Recorder};
 use crate::upstream::UpstreamClient;
 pub use exchange::{Exchange, RequestBody};
 pub use observe::ObservedBody;
@@ -115,10 +115,16 @@ pub struct Target {
     pub path_and_query: String,
     /// Whether to ask OpenAI-style streams for usage the client did not ask for.
     pub stream_usage: StreamUsage,
+    /// How the host's requests are paid for.
+    pub billing: Billing,
+    /// Plain HTTP to a model server on this machine (only local rules; everything else is HTTPS).
+    pub plain_http: bool,
 }
 
 impl Target {
-    /// The target for a host entry of the interception set.
+    /// The target for a host entry of the interception set. A local server's entry names its own
+    /// loopback address and port; the wire format may follow the path (an OpenAI-compatible host
+    /// serving Anthropic's `/v1/messages`, as Copilot does).
     pub fn new(
         mode: InterceptMode,
         host: String,
@@ -126,14 +132,35 @@ impl Target {
         entry: &HostEntry,
         path_and_query: String,
     ) -> Self {
+        let (host, port) = match &entry.local {
+            Some(l) => (l.host.clone(), Some(l.port)),
+            None => (host, port),
+        };
+        let path = path_and_query.split('?').next().unwrap_or_default();
         Target {
             mode,
             host,
             port,
             provider: entry.provider.clone(),
-            api: entry.api,
-            path_and_query,
+            api: providers::api_for_path(entry.api, path),
             stream_usage: entry.stream_usage,
+            billing: entry.billing,
+            plain_http: entry.local.is_some(),
+            path_and_query,
+        }
+    }
+
+    /// The upstream authority as records show it: the host, with the port for a local server.
+    pub fn record_host(&self) -> String {
+        match self.port {
+            Some(p) if self.plain_http => {
+                if self.host.contains(':') {
+                    format!("[{}]:{p}", self.host)
+                } else {
+                    format!("{}:{p}", self.host)
+                }
+            }
+            _ => self.host.clone(),
         }
     }
 
@@ -362,11 +389,13 @@ impl Pipeline {
             Some(q) => format!("{path}?{}", providers::redact_query(q)),
             None => path.to_string(),
         };
+        let credential = providers::credential_kind(req.headers(), query, target.billing);
+        let (cost_status, cost_note) = billing_status(target, credential);
         Record {
             id: self.recorder().next_id(),
             started_at: now_rfc3339(),
             mode: target.mode,
-            host: target.host.clone(),
+            host: target.record_host(),
             provider: target.provider.clone(),
             operation: String::new(),
             model: None,
@@ -375,14 +404,14 @@ impl Pipeline {
             path: record_path,
             status: None,
             outcome: Outcome::InProgress,
-            credential: providers::credential_kind(req.headers(), query).to_string(),
+            credential: credential.to_string(),
             response_model: None,
             usage: None,
             usage_estimated: false,
             usage_injected: false,
             cost_usd: None,
-            cost_status: None,
-            cost_note: None,
+            cost_status,
+            cost_note,
             upstream_error: None,
             latency_ms: None,
             ttfb_ms: None,
@@ -391,6 +420,34 @@ impl Pipeline {
             error: None,
             decided_by: None,
         }
+    }
+}
+
+/// The cost status a request starts with when it is not paid per token: a subscription or seat
+/// (the host says so, or the caller signed in with OAuth) or a local model server. Settle keeps it
+/// and meters usage all the same; a refusal still turns it into `not_billed`.
+fn billing_status(target: &Target, credential: &str) -> (Option<CostStatus>, Option<String>) {
+    let billing = if credential == "oauth" && target.billing == Billing::PerToken {
+        Billing::Subscription
+    } else {
+        target.billing
+    };
+    match billing {
+        Billing::PerToken => (None, None),
+        Billing::Subscription => (
+            Some(CostStatus::Subscription),
+            Some(format!(
+                "{} is paid by subscription or seat (signed in, not an API key), not per token; usage is metered, no per-token cost applies",
+                target.provider
+            )),
+        ),
+        Billing::Local => (
+            Some(CostStatus::Local),
+            Some(format!(
+                "local model server {} on this machine: usage is metered, nothing is billed",
+                target.provider
+            )),
+        ),
     }
 }
 

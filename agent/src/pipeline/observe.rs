@@ -472,7 +472,7 @@ impl Pipeline {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
-            api == ApiKind::Gemini && ex.identity.stream,
+            api.is_gemini() && ex.identity.stream,
         );
         let event_stream = parts.status.is_success() && framing == Framing::Sse;
         let head = ResponseHead {

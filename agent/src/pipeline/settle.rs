@@ -4,6 +4,8 @@
 //! actually answered when the response named one (Azure deployments map to their models by policy).
 //! Anything without priced usage — a model or an operation with no price (realtime, audio, batch), a
 //! response with no usage — is recorded as cost unknown with the reason; it is never counted as free.
+//! Requests paid by subscription or seat keep `subscription` (with the API list-price equivalent in the
+//! note, when the model has a price) and local model servers keep `local` at zero cost.
 //! Budgets settle here too when they land.
 
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use crate::providers::response::ResponseSummary;
 use crate::record::{CostStatus, Outcome, Record, Usage};
 
 /// Operations whose responses should carry usage; for them a missing usage is estimated.
-const METERED: [&str; 8] = [
+const METERED: [&str; 11] = [
     "chat_completions",
     "completions",
     "responses",
@@ -25,6 +27,9 @@ const METERED: [&str; 8] = [
     "generate_content",
     "stream_generate_content",
     "embed_content",
+    "chat",
+    "generate",
+    "embed",
 ];
 
 /// A rough token count for text when no tokenizer applies (wire-formats.md §10.4: ~4 bytes a token).
@@ -108,6 +113,17 @@ impl CostStage {
     }
 }
 
+/// Whose API price list a subscription backend's models are on: the ChatGPT plan's Codex backend
+/// serves OpenAI models, Code Assist Google's Gemini models; others (Copilot serves several vendors'
+/// models) are looked up under their own name.
+fn list_price_provider(provider: &str) -> &str {
+    match provider {
+        "chatgpt" => "openai",
+        "gemini_code_assist" => "gemini",
+        other => other,
+    }
+}
+
 /// Why a record that reached a provider has no usage to price.
 fn no_usage_note(r: &Record) -> String {
     let op = r.operation.as_str();
@@ -131,8 +147,35 @@ impl SettleStage for CostStage {
     }
 
     fn settle(&self, r: &mut Record) {
-        if r.cost_status == Some(CostStatus::NotBilled) {
-            return;
+        match r.cost_status {
+            Some(CostStatus::NotBilled) => return,
+            Some(CostStatus::Local) => {
+                r.cost_usd = Some(0.0);
+                return;
+            }
+            Some(CostStatus::Subscription) => {
+                // No per-token charge; say what the same usage would cost on the API, when priced.
+                r.cost_usd = None;
+                let list = match (r.usage, self.model_of(r)) {
+                    (Some(usage), Some(model)) => {
+                        match self
+                            .prices
+                            .cost(list_price_provider(&r.provider), model, &usage)
+                        {
+                            Cost::Priced { usd, model_key } => Some((usd, model_key)),
+                            Cost::Unknown { .. } => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let (Some((usd, key)), Some(note)) = (list, r.cost_note.as_mut()) {
+                    note.push_str(&format!(
+                        "; at API list prices ({key}) it would cost ${usd:.6}"
+                    ));
+                }
+                return;
+            }
+            _ => {}
         }
         let Some(usage) = r.usage else {
             r.cost_usd = None;
@@ -160,5 +203,61 @@ impl SettleStage for CostStage {
                 r.cost_note = Some(reason);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(provider: &str, model: &str, status: Option<CostStatus>) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "req_1", "started_at": "2026-12-01T12:00:00Z", "mode": "proxy", "host": "h",
+            "provider": provider, "operation": "responses", "model": model, "stream": true,
+            "method": "POST", "path": "/", "status": 200, "outcome": "completed", "credential": "oauth",
+            "response_model": null, "usage": {"input_tokens": 1000000, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "cache_write_1h_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0},
+            "usage_estimated": false, "usage_injected": false, "cost_usd": null, "cost_status": null,
+            "cost_note": "paid by subscription", "upstream_error": null, "latency_ms": null, "ttfb_ms": null,
+            "request_bytes": 0, "response_bytes": 0, "error": null
+        }))
+        .unwrap();
+        r.cost_status = status;
+        r
+    }
+
+    #[test]
+    fn subscriptions_and_local_servers_keep_their_status_and_never_get_a_per_token_cost() {
+        let stage = CostStage::new(PriceTable::embedded().unwrap(), BTreeMap::new());
+        let mut r = record("chatgpt", "gpt-5", Some(CostStatus::Subscription));
+        stage.settle(&mut r);
+        assert_eq!(
+            (r.cost_status, r.cost_usd),
+            (Some(CostStatus::Subscription), None)
+        );
+        let note = r.cost_note.unwrap();
+        assert!(
+            note.starts_with(
+                "paid by subscription; at API list prices (openai/gpt-5) it would cost $"
+            ),
+            "{note}"
+        );
+        let mut r = record("github_copilot", "gpt-4.1", Some(CostStatus::Subscription));
+        stage.settle(&mut r);
+        assert_eq!(
+            r.cost_note.as_deref(),
+            Some("paid by subscription"),
+            "no price list of its own"
+        );
+        let mut r = record("ollama", "llama3.2", Some(CostStatus::Local));
+        stage.settle(&mut r);
+        assert_eq!(
+            (r.cost_status, r.cost_usd),
+            (Some(CostStatus::Local), Some(0.0))
+        );
+        let mut r = record("openai", "gpt-5", None);
+        stage.settle(&mut r);
+        assert_eq!(r.cost_status, Some(CostStatus::Priced));
+        assert!(r.cost_usd.unwrap() > 0.0);
     }
 }

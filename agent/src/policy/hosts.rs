@@ -1,11 +1,13 @@
 //! The compiled interception set: host lookups on the connection path, base-URL prefixes, the CA's
-//! name-constraint domains and the PAC file. Lookups are case-insensitive and ignore a trailing dot.
+//! name-constraint domains and the PAC file, with each entry's path scope, billing and (for local
+//! model servers) its loopback upstream. Lookups are case-insensitive and ignore a trailing dot.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{ApiKind, HostRule};
+use super::scope::{LocalUpstream, PathScope};
+use super::{ApiKind, Billing, HostRule};
 
 /// A host pattern from policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +17,9 @@ pub enum HostPattern {
     Exact(String),
     /// Any host of one more label under this suffix (`*.openai.azure.com` → `openai.azure.com`).
     Wildcard(String),
+    /// A model server on this machine (`127.0.0.1:11434`), reached in base-URL mode only: never
+    /// looked up for CONNECT, never in the CA or the PAC file.
+    Local(String),
 }
 
 impl HostPattern {
@@ -23,13 +28,16 @@ impl HostPattern {
         match self {
             HostPattern::Exact(h) => h.clone(),
             HostPattern::Wildcard(s) => format!("*.{s}"),
+            HostPattern::Local(a) => format!("local {a}"),
         }
     }
 
-    /// The DNS domain a CA name constraint must permit for this pattern.
-    pub fn constraint_domain(&self) -> &str {
+    /// The DNS domain a CA name constraint must permit for this pattern (`None` for a local server,
+    /// which is plain HTTP and needs no certificate).
+    pub fn constraint_domain(&self) -> Option<&str> {
         match self {
-            HostPattern::Exact(h) | HostPattern::Wildcard(h) => h,
+            HostPattern::Exact(h) | HostPattern::Wildcard(h) => Some(h),
+            HostPattern::Local(_) => None,
         }
     }
 }
@@ -47,6 +55,12 @@ pub struct HostEntry {
     pub prefix: Option<String>,
     /// Usage for OpenAI-style streams that did not ask for it.
     pub stream_usage: super::StreamUsage,
+    /// The paths inspected; requests outside them are forwarded unread.
+    pub paths: PathScope,
+    /// How requests are paid for.
+    pub billing: Billing,
+    /// The loopback upstream of a local model server.
+    pub local: Option<LocalUpstream>,
 }
 
 /// The hosts Airlock intercepts.
@@ -91,32 +105,65 @@ fn valid_dns_name(h: &str) -> bool {
         && !h.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+/// The pattern of a `host = ...` rule, or why it is not one.
+fn host_pattern(host: &str) -> Result<HostPattern, String> {
+    let raw = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let pattern = if let Some(suffix) = raw.strip_prefix("*.") {
+        HostPattern::Wildcard(suffix.to_string())
+    } else {
+        HostPattern::Exact(raw.clone())
+    };
+    let name = match &pattern {
+        HostPattern::Exact(h) | HostPattern::Wildcard(h) => h.as_str(),
+        HostPattern::Local(_) => "",
+    };
+    if !valid_dns_name(name) || name.contains('*') {
+        return Err(format!(
+            "host {host:?} is not a DNS name or a one-label wildcard like \"*.openai.azure.com\" \
+             (IP addresses cannot be intercepted; a model server on this machine is a local = \"http://127.0.0.1:PORT\" rule)"
+        ));
+    }
+    Ok(pattern)
+}
+
 impl InterceptionSet {
     /// Builds the set from policy rules, returning an explanation of the first bad rule.
     pub fn compile(rules: &[HostRule]) -> Result<Self, String> {
         let mut set = InterceptionSet::default();
         for rule in rules {
-            let raw = rule.host.trim().trim_end_matches('.').to_ascii_lowercase();
-            let pattern = if let Some(suffix) = raw.strip_prefix("*.") {
-                HostPattern::Wildcard(suffix.to_string())
-            } else {
-                HostPattern::Exact(raw.clone())
+            let (pattern, local, name) = match (&rule.host, &rule.local) {
+                (Some(host), None) => (host_pattern(host)?, None, host.clone()),
+                (None, Some(addr)) => {
+                    let local = LocalUpstream::parse(&rule.provider, addr)?;
+                    if rule.prefix.is_none() {
+                        return Err(format!(
+                            "local server {addr:?} of {:?} needs a prefix: tools reach it in base-URL mode, \
+                             e.g. prefix = \"{}\" for http://127.0.0.1:8479/{}/v1",
+                            rule.provider, rule.provider, rule.provider
+                        ));
+                    }
+                    (HostPattern::Local(local.authority()), Some(local), rule.provider.clone())
+                }
+                (Some(host), Some(_)) => {
+                    return Err(format!(
+                        "host {host:?} also has local = ...; a rule is either a host to intercept or a local server"
+                    ))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "a rule of provider {:?} has neither host nor local; add host = \"api.example.com\" \
+                         (or local = \"http://127.0.0.1:PORT\" for a model server on this machine)",
+                        rule.provider
+                    ))
+                }
             };
-            let name = pattern.constraint_domain();
-            if !valid_dns_name(name) || name.contains('*') {
-                return Err(format!(
-                    "host {:?} is not a DNS name or a one-label wildcard like \"*.openai.azure.com\" \
-                     (IP addresses cannot be intercepted)",
-                    rule.host
-                ));
-            }
             let api = match rule.api.or_else(|| ApiKind::for_provider(&rule.provider)) {
                 Some(a) => a,
                 None => {
                     return Err(format!(
-                        "host {:?}: provider {:?} is not a known provider; add api = \"openai\" \
-                         (or \"anthropic\", \"gemini\", \"azure\") to say which wire format it speaks",
-                        rule.host, rule.provider
+                        "host {name:?}: provider {:?} is not a known provider; add api = \"openai\" \
+                         (or \"anthropic\", \"gemini\", \"azure\", \"code_assist\") to say which wire format it speaks",
+                        rule.provider
                     ))
                 }
             };
@@ -128,8 +175,7 @@ impl InterceptionSet {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 if !ok {
                     return Err(format!(
-                        "host {:?}: prefix {prefix:?} must be letters, digits, '-' or '_' (and not \"airlock\")",
-                        rule.host
+                        "host {name:?}: prefix {prefix:?} must be letters, digits, '-' or '_' (and not \"airlock\")"
                     ));
                 }
                 if set.prefixes.contains_key(prefix) {
@@ -138,6 +184,12 @@ impl InterceptionSet {
                     ));
                 }
             }
+            let paths = PathScope::compile(&name, &rule.paths)?;
+            let billing = rule.billing.unwrap_or(if local.is_some() {
+                Billing::Local
+            } else {
+                Billing::PerToken
+            });
             let idx = set.entries.len();
             match &pattern {
                 HostPattern::Exact(h) => {
@@ -146,6 +198,7 @@ impl InterceptionSet {
                     }
                 }
                 HostPattern::Wildcard(s) => set.wildcards.push((format!(".{s}"), idx)),
+                HostPattern::Local(_) => {}
             }
             if let Some(prefix) = &rule.prefix {
                 set.prefixes.insert(prefix.clone(), idx);
@@ -156,6 +209,9 @@ impl InterceptionSet {
                 api,
                 prefix: rule.prefix.clone(),
                 stream_usage: rule.stream_usage,
+                paths,
+                billing,
+                local,
             });
         }
         Ok(set)
@@ -187,6 +243,10 @@ impl InterceptionSet {
         let entry = self.entries.get(*self.prefixes.get(prefix)?)?;
         match &entry.pattern {
             HostPattern::Exact(h) => Some((entry, h.clone(), tail)),
+            HostPattern::Local(_) => {
+                let host = entry.local.as_ref()?.host.clone();
+                Some((entry, host, tail))
+            }
             HostPattern::Wildcard(suffix) => {
                 let t = tail.strip_prefix('/')?;
                 let (label, tail) = match t.find('/') {
@@ -215,22 +275,26 @@ impl InterceptionSet {
         let mut v: Vec<String> = self
             .entries
             .iter()
-            .map(|e| e.pattern.constraint_domain().to_string())
+            .filter_map(|e| e.pattern.constraint_domain().map(str::to_string))
             .collect();
         v.sort();
         v.dedup();
         v
     }
 
-    /// A PAC file sending exactly the interception hosts to `proxy` (`host:port`) and everything
-    /// else DIRECT. It decides on the host only (Chrome strips https paths).
+    /// A PAC file sending exactly the wholly inspected interception hosts to `proxy` (`host:port`)
+    /// and everything else DIRECT. It decides on the host only (Chrome strips https paths), so a
+    /// path-scoped host is left out: a browser or desktop app on the system PAC would otherwise have
+    /// the whole host decrypted (and the ChatGPT desktop app pins its certificates); command-line
+    /// tools reach such hosts through `HTTPS_PROXY`. Local servers are never in it.
     pub fn pac(&self, proxy: &str) -> String {
         let mut s = String::from(
             "// Airlock proxy auto-config: AI hosts go through the local agent, everything else is direct.\n\
              function FindProxyForURL(url, host) {\n  host = host.toLowerCase();\n",
         );
-        for e in &self.entries {
+        for e in self.entries.iter().filter(|e| e.paths.is_whole_host()) {
             match &e.pattern {
+                HostPattern::Local(_) => {}
                 HostPattern::Exact(h) => {
                     s.push_str(&format!("  if (host == \"{h}\") return \"PROXY {proxy}\";\n"))
                 }
@@ -289,13 +353,100 @@ mod tests {
     }
 
     #[test]
+    fn subscription_backends_and_local_servers_in_the_default() {
+        let p = Policy::embedded().unwrap();
+        let chatgpt = p.hosts.lookup("chatgpt.com").unwrap();
+        assert_eq!(
+            (chatgpt.provider.as_str(), chatgpt.api, chatgpt.billing),
+            ("chatgpt", ApiKind::Openai, Billing::Subscription)
+        );
+        assert!(chatgpt.paths.covers("/backend-api/codex/responses"));
+        assert!(!chatgpt.paths.covers("/backend-api/conversation"));
+        let ca = p.hosts.lookup("cloudcode-pa.googleapis.com").unwrap();
+        assert_eq!(ca.api, ApiKind::CodeAssist);
+        assert!(ca.paths.covers("/v1internal:streamGenerateContent"));
+        assert!(!ca.paths.covers("/v1internal:loadCodeAssist"));
+        for h in [
+            "api.githubcopilot.com",
+            "api.individual.githubcopilot.com",
+            "api.business.githubcopilot.com",
+            "api.enterprise.githubcopilot.com",
+        ] {
+            let e = p.hosts.lookup(h).unwrap();
+            assert_eq!(
+                (e.provider.as_str(), e.billing),
+                ("github_copilot", Billing::Subscription)
+            );
+            assert!(e.paths.is_whole_host());
+        }
+        for (prefix, port) in [("ollama", 11434), ("lmstudio", 1234), ("vllm", 8000)] {
+            let path = format!("/{prefix}/v1/chat/completions");
+            let (e, host, tail) = p.hosts.route_base_url(&path).unwrap();
+            assert_eq!((host.as_str(), tail), ("127.0.0.1", "/v1/chat/completions"));
+            assert_eq!(e.local.as_ref().map(|l| l.port), Some(port));
+            assert_eq!(e.billing, Billing::Local);
+        }
+        assert_eq!(
+            p.hosts.route_base_url("/ollama/api/chat").unwrap().0.api,
+            ApiKind::Ollama
+        );
+        assert!(
+            p.hosts.lookup("127.0.0.1").is_none(),
+            "local servers are base-URL only"
+        );
+        let domains = p.hosts.ca_domains();
+        assert!(domains.contains(&"chatgpt.com".to_string()));
+        assert!(!domains
+            .iter()
+            .any(|d| d.starts_with("127.") || d.contains(':')));
+    }
+
+    #[test]
+    fn the_pac_file_leaves_out_partly_inspected_hosts_and_local_servers() {
+        let p = Policy::embedded().unwrap();
+        let pac = p.hosts.pac("127.0.0.1:8479");
+        assert!(!pac.contains("chatgpt.com"), "{pac}");
+        assert!(!pac.contains("cloudcode-pa"), "{pac}");
+        assert!(!pac.contains("127.0.0.1:11434"));
+        assert!(pac.contains("api.githubcopilot.com"));
+    }
+
+    #[test]
+    fn rules_need_a_host_or_a_loopback_local_server_with_a_prefix() {
+        let rule = |host: Option<&str>, local: Option<&str>, prefix: Option<&str>| HostRule {
+            host: host.map(Into::into),
+            local: local.map(Into::into),
+            prefix: prefix.map(Into::into),
+            provider: "ollama".into(),
+            ..HostRule::default()
+        };
+        let err = |r: HostRule| InterceptionSet::compile(&[r]).unwrap_err();
+        assert!(err(rule(None, None, None)).contains("neither host nor local"));
+        assert!(err(rule(None, Some("http://127.0.0.1:11434"), None)).contains("needs a prefix"));
+        assert!(err(rule(None, Some("http://192.168.1.5:11434"), Some("o")))
+            .contains("not on this machine"));
+        assert!(err(rule(
+            Some("a.example"),
+            Some("http://127.0.0.1:1"),
+            Some("o")
+        ))
+        .contains("either"));
+        let e = err(HostRule {
+            paths: vec!["backend-api/".into()],
+            ..rule(Some("chatgpt.com"), None, None)
+        });
+        assert!(e.contains("does not start with \"/\""), "{e}");
+        let ok =
+            InterceptionSet::compile(&[rule(None, Some("localhost:9999"), Some("mine"))]).unwrap();
+        assert_eq!(ok.entries()[0].pattern.display(), "local 127.0.0.1:9999");
+    }
+
+    #[test]
     fn ip_hosts_are_refused() {
         let rules = vec![HostRule {
-            host: "10.0.0.1".into(),
+            host: Some("10.0.0.1".into()),
             provider: "openai".into(),
-            api: None,
-            prefix: None,
-            stream_usage: Default::default(),
+            ..HostRule::default()
         }];
         assert!(InterceptionSet::compile(&rules)
             .unwrap_err()

@@ -6,6 +6,7 @@
 pub mod ai_domains;
 pub mod hosts;
 pub mod limits;
+pub mod scope;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use ai_domains::{AiDomains, InventoryPolicy};
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
 pub use limits::Limits;
+pub use scope::{LocalUpstream, PathScope};
 
 use crate::{AgentError, Result};
 
@@ -33,6 +35,12 @@ pub enum ApiKind {
     Gemini,
     /// Azure OpenAI: OpenAI bodies behind deployment URLs.
     Azure,
+    /// Google's Code Assist backend (`cloudcode-pa.googleapis.com`, Gemini CLI signed in with Google):
+    /// Gemini bodies wrapped in `{"model", "project", "request": {…}}`, answers in `{"response": {…}}`.
+    CodeAssist,
+    /// Ollama: OpenAI-compatible under `/v1`, its native NDJSON API under `/api` (`/api/chat`,
+    /// `/api/generate`, `/api/embed`).
+    Ollama,
 }
 
 impl ApiKind {
@@ -44,6 +52,9 @@ impl ApiKind {
             "anthropic" => ApiKind::Anthropic,
             "gemini" | "google" => ApiKind::Gemini,
             "azure" | "azure_openai" => ApiKind::Azure,
+            "gemini_code_assist" | "code_assist" => ApiKind::CodeAssist,
+            "github_copilot" | "chatgpt" | "lmstudio" | "vllm" => ApiKind::Openai,
+            "ollama" => ApiKind::Ollama,
             _ => return None,
         })
     }
@@ -55,8 +66,29 @@ impl ApiKind {
             ApiKind::Anthropic => "anthropic",
             ApiKind::Gemini => "gemini",
             ApiKind::Azure => "azure",
+            ApiKind::CodeAssist => "code_assist",
+            ApiKind::Ollama => "ollama",
         }
     }
+
+    /// Whether this API speaks Gemini bodies (plain, or wrapped by Code Assist).
+    pub fn is_gemini(self) -> bool {
+        matches!(self, ApiKind::Gemini | ApiKind::CodeAssist)
+    }
+}
+
+/// How a host's requests are paid for, which decides what a record's cost means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Billing {
+    /// Per token at the provider's prices (API keys): priced from the price table.
+    #[default]
+    PerToken,
+    /// A subscription or a seat (ChatGPT plan, Copilot seat, Code Assist, a Claude login): usage is
+    /// metered but not billed per token, so no per-token cost is made up.
+    Subscription,
+    /// A model server on this machine (Ollama, LM Studio, vLLM): metered, never billed.
+    Local,
 }
 
 /// The policy file as written by an admin.
@@ -109,12 +141,25 @@ pub enum StreamUsage {
     Off,
 }
 
-/// One intercepted host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One intercepted host, or one local model server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostRule {
-    /// Exact host (`api.openai.com`) or one-label wildcard (`*.openai.azure.com`).
-    pub host: String,
+    /// Exact host (`api.openai.com`) or one-label wildcard (`*.openai.azure.com`); absent for a
+    /// `local` rule.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Only requests whose path starts with one of these prefixes (`/backend-api/codex/`) are
+    /// inspected and recorded; the rest of the host is forwarded unread. Empty: the whole host.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// A model server on this machine reached over plain HTTP (`http://127.0.0.1:11434`), in
+    /// base-URL mode only (needs `prefix`).
+    #[serde(default)]
+    pub local: Option<String>,
+    /// How the host's requests are paid for (default: per token; `local` for local rules).
+    #[serde(default)]
+    pub billing: Option<Billing>,
     /// Provider name used in records (`openai`, `anthropic`, `mistral` …).
     pub provider: String,
     /// Wire format; defaults from the provider name for well-known providers.
@@ -343,6 +388,10 @@ mod tests {
             ("api.deepseek.com", "deepseek"),
             ("api.x.ai", "xai"),
             ("api.together.xyz", "together"),
+            ("chatgpt.com", "chatgpt"),
+            ("cloudcode-pa.googleapis.com", "gemini_code_assist"),
+            ("api.githubcopilot.com", "github_copilot"),
+            ("api.enterprise.githubcopilot.com", "github_copilot"),
         ] {
             let e = p
                 .hosts
@@ -419,6 +468,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("cache_read"), "{e}");
+    }
+
+    #[test]
+    fn path_scopes_and_billing_parse_and_bad_prefixes_are_explained() {
+        let p = Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"chatgpt.com\"\nprovider = \"chatgpt\"\n\
+             paths = [\"/backend-api/codex/\"]\nbilling = \"subscription\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap();
+        let e = p.hosts.lookup("chatgpt.com").unwrap();
+        assert_eq!(e.billing, Billing::Subscription);
+        assert_eq!(e.paths.prefixes(), ["/backend-api/codex/"]);
+        let e = Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"chatgpt.com\"\nprovider = \"chatgpt\"\npaths = [\"codex\"]\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("path prefix \"codex\" does not start with \"/\""),
+            "{e}"
+        );
+        let e = Policy::from_toml(
+            "schema = 1\n[[hosts]]\nhost = \"x.example\"\nprovider = \"openai\"\nbilling = \"free\"\n",
+            PolicySource::Embedded,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("free"), "{e}");
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub fn body(
             "request_id": request_id,
             "airlock": airlock,
         }),
-        Some(ApiKind::Gemini) => json!({
+        // Ollama's native errors are `{"error": "text"}`.
+        Some(ApiKind::Ollama) => json!({"error": err.message, "airlock": airlock}),
+        Some(ApiKind::Gemini | ApiKind::CodeAssist) => json!({
             "error": {
                 "code": err.status.as_u16(),
                 "message": err.message,
@@ -158,6 +160,7 @@ pub fn stream_error_frame(
             json!({"type": "error", "code": err.kind, "message": err.message, "param": null,
                    "airlock": {"type": err.kind, "request_id": request_id}})
         ),
+        ApiKind::Ollama => format!("{}\n", body(Some(api), err, request_id)),
         _ => format!("data: {}\n\n", body(Some(api), err, request_id)),
     };
     Bytes::from(frame)

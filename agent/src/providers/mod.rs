@@ -1,14 +1,17 @@
 //! What each provider's wire format means: which operation a request is, which model, whether it streams
 //! and which credential it carries ([`identify`], [`credential_kind`]); the text a request carries
-//! ([`request`]); how response bodies are framed, decoded and read — usage, model, completeness, text
+//! ([`request`]); the subscription and tool backends' envelopes and sign-in tokens ([`backends`]);
+//! how response bodies are framed, decoded and read — usage, model, completeness, text
 //! ([`framing`], [`decode`], [`response`], [`usage`]); releasing streams in whole frames ([`align`]); undoing the agent's own usage request ([`strip`]);
 //! and how to answer in the provider's own error dialect ([`dialect`]). It owns no I/O and no policy; it
 //! only reads bytes it is given.
 
 pub mod align;
+pub mod backends;
 pub mod decode;
 pub mod dialect;
 pub mod framing;
+pub mod ollama;
 pub mod request;
 pub mod response;
 pub mod strip;
@@ -17,7 +20,9 @@ pub mod usage;
 use http::Method;
 use serde::Deserialize;
 
-use crate::policy::ApiKind;
+use crate::policy::{ApiKind, Billing};
+
+pub use backends::api_for_path;
 
 /// What a request is, as far as the agent can tell from its head and (JSON) body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +149,22 @@ pub fn identify(
                 method == "streamGenerateContent",
             )
         }
+        ApiKind::Ollama => {
+            let operation = ollama::operation(p)
+                .map(str::to_string)
+                .unwrap_or_else(|| other_operation(p));
+            let stream = ollama::streams(&operation, peek.stream);
+            (operation, peek.model, stream)
+        }
+        ApiKind::CodeAssist => {
+            // /v1internal:{method}; the model is in the envelope, not the path.
+            let method = backends::code_assist_method(p);
+            (
+                backends::code_assist_operation(method),
+                backends::code_assist_model(body),
+                method == Some("streamGenerateContent"),
+            )
+        }
     };
     Identity {
         operation,
@@ -194,15 +215,29 @@ fn other_operation(path: &str) -> String {
     format!("other:{seg}")
 }
 
-/// How a request authenticates, by kind only — the value is never read into a record or a log.
-pub fn credential_kind(headers: &http::HeaderMap, query: Option<&str>) -> &'static str {
+/// How a request authenticates, by kind only — the value is never read into a record or a log. A
+/// bearer token is `oauth` when it is a sign-in rather than a key ([`backends::is_sign_in`]) on a
+/// host paid by `billing`.
+pub fn credential_kind(
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+    billing: Billing,
+) -> &'static str {
     let has = |n: &str| headers.get(n).is_some_and(|v| !v.is_empty());
     let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    if bearer {
-        "bearer"
+        .and_then(|v| {
+            (v.len() > 7 && v.is_char_boundary(7) && v[..7].eq_ignore_ascii_case("bearer "))
+                .then(|| v[7..].trim())
+        });
+    if let Some(token) = bearer {
+        let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
+        if backends::is_sign_in(token, beta, billing) {
+            "oauth"
+        } else {
+            "bearer"
+        }
     } else if has("x-api-key") {
         "x_api_key"
     } else if has("api-key") {
@@ -463,6 +498,7 @@ mod tests {
     #[test]
     fn credential_kinds_never_need_the_value() {
         let mut h = http::HeaderMap::new();
+        let credential_kind = |h: &http::HeaderMap, q| credential_kind(h, q, Billing::PerToken);
         assert_eq!(credential_kind(&h, None), "none");
         assert_eq!(credential_kind(&h, Some("alt=sse&key=AIza")), "query_key");
         h.insert("x-goog-api-key", http::HeaderValue::from_static("k"));
@@ -476,6 +512,77 @@ mod tests {
             http::HeaderValue::from_static("Bearer sk-x"),
         );
         assert_eq!(credential_kind(&h, None), "bearer");
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer sk-ant-oat01-xyz"),
+        );
+        assert_eq!(credential_kind(&h, None), "oauth");
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer eyJhbGciOiJSUzI1NiJ9"),
+        );
+        assert_eq!(credential_kind(&h, None), "bearer");
+        assert_eq!(
+            super::credential_kind(&h, None, Billing::Subscription),
+            "oauth",
+            "a bearer token on a subscription backend is a sign-in"
+        );
+    }
+
+    #[test]
+    fn code_assist_requests_name_their_model_and_method() {
+        let b = br#"{"model":"gemini-2.5-pro","project":"proj-1","request":{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}}"#;
+        let id = identify(
+            ApiKind::CodeAssist,
+            &Method::POST,
+            "/v1internal:streamGenerateContent",
+            Some("alt=sse"),
+            Some(b),
+        );
+        assert_eq!(
+            (id.operation.as_str(), id.model.as_deref(), id.stream),
+            ("stream_generate_content", Some("gemini-2.5-pro"), true)
+        );
+        let id = identify(
+            ApiKind::CodeAssist,
+            &Method::POST,
+            "/v1internal:generateContent",
+            None,
+            Some(b),
+        );
+        assert_eq!(
+            (id.operation.as_str(), id.stream),
+            ("generate_content", false)
+        );
+        assert_eq!(
+            op(ApiKind::CodeAssist, Method::POST, "/v1internal:countTokens"),
+            "count_tokens"
+        );
+        assert_eq!(
+            op(
+                ApiKind::Openai,
+                Method::POST,
+                "/backend-api/codex/responses"
+            ),
+            "responses"
+        );
+        assert_eq!(
+            op(ApiKind::Openai, Method::POST, "/chat/completions"),
+            "chat_completions"
+        );
+        let id = identify(
+            ApiKind::Ollama,
+            &Method::POST,
+            "/api/chat",
+            None,
+            Some(br#"{"model":"llama3.2","messages":[]}"#),
+        );
+        assert_eq!(
+            (id.operation.as_str(), id.model.as_deref(), id.stream),
+            ("chat", Some("llama3.2"), true),
+            "Ollama's native API streams unless told not to"
+        );
+        assert_eq!(op(ApiKind::Ollama, Method::GET, "/api/tags"), "other:tags");
     }
 
     #[test]

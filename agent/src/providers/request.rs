@@ -185,6 +185,26 @@ fn role_of(role: Option<&str>) -> TextRole {
 
 /// Every text-bearing string of a request to `api`'s `operation`, in body order.
 pub fn texts(api: ApiKind, operation: &str, body: &Value) -> Vec<TextSpan> {
+    if api == ApiKind::CodeAssist {
+        // The Gemini request inside the envelope, addressed from the envelope's root.
+        let Some((inner, at)) = super::backends::code_assist_request(body) else {
+            return Vec::new();
+        };
+        let mut spans = texts(ApiKind::Gemini, operation, inner);
+        for s in &mut spans {
+            s.pointer.insert_str(0, at);
+        }
+        return spans;
+    }
+    if api == ApiKind::Ollama {
+        return super::ollama::text_pointers(operation, body)
+            .into_iter()
+            .filter_map(|(pointer, role)| {
+                let len = body.pointer(&pointer)?.as_str()?.len();
+                Some(TextSpan { pointer, role, len })
+            })
+            .collect();
+    }
     let mut c = Collector { spans: Vec::new() };
     match api {
         ApiKind::Openai | ApiKind::Azure => match operation {
@@ -304,7 +324,7 @@ pub fn texts(api: ApiKind, operation: &str, body: &Value) -> Vec<TextSpan> {
             }
             c.tools(body);
         }
-        ApiKind::Gemini => {
+        ApiKind::Gemini | ApiKind::CodeAssist | ApiKind::Ollama => {
             let parts = |c: &mut Collector, content: &Value, cp: &str, role: TextRole| {
                 for (j, p) in content
                     .get("parts")
@@ -503,6 +523,35 @@ mod tests {
             "/contents/1/parts/0/functionCall/args/a~1b".into(),
             "x".into()
         )));
+    }
+
+    #[test]
+    fn code_assist_texts_are_addressed_inside_the_envelope() {
+        let body = json!({"model":"gemini-2.5-pro","project":"p","request":{
+            "systemInstruction":{"parts":[{"text":"be brief"}]},
+            "contents":[{"role":"user","parts":[{"text":"hello"}]}]}});
+        let got = roles_and_texts(ApiKind::CodeAssist, "generate_content", &body);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    TextRole::System,
+                    "/request/systemInstruction/parts/0/text".into(),
+                    "be brief".into()
+                ),
+                (
+                    TextRole::User,
+                    "/request/contents/0/parts/0/text".into(),
+                    "hello".into()
+                ),
+            ]
+        );
+        assert!(texts(
+            ApiKind::CodeAssist,
+            "generate_content",
+            &json!({"model":"m"})
+        )
+        .is_empty());
     }
 
     #[test]

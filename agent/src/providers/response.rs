@@ -36,6 +36,9 @@ impl Framing {
         let ct = content_type.unwrap_or_default().trim().to_ascii_lowercase();
         if ct.starts_with("text/event-stream") {
             Framing::Sse
+        } else if ct.contains("ndjson") {
+            // One JSON object a line (Ollama): read object by object, like a streamed array.
+            Framing::JsonArray
         } else if ct.contains("json") {
             if json_is_array_stream {
                 Framing::JsonArray
@@ -444,6 +447,8 @@ impl ResponseParser {
             }
             ApiKind::Anthropic => self.on_anthropic(v, event),
             ApiKind::Gemini => self.on_gemini(v),
+            ApiKind::CodeAssist => self.on_gemini(super::backends::code_assist_response(v)),
+            ApiKind::Ollama => self.on_ollama(v),
         }
     }
 
@@ -657,6 +662,27 @@ impl ResponseParser {
         }
     }
 
+    fn on_ollama(&mut self, v: &Value) {
+        let line = super::ollama::read_line(v);
+        if line.error {
+            self.error = Some("ollama_error".into());
+            return;
+        }
+        self.set_model(v.get("model"));
+        if let Some(t) = line.thinking {
+            self.text(TextChannel::Reasoning, 0, t);
+        }
+        if let Some(t) = line.content {
+            self.text(TextChannel::Content, 0, t);
+        }
+        for a in &line.tool_arguments {
+            self.text(TextChannel::ToolArguments, 0, a);
+        }
+        if line.done {
+            self.terminal = true;
+        }
+    }
+
     fn on_gemini(&mut self, v: &Value) {
         if let Some(err) = v.get("error").filter(|e| e.is_object()) {
             self.set_error(err);
@@ -728,6 +754,75 @@ mod tests {
             p.feed(part);
         }
         p.finish()
+    }
+
+    #[test]
+    fn ollama_ndjson_streams_are_metered_from_the_last_line() {
+        let body = concat!(
+            "{\"model\":\"llama3.2\",\"created_at\":\"2026-12-01T12:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"2026-12-01T12:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":\"lo\"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"2026-12-01T12:00:01Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"total_duration\":1,\"prompt_eval_count\":26,\"eval_count\":298}\n"
+        );
+        let framing = Framing::from_content_type(Some("application/x-ndjson"), false);
+        assert_eq!(framing, Framing::JsonArray);
+        for split in [1, 13, body.len()] {
+            let sum = parse(ApiKind::Ollama, "chat", framing, body.as_bytes(), split);
+            let u = sum.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (26, 298));
+            assert_eq!(sum.model.as_deref(), Some("llama3.2"));
+            assert!(sum.terminal);
+            assert_eq!(sum.output_text_bytes, 5);
+        }
+        let cut = &body.as_bytes()[..body.find("\"done\":true").unwrap()];
+        assert!(!parse(ApiKind::Ollama, "chat", framing, cut, 9).terminal);
+    }
+
+    #[test]
+    fn code_assist_streams_are_read_inside_their_envelope() {
+        let frame = |text: &str, finish: Option<&str>, out: u64| {
+            let mut cand =
+                serde_json::json!({"content":{"role":"model","parts":[{"text":text}]},"index":0});
+            if let Some(f) = finish {
+                cand["finishReason"] = f.into();
+            }
+            format!(
+                "data: {}\r\n\r\n",
+                serde_json::json!({"response":{"candidates":[cand],
+                    "usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":out,"thoughtsTokenCount":5,"totalTokenCount":17 + out},
+                    "modelVersion":"gemini-2.5-pro"},"traceId":"abc"})
+            )
+        };
+        let body = format!(
+            "{}{}",
+            frame("Hello", None, 1),
+            frame(" there", Some("STOP"), 2)
+        );
+        for split in [1, 7, body.len()] {
+            let sum = parse(
+                ApiKind::CodeAssist,
+                "stream_generate_content",
+                Framing::Sse,
+                body.as_bytes(),
+                split,
+            );
+            let u = sum.usage.unwrap();
+            assert_eq!(
+                (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+                (12, 7, 5)
+            );
+            assert_eq!(sum.model.as_deref(), Some("gemini-2.5-pro"));
+            assert!(sum.terminal);
+            assert_eq!(sum.output_text_bytes, 11);
+        }
+        let err = br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#;
+        let sum = parse(
+            ApiKind::CodeAssist,
+            "generate_content",
+            Framing::Json,
+            err,
+            5,
+        );
+        assert_eq!(sum.error.as_deref(), Some("RESOURCE_EXHAUSTED/429"));
     }
 
     #[test]

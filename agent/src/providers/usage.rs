@@ -3,7 +3,7 @@
 //! non-null value of each field, then normalised once at the end with each provider's arithmetic:
 //! OpenAI's cached and reasoning counts are subsets of its totals; Anthropic's `input_tokens` excludes cache
 //! reads and writes; Gemini's prompt count includes cached content and its thoughts are usually separate
-//! from candidates. This module reads JSON values; it never sees bytes or does I/O.
+//! from candidates (also inside Code Assist's `response` envelope). This module reads JSON values; it never sees bytes or does I/O.
 
 use serde_json::Value;
 
@@ -89,7 +89,13 @@ impl RawUsage {
                 output: num(u, "output_tokens"),
                 ..RawUsage::default()
             },
-            ApiKind::Gemini => RawUsage {
+            // Ollama's usage sits at the top of its last line (`from_document`).
+            ApiKind::Ollama => RawUsage {
+                input: num(u, "prompt_eval_count"),
+                output: num(u, "eval_count"),
+                ..RawUsage::default()
+            },
+            ApiKind::Gemini | ApiKind::CodeAssist => RawUsage {
                 input: num(u, "promptTokenCount"),
                 cache_read: num(u, "cachedContentTokenCount"),
                 output: num(u, "candidatesTokenCount"),
@@ -117,6 +123,13 @@ impl RawUsage {
                 None,
             ],
             ApiKind::Gemini => [doc.get("usageMetadata"), None, None],
+            ApiKind::Ollama => [Some(doc), None, None],
+            // Code Assist wraps each GenerateContentResponse: `{"response": {"usageMetadata": …}}`.
+            ApiKind::CodeAssist => [
+                doc.get("response").and_then(|r| r.get("usageMetadata")),
+                doc.get("usageMetadata"),
+                None,
+            ],
         };
         let mut raw = RawUsage::default();
         for u in candidates.into_iter().flatten() {
@@ -132,7 +145,7 @@ impl RawUsage {
         }
         let v = |x: Option<u64>| x.unwrap_or(0);
         Some(match api {
-            ApiKind::Openai | ApiKind::Azure => Usage {
+            ApiKind::Openai | ApiKind::Azure | ApiKind::Ollama => Usage {
                 input_tokens: v(self.input),
                 cache_read_tokens: v(self.cache_read).min(v(self.input)),
                 cache_write_tokens: 0,
@@ -151,7 +164,7 @@ impl RawUsage {
                     reasoning_tokens: 0,
                 }
             }
-            ApiKind::Gemini => {
+            ApiKind::Gemini | ApiKind::CodeAssist => {
                 let (prompt, cand, thoughts, tool) = (
                     v(self.input),
                     v(self.output),

@@ -1,6 +1,7 @@
 //! CONNECT handling. A host in the interception set (and covered by the device CA) gets its TLS
 //! terminated with a leaf for that host and its requests served (HTTP/1.1 or HTTP/2 by ALPN) through the
-//! pipeline; any other host gets a blind TCP tunnel whose bytes are never read. The intercept decision is
+//! pipeline (or, outside the host's path scope, forwarded unread); any other host gets a blind TCP
+//! tunnel whose bytes are never read. The intercept decision is
 //! made on the CONNECT host and confirmed on the ClientHello's SNI. Tunnels go through the upstream
 //! proxy when one is configured (CONNECT chaining), within the policy's connect timeout; a client that
 //! does not finish its TLS handshake in time is dropped. A tunnel that cannot connect is counted and
@@ -9,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,20 +83,15 @@ pub(super) async fn handle(
                 .watch(&host, port, app, true, peer, shared.listen);
             tokio::spawn(async move {
                 let _permit = permit;
-                let served = Arc::new(AtomicU64::new(0));
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         let io = TokioIo::new(upgraded);
-                        intercept_tls(io, host, port, entry, shared.clone(), served.clone()).await
+                        intercept_tls(io, host, port, entry, shared.clone()).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
-                let requests = Some(served.load(Ordering::Relaxed));
-                let carried = Carried {
-                    requests,
-                    ..Carried::default()
-                };
-                shared.inventory.finish(watch, carried).await;
+                // Its requests are counted as they are served (`handle_in_scope`).
+                shared.inventory.finish(watch, Carried::default()).await;
             });
             Response::new(empty())
         }
@@ -160,7 +156,6 @@ async fn intercept_tls(
     port: u16,
     entry: crate::policy::HostEntry,
     shared: Arc<ProxyState>,
-    served: Arc<AtomicU64>,
 ) {
     let handshake = shared.limits.tls_handshake_timeout();
     let deadline = tokio::time::Instant::now() + handshake;
@@ -209,8 +204,8 @@ async fn intercept_tls(
     };
 
     let header_read_timeout = shared.limits.header_read_timeout();
+    let entry = Arc::new(entry);
     let svc = service_fn(move |req: Request<Incoming>| {
-        served.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let path_and_query = super::path_and_query(req.uri());
         let target = Target::new(
@@ -220,7 +215,8 @@ async fn intercept_tls(
             &entry,
             path_and_query,
         );
-        async move { Ok::<_, Infallible>(shared.pipeline.handle(req, target).await) }
+        let in_scope = entry.paths.covers(req.uri().path());
+        async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -192,6 +192,20 @@ pub(super) async fn api(req: Request<Incoming>, shared: Arc<ProxyState>) -> Resp
     }
 }
 
+/// A local server rule that points at this listener itself: refused, or every request would loop.
+pub(super) fn looped(target: &crate::pipeline::Target) -> Response<ProxyBody> {
+    error(
+        StatusCode::LOOP_DETECTED,
+        "loop_detected",
+        format!(
+            "the local server of {} is Airlock's own address ({}); fix its local = \"http://127.0.0.1:PORT\" \
+             in the policy to the model server's port",
+            target.provider,
+            target.record_host()
+        ),
+    )
+}
+
 /// A 404 for an origin-form path that is neither a base-URL prefix nor a local endpoint.
 pub(super) fn not_found(req: &Request<Incoming>, shared: &ProxyState) -> Response<ProxyBody> {
     let prefixes: Vec<String> = shared

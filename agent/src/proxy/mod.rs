@@ -1,7 +1,8 @@
 //! The loopback listener. One address serves the forward proxy (CONNECT and absolute-form HTTP),
 //! base-URL mode (`/openai/v1/...`), the PAC file and the local status API. It owns accepting
 //! connections, refusing non-loopback peers, bounding slow and numerous clients (connection cap, header
-//! and TLS handshake timeouts), and deciding per connection or request which path applies; everything
+//! and TLS handshake timeouts), and deciding per connection or request which path applies — a request
+//! outside its host's path scope is forwarded unread ([`passthrough`]); everything
 //! about an AI request itself happens in [`crate::pipeline`]. It depends only on the narrow
 //! [`ProxyState`] defined here, never on the agent wiring above it. It must never listen on a
 //! non-loopback address.
@@ -9,6 +10,7 @@
 mod connect;
 mod forward;
 mod local;
+mod passthrough;
 pub mod tunnels;
 
 use std::convert::Infallible;
@@ -331,10 +333,29 @@ async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Respon
             entry,
             path_and_query(&uri),
         );
-        state.inventory.count_request(&target.host, &entry.provider);
-        return state.pipeline.handle(req, target).await;
+        let in_scope = entry.paths.covers(uri.path());
+        return handle_in_scope(req, target, in_scope, state).await;
     }
     forward::plain(req, state).await
+}
+
+/// Sends a request for an intercepted host through the pipeline, or, when its path is outside the
+/// host's path scope, on to the upstream unread.
+async fn handle_in_scope(
+    req: Request<Incoming>,
+    target: Target,
+    in_scope: bool,
+    state: Arc<ProxyState>,
+) -> Response<ProxyBody> {
+    if in_scope {
+        // Inspected AI traffic, for the inventory (a pass-through request is not inspected).
+        state
+            .inventory
+            .count_request(&target.host, &target.provider);
+        state.pipeline.handle(req, target).await
+    } else {
+        passthrough::forward(req, &target, state).await
+    }
 }
 
 async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
@@ -354,11 +375,20 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
             Some(q) => format!("{tail}?{q}"),
             None => tail.to_string(),
         };
-        state.inventory.count_request(&host, &entry.provider);
-        Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
+        let in_scope = entry.paths.covers(tail);
+        (
+            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query),
+            in_scope,
+        )
     });
     match routed {
-        Some(target) => state.pipeline.handle(req, target).await,
+        Some((target, _))
+            if target.plain_http
+                && state.is_own_address(&target.host, target.port.unwrap_or(80)) =>
+        {
+            local::looped(&target)
+        }
+        Some((target, in_scope)) => handle_in_scope(req, target, in_scope, state).await,
         None => local::not_found(&req, &state),
     }
 }

@@ -3,6 +3,7 @@
 //! is safe (that is `trust`'s job). On systems without unix ownership (Windows, where the installer
 //! sets ACLs) the facts are unknown and every ownership check is skipped.
 
+use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -65,7 +66,23 @@ impl Facts {
 
 /// The facts of `path`, following symbolic links if `follow`.
 pub fn facts(path: &Path, follow: bool) -> io::Result<Facts> {
-    os::facts(path, follow)
+    let meta = if follow {
+        fs::metadata(path)?
+    } else {
+        fs::symlink_metadata(path)?
+    };
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        Kind::Dir
+    } else if t.is_file() {
+        Kind::File
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else {
+        Kind::Other
+    };
+    let (uid, mode) = os::owner_and_mode(&meta);
+    Ok(Facts { kind, uid, mode })
 }
 
 /// The effective uid of this process, `None` where the OS has no uids.

@@ -1,33 +1,11 @@
 //! Unix ownership for [`super`]: owner and mode from `stat`, user names from `/etc/passwd`.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
-use super::{Facts, Kind};
-
-pub(super) fn facts(path: &Path, follow: bool) -> io::Result<Facts> {
-    let meta = if follow {
-        fs::metadata(path)?
-    } else {
-        fs::symlink_metadata(path)?
-    };
-    let t = meta.file_type();
-    let kind = if t.is_dir() {
-        Kind::Dir
-    } else if t.is_file() {
-        Kind::File
-    } else if t.is_symlink() {
-        Kind::Symlink
-    } else {
-        Kind::Other
-    };
-    Ok(Facts {
-        kind,
-        uid: Some(meta.uid()),
-        mode: Some(meta.mode() & 0o7777),
-    })
+/// The owner uid and permission bits of `meta`.
+pub(super) fn owner_and_mode(meta: &fs::Metadata) -> (Option<u32>, Option<u32>) {
+    (Some(meta.uid()), Some(meta.mode() & 0o7777))
 }
 
 /// The user's name from `/etc/passwd`, for messages only. Users known only to NSS (LDAP, sssd) are
@@ -50,6 +28,7 @@ fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::owner::{facts, Kind};
 
     #[test]
     fn names_come_from_passwd_lines() {

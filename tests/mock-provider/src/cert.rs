@@ -30,6 +30,12 @@ pub const HOSTS: &[&str] = &[
     "api.together.xyz",
     "*.openai.azure.com",
     "mockres.openai.azure.com",
+    "chatgpt.com",
+    "cloudcode-pa.googleapis.com",
+    "api.githubcopilot.com",
+    "api.individual.githubcopilot.com",
+    "api.business.githubcopilot.com",
+    "api.enterprise.githubcopilot.com",
     "localhost",
 ];
 

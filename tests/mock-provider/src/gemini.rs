@@ -35,6 +35,8 @@ pub enum Endpoint {
     Models,
     /// `GET models/{model}`
     Model(String),
+    /// A Code Assist method on `cloudcode-pa.googleapis.com` ([`crate::code_assist`]).
+    CodeAssist(crate::code_assist::Method),
 }
 
 /// Default dimensions of mock embeddings.
@@ -129,6 +131,7 @@ pub fn handle(endpoint: &Endpoint, call: &Call<'_>) -> Reply {
         Endpoint::CountTokens(m) => count_tokens(call, m),
         Endpoint::Embed(_) => embed(call, false),
         Endpoint::BatchEmbed(_) => embed(call, true),
+        Endpoint::CodeAssist(m) => crate::code_assist::handle(*m, call),
         Endpoint::Models => Reply::bytes(StatusCode::OK, GOOGLE_JSON, MODEL_LIST.clone()),
         Endpoint::Model(m) => {
             let display = MODELS
@@ -146,7 +149,7 @@ fn field<'v>(v: &'v Value, camel: &str, snake: &str) -> Option<&'v Value> {
 }
 
 /// Words of a GenerateContentRequest: `systemInstruction.parts[].text` and `contents[].parts[].text`.
-fn request_words(req: &Value) -> u64 {
+pub(crate) fn request_words(req: &Value) -> u64 {
     let system = field(req, "systemInstruction", "system_instruction")
         .map_or(0, |s| text::content_words(s.get("parts")));
     let contents = match req.get("contents") {
@@ -194,7 +197,7 @@ fn usage(prompt: u64, cached: u64, candidates: u64, thoughts: u64) -> J {
     u
 }
 
-fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
+pub(crate) fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
     let req = match parse_body(call) {
         Ok(v) => v,
         Err(r) => return r,

@@ -8,12 +8,14 @@
 pub mod anthropic;
 pub mod body;
 pub mod cert;
+pub mod code_assist;
 pub mod compat;
 pub mod encoding;
 pub mod fault;
 pub mod gemini;
 pub mod json;
 pub mod mangle;
+pub mod ollama;
 pub mod openai;
 pub mod record;
 pub mod reply;

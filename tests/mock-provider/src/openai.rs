@@ -115,6 +115,17 @@ pub fn route_for(
         Flavor::Groq => route(method, path.strip_prefix("/openai")?).map(Target::plain),
         Flavor::OpenRouter => route(method, path.strip_prefix("/api")?).map(Target::plain),
         Flavor::Azure => azure_route(method, path, query),
+        // Copilot serves the OpenAI endpoints at the root, without /v1.
+        Flavor::Copilot if !path.starts_with("/v1/") => {
+            route(method, &format!("/v1{path}")).map(Target::plain)
+        }
+        // Codex signed in with ChatGPT: the Responses API only.
+        Flavor::ChatGpt => match (method, path) {
+            (&Method::POST, "/backend-api/codex/responses") => {
+                Some(Target::plain(Endpoint::Responses))
+            }
+            _ => None,
+        },
         _ => route(method, path).map(Target::plain),
     }
 }

@@ -61,6 +61,17 @@ pub enum Flavor {
     Together,
     /// `{resource}.openai.azure.com`: deployment URLs, `api-key`, content filter results.
     Azure,
+    /// GitHub Copilot (`api.githubcopilot.com`, `api.{individual,business,enterprise}.githubcopilot.com`):
+    /// the OpenAI endpoints without `/v1` (`/chat/completions`, `/responses`, `/embeddings`,
+    /// `/models`); its `/v1/messages` is Anthropic's (see `server.rs`).
+    Copilot,
+    /// `chatgpt.com`, Codex signed in with ChatGPT: the Responses API at `/backend-api/codex/responses`.
+    ChatGpt,
+    /// `cloudcode-pa.googleapis.com` (a [`Provider::Gemini`] flavor): Google's Code Assist envelope
+    /// around Gemini requests and responses (`code_assist.rs`).
+    CodeAssist,
+    /// A local Ollama's native API under `/api/` (`ollama.rs`), on a loopback host.
+    Ollama,
 }
 
 /// Host suffix of Azure OpenAI resources (`{resource}.openai.azure.com`).
@@ -76,10 +87,24 @@ impl Flavor {
             "api.mistral.ai" => Some(Self::Mistral),
             "api.deepseek.com" => Some(Self::DeepSeek),
             "api.together.xyz" => Some(Self::Together),
+            "api.githubcopilot.com"
+            | "api.individual.githubcopilot.com"
+            | "api.business.githubcopilot.com"
+            | "api.enterprise.githubcopilot.com" => Some(Self::Copilot),
+            "chatgpt.com" => Some(Self::ChatGpt),
+            "cloudcode-pa.googleapis.com" => Some(Self::CodeAssist),
             _ => host
                 .strip_suffix(AZURE_SUFFIX)
                 .filter(|resource| !resource.is_empty() && !resource.contains('.'))
                 .map(|_| Self::Azure),
+        }
+    }
+
+    /// The provider (error dialect) the service speaks: Gemini for Code Assist, OpenAI otherwise.
+    pub fn provider(self) -> Provider {
+        match self {
+            Self::CodeAssist => Provider::Gemini,
+            _ => Provider::OpenAi,
         }
     }
 
@@ -93,6 +118,9 @@ impl Flavor {
             "/deepseek" => Some(Self::DeepSeek),
             "/together" => Some(Self::Together),
             "/azure" => Some(Self::Azure),
+            "/copilot" => Some(Self::Copilot),
+            "/chatgpt" => Some(Self::ChatGpt),
+            "/code-assist" => Some(Self::CodeAssist),
             _ => None,
         }
     }

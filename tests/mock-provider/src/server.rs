@@ -33,7 +33,7 @@ use crate::encoding::{Coding, Compress};
 use crate::fault::{Fault, FaultKind};
 use crate::record::{Answer, Recorded, RequestLog};
 use crate::reply::{self, cut_point, Call, ErrorKind, Flavor, Opts, Provider, Reply, ReplyBody};
-use crate::{anthropic, gemini, openai};
+use crate::{anthropic, code_assist, gemini, ollama, openai};
 use crate::{j, mangle};
 
 /// Largest request body accepted (Anthropic's documented limit).
@@ -267,7 +267,7 @@ fn resolve<'p>(host: &str, path: &'p str) -> Option<Resolved<'p>> {
         return to(p, Flavor::OpenAi, path);
     }
     if let Some(f) = Flavor::for_host(host) {
-        return to(Provider::OpenAi, f, path);
+        return to(service_provider(f, path), f, path);
     }
     if !is_loopback_host(host) {
         return None;
@@ -283,11 +283,14 @@ fn resolve<'p>(host: &str, path: &'p str) -> Option<Resolved<'p>> {
             "/openai" => Some((Provider::OpenAi, Flavor::OpenAi)),
             "/anthropic" => Some((Provider::Anthropic, Flavor::OpenAi)),
             "/gemini" => Some((Provider::Gemini, Flavor::OpenAi)),
-            other => Flavor::for_prefix(other).map(|f| (Provider::OpenAi, f)),
+            other => Flavor::for_prefix(other).map(|f| (service_provider(f, rest), f)),
         };
         if let Some((p, f)) = named {
             return to(p, f, rest);
         }
+    }
+    if path.starts_with("/api/") && !path.starts_with("/api/v1/") {
+        return to(Provider::OpenAi, Flavor::Ollama, path);
     }
     let p = if path.starts_with("/v1/messages") {
         Provider::Anthropic
@@ -301,7 +304,18 @@ fn resolve<'p>(host: &str, path: &'p str) -> Option<Resolved<'p>> {
     to(p, Flavor::OpenAi, path)
 }
 
+/// The dialect of a request to a service: Copilot serves Anthropic's Messages API for Claude models
+/// at `/v1/messages` beside its OpenAI endpoints; Code Assist speaks Gemini.
+fn service_provider(flavor: Flavor, path: &str) -> Provider {
+    if flavor == Flavor::Copilot && path.starts_with("/v1/messages") {
+        Provider::Anthropic
+    } else {
+        flavor.provider()
+    }
+}
+
 enum Route {
+    Ollama(ollama::Endpoint),
     OpenAi(openai::Target),
     Anthropic(anthropic::Endpoint),
     Gemini(gemini::Endpoint),
@@ -315,8 +329,14 @@ fn route(
     query: Option<&str>,
 ) -> Option<Route> {
     match provider {
+        Provider::OpenAi if flavor == Flavor::Ollama => {
+            ollama::route(method, path).map(Route::Ollama)
+        }
         Provider::OpenAi => openai::route_for(flavor, method, path, query).map(Route::OpenAi),
         Provider::Anthropic => anthropic::route(method, path).map(Route::Anthropic),
+        Provider::Gemini if flavor == Flavor::CodeAssist => {
+            code_assist::route(method, path).map(|m| Route::Gemini(gemini::Endpoint::CodeAssist(m)))
+        }
         Provider::Gemini => gemini::route(method, path).map(Route::Gemini),
     }
 }
@@ -620,12 +640,15 @@ api.deepseek.com, api.together.xyz and <resource>.openai.azure.com (or any path 
     };
     let mut reply = match route(provider, flavor, &parts.method, path, parts.uri.query()) {
         None => match provider {
+            Provider::OpenAi if flavor == Flavor::Ollama => ollama::not_found(),
             Provider::OpenAi => openai::not_found(&call),
             Provider::Anthropic => anthropic::not_found(&call),
             Provider::Gemini => gemini::not_found(&call),
         },
         Some(route) => {
             let auth = match provider {
+                // A local Ollama takes no key.
+                Provider::OpenAi if flavor == Flavor::Ollama => Ok(()),
                 Provider::OpenAi => openai::authenticate(&call),
                 Provider::Anthropic => anthropic::authenticate(&call),
                 Provider::Gemini => gemini::authenticate(&call),
@@ -654,6 +677,7 @@ Content-Encoding; send the JSON body uncompressed";
                     reply::error(provider, ErrorKind::BadRequest, Some(msg), &id)
                 }
                 (Ok(()), _) => match &route {
+                    Route::Ollama(e) => ollama::handle(*e, &call),
                     Route::OpenAi(t) => openai::handle(t, &call),
                     Route::Anthropic(e) => anthropic::handle(e, &call),
                     Route::Gemini(e) => gemini::handle(e, &call),
