@@ -377,3 +377,28 @@ def test_failed_tunnels_say_why_are_logged_and_counted(tmp_path):
     assert any("nowhere.invalid" in l and '"dns"' in l for l in lines), lines
     assert any("denied.example" in l and '"proxy_refused"' in l for l in lines), lines
     assert any(f"127.0.0.1" in l and '"refused"' in l for l in lines), lines
+
+
+def test_a_path_scoped_host_counts_read_requests_as_inspected_and_passed_through_ones_as_seen(mock, tmp_path):
+    """Gemini CLI's Code Assist backend is intercepted for its generate paths only; its onboarding call is
+    passed through unread, so the inventory shows the host twice: inspected, and seen."""
+    host = "cloudcode-pa.googleapis.com"
+    policy = mock_policy(mock) + f'\n[upstream.overrides."{host}"]\naddress = "127.0.0.1:{mock.port}"\nca_file = "{mock.ca_file}"\n'
+    agent = start_agent(tmp_path / "agent", policy)
+    try:
+        auth = {"authorization": "Bearer ya29.e2e-inventory"}
+        body = {"model": "gemini-2.5-flash", "project": "mock-project",
+                "request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}
+        with httpx.Client(proxy=agent.proxy_url, verify=ssl.create_default_context(cafile=str(agent.bundle)),
+                          trust_env=False, timeout=30) as c:
+            r = c.post(f"https://{host}/v1internal:generateContent", json=body, headers=auth)
+            assert r.status_code == 200, r.text
+            r = c.post(f"https://{host}/v1internal:loadCodeAssist", headers=auth,
+                       json={"metadata": {"ideType": "IDE_UNSPECIFIED", "pluginType": "GEMINI"}})
+            assert r.status_code == 200 and "x-airlock-request-id" not in r.headers
+        rows = {(r["host"], r["inspected"]): r for r in agent.api("/airlock/v1/inventory")["apps"]}
+        inspected, seen = rows[(host, True)], rows[(host, False)]
+        assert (inspected["app"], inspected["category"], inspected["requests"]) == ("Gemini Code Assist", "coding", 1), inspected
+        assert (seen["app"], seen["requests"]) == ("Gemini Code Assist", 1), seen
+    finally:
+        stop(agent.proc)

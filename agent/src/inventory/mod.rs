@@ -359,25 +359,31 @@ impl Inventory {
         }
     }
 
-    /// Counts one inspected request to `host` that arrived outside an intercepted CONNECT (base-URL
-    /// mode, absolute-form): no connection or process to tie it to, only the host.
-    pub fn count_request(&self, host: &str, provider: &str) {
+    /// Counts one request to an intercepted `host` as the pipeline takes it (`inspected`), or as it
+    /// is passed through unread because its path is outside the host's scope (seen, not inspected).
+    /// Requests on an intercepted CONNECT are counted here too; only its connection is a sighting.
+    pub fn count_request(&self, host: &str, provider: &str, inspected: bool) {
         let Ok(mut rows) = self.rows.lock() else {
             return;
         };
-        if let Some(row) = rows.inspected.get_mut(host) {
+        let map = if inspected {
+            &mut rows.inspected
+        } else {
+            &mut rows.seen
+        };
+        if let Some(row) = map.get_mut(host) {
             row.requests += 1;
             row.last_seen = SystemTime::now();
             return;
         }
-        if rows.inspected.len() >= MAX_ROWS {
+        if map.len() >= MAX_ROWS {
             self.rows_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let app = self.app_for_intercepted(host, provider);
-        let mut row = Row::new(&app, host, true, SystemTime::now());
+        let mut row = Row::new(&app, host, inspected, SystemTime::now());
         row.requests = 1;
-        rows.inspected.insert(host.to_string(), row);
+        map.insert(host.to_string(), row);
     }
 
     /// The inventory as `GET /airlock/v1/inventory` serves it: one row per host and inspected-ness,
@@ -471,12 +477,13 @@ mod tests {
         );
         let api = inv.app_for_intercepted("api.openai.com", "openai");
         inv.record(sighting("api.openai.com", &api, true, "node", 13), &api);
-        inv.count_request("api.openai.com", "openai");
-        inv.count_request("llm.corp.example", "corp");
+        inv.count_request("api.openai.com", "openai", true);
+        inv.count_request("llm.corp.example", "corp", true);
+        inv.count_request("chatgpt.com", "openai", false);
 
         let snap = inv.snapshot(10);
         let apps = snap["apps"].as_array().unwrap();
-        assert_eq!(apps.len(), 3, "{snap:#}");
+        assert_eq!(apps.len(), 4, "{snap:#}");
         let row = |host: &str| apps.iter().find(|r| r["host"] == host).unwrap();
         let c = row("claude.ai");
         assert_eq!(
@@ -503,6 +510,16 @@ mod tests {
             "an intercepted host off the list is named by its provider"
         );
         assert_eq!(corp["category"], "model_api");
+        let passed = row("chatgpt.com");
+        assert_eq!(
+            (
+                passed["app"].as_str(),
+                passed["inspected"].as_bool(),
+                passed["requests"].as_u64()
+            ),
+            (Some("ChatGPT"), Some(false), Some(1)),
+            "a request passed through outside a host's path scope is seen, not inspected"
+        );
         assert_eq!(snap["recent"].as_array().unwrap().len(), 4);
         assert_eq!(
             snap["domains_listed"].as_u64(),

@@ -347,11 +347,11 @@ async fn handle_in_scope(
     in_scope: bool,
     state: Arc<ProxyState>,
 ) -> Response<ProxyBody> {
+    // For the inventory: a request the pipeline reads is inspected; one passed through is only seen.
+    state
+        .inventory
+        .count_request(&target.host, &target.provider, in_scope);
     if in_scope {
-        // Inspected AI traffic, for the inventory (a pass-through request is not inspected).
-        state
-            .inventory
-            .count_request(&target.host, &target.provider);
         state.pipeline.handle(req, target).await
     } else {
         passthrough::forward(req, &target, state).await
