@@ -16,10 +16,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
+use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
+use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, Control, ProxyState, Refusals};
 use crate::record::{now_rfc3339, Recorder, RecordsFile};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
@@ -51,6 +53,7 @@ pub struct Shared {
     upstream: UpstreamClient,
     connections: Arc<Connections>,
     refusals: Arc<Refusals>,
+    tunnels: Arc<TunnelStats>,
     listen: SocketAddr,
     state: StateDir,
     started_at: String,
@@ -213,6 +216,11 @@ impl Shared {
                 "tls_handshake_timeouts": refused.tls_handshake_timeouts.load(Ordering::Relaxed),
                 "browser_requests": refused.browser_requests.load(Ordering::Relaxed),
             },
+            "tunnels": self.tunnels.status(),
+            "inventory": {
+                "enabled": self.policy.ai_domains.enabled(),
+                "domains_listed": self.policy.ai_domains.len(),
+            },
         })
     }
 }
@@ -334,6 +342,8 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
     };
     let connections = Arc::new(Connections::new(max_connections));
     let refusals = Arc::new(Refusals::default());
+    let tunnels = Arc::new(TunnelStats::default());
+    let inventory = Arc::new(Inventory::new(policy.ai_domains.clone()));
     let shared = Arc::new(Shared {
         policy: policy.clone(),
         ca: ca.clone(),
@@ -341,6 +351,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         upstream: upstream.clone(),
         connections: connections.clone(),
         refusals: refusals.clone(),
+        tunnels: tunnels.clone(),
         listen: addr,
         state: state.clone(),
         started_at: now_rfc3339(),
@@ -359,6 +370,8 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         connections,
         refusals,
         control: shared.clone(),
+        inventory,
+        tunnels,
     });
 
     let (stop, stopped) = oneshot::channel::<()>();

@@ -14,6 +14,7 @@
 //! - [`pipeline`]: the ordered stages every AI request passes through.
 //! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
 //! - [`upstream`]: the pooled client that talks to providers and gateways.
+//! - [`inventory`]: the shadow-AI inventory — AI apps seen in tunnels or inspected, by host and process.
 //! - [`record`]: the structured record of every request and where records go.
 //! - [`sys`]: process resources the OS bounds (open files).
 //! - [`agent`]: wiring it all together into a running daemon.
@@ -23,6 +24,7 @@ pub mod body;
 pub mod budget;
 pub mod ca;
 pub mod error;
+pub mod inventory;
 pub mod paths;
 pub mod pipeline;
 pub mod policy;

@@ -1,5 +1,5 @@
-//! `airlock`: the command people use to see and use the agent — `status`, `env`, `run -- CMD`, and the
-//! device CA (`ca path|show|export|rotate`). It reads the agent's state directory and talks to `airlockd`
+//! `airlock`: the command people use to see and use the agent — `status`, `env`, `run -- CMD`,
+//! `inventory`, and the device CA (`ca path|show|export|rotate`). It reads the agent's state directory and talks to `airlockd`
 //! over its loopback status API, but only after `trust` has verified that what answers is the agent the
 //! state directory names; every path it hands out comes from that directory. It never handles AI
 //! traffic itself. Exit codes: 0 done, 1 error, 3 (`status`) the agent is not running, 4 something
@@ -41,6 +41,7 @@ fn stdout_failed(e: std::io::Error) {
 mod baseurl;
 mod client;
 mod envvars;
+mod inventory;
 mod javaopts;
 mod launch;
 mod nodecheck;
@@ -101,6 +102,13 @@ enum Command {
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
+    },
+    /// The AI apps this machine talks to (inspected or only seen in tunnels), and the AI tools and
+    /// MCP servers configured for you.
+    Inventory {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// The device CA.
     Ca {
@@ -176,6 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { base_url, command } => {
             launch::run(&ctx.verified()?, launch::Options { base_url }, &command)
         }
+        Command::Inventory { json } => inventory::run(ctx.find_agent()?, json),
         Command::Ca { action } => ca(&ctx, action),
     }
 }
@@ -263,6 +272,9 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         s["requests_seen"],
         s["requests_in_flight"]
     );
+    if let Some(t) = tunnels_line(s) {
+        outln!("{t}");
+    }
     out!("{}", limits_lines(s));
     let uncovered = uncovered_hosts(s);
     if !uncovered.is_empty() {
@@ -273,6 +285,28 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tunnels opened and failed by reason (`airlock status`): "12 opened, 3 failed (dns 1, refused 2)".
+fn tunnels_line(s: &Value) -> Option<String> {
+    let t = &s["tunnels"];
+    let opened = t["opened"].as_u64()?;
+    let failed = &t["failed"];
+    let total = failed["total"].as_u64().unwrap_or(0);
+    let mut line = format!("  Tunnels:       {opened} opened, {total} could not connect");
+    if total > 0 {
+        let reasons: Vec<String> = failed
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, v)| *k != "total" && v.as_u64().unwrap_or(0) > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        line.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    Some(line)
 }
 
 /// Bytes as MiB for people.
@@ -437,6 +471,22 @@ fn domains_from_status(s: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_counts_failed_tunnels_by_reason() {
+        let s = serde_json::json!({"tunnels": {"opened": 12, "failed": {
+            "dns": 1, "refused": 2, "timeout": 0, "unreachable": 0, "proxy_refused": 0, "other": 0, "total": 3}}});
+        assert_eq!(
+            tunnels_line(&s).unwrap(),
+            "  Tunnels:       12 opened, 3 could not connect (dns 1, refused 2)"
+        );
+        let none = serde_json::json!({"tunnels": {"opened": 0, "failed": {"total": 0}}});
+        assert_eq!(
+            tunnels_line(&none).unwrap(),
+            "  Tunnels:       0 opened, 0 could not connect"
+        );
+        assert_eq!(tunnels_line(&serde_json::json!({})), None, "an older agent");
+    }
 
     #[test]
     fn rotate_covers_wildcards_by_their_suffix() {

@@ -446,6 +446,15 @@ impl Verified {
         }
     }
 
+    /// GETs from the verified agent, checking first and afterwards that the same socket still listens.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        self.recheck()?;
+        let answer = client::get_json(self.addr(), path)?
+            .ok_or_else(|| anyhow!("the agent at {} stopped answering", self.addr()))?;
+        self.recheck()?;
+        Ok(answer)
+    }
+
     /// POSTs to the verified agent, checking first and afterwards that the same socket still listens.
     pub fn post(&self, path: &str) -> Result<Value> {
         self.recheck()?;

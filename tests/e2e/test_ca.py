@@ -108,7 +108,8 @@ def test_rotate_makes_a_ca_covering_a_host_the_policy_added(fresh_agent, mock, t
         # Until rotation the host is tunnelled, never served with a leaf clients would reject.
         with socket.create_connection(("127.0.0.1", second.port), timeout=10) as raw:
             raw.sendall(b"CONNECT llm.corp.example:443 HTTP/1.1\r\nHost: llm.corp.example:443\r\n\r\n")
-            assert raw.recv(1024).split(b"\r\n")[0] in (b"HTTP/1.1 502 Bad Gateway", b"HTTP/1.1 504 Gateway Timeout")
+            # Tunnelled, so it fails to connect (502/504, the reason in the status line and header).
+            assert raw.recv(1024).split(b"\r\n")[0].split(b" ")[1] in (b"502", b"504")
 
         rotated = second.cli("ca", "rotate").stdout
         assert "New device CA" in rotated and "running agent now uses it" in rotated

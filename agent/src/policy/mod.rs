@@ -3,6 +3,7 @@
 //! the proxy uses on every connection. It must not do I/O beyond reading the policy file itself; signed
 //! bundles and fleet distribution extend [`PolicySource`] in a later issue.
 
+pub mod ai_domains;
 pub mod hosts;
 pub mod limits;
 pub mod scope;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use ai_domains::{AiDomains, InventoryPolicy};
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
 pub use limits::Limits;
 pub use scope::{LocalUpstream, PathScope};
@@ -113,6 +115,10 @@ pub struct PolicyDocument {
     /// Resource bounds: body sizes, memory, connections, timeouts, records file rotation.
     #[serde(default)]
     pub limits: Limits,
+    /// The shadow-AI inventory: which tunnelled hosts count as AI apps (the shipped list, trimmed
+    /// and extended here).
+    #[serde(default)]
+    pub inventory: InventoryPolicy,
 }
 
 /// Azure OpenAI: URLs name deployments, prices name models.
@@ -271,6 +277,8 @@ pub struct Policy {
     pub azure: AzurePolicy,
     /// Resource bounds.
     pub limits: Limits,
+    /// The AI app list tunnelled connections are matched against.
+    pub ai_domains: AiDomains,
 }
 
 impl Policy {
@@ -347,6 +355,7 @@ impl Policy {
             }
         }
         doc.limits.check().map_err(err)?;
+        let ai_domains = AiDomains::compile(&doc.inventory).map_err(err)?;
         let prices = crate::pricing::PriceTable::embedded()?.with_overrides(&doc.prices);
         Ok(Policy {
             source,
@@ -356,6 +365,7 @@ impl Policy {
             prices,
             azure: doc.azure,
             limits: doc.limits,
+            ai_domains,
         })
     }
 }

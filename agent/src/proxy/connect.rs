@@ -4,9 +4,12 @@
 //! tunnel whose bytes are never read. The intercept decision is
 //! made on the CONNECT host and confirmed on the ClientHello's SNI. Tunnels go through the upstream
 //! proxy when one is configured (CONNECT chaining), within the policy's connect timeout; a client that
-//! does not finish its TLS handshake in time is dropped.
+//! does not finish its TLS handshake in time is dropped. A tunnel that cannot connect is counted and
+//! answered by [`super::tunnels`]; a connection to an AI app is watched by the inventory (a tunnel to a
+//! listed host as seen, an intercepted one as inspected), off the path of its bytes.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::tunnels::{self, Counted};
 use super::{ConnPermit, ProxyState};
 use crate::body::{empty, full, ProxyBody};
+use crate::inventory::Carried;
 use crate::pipeline::Target;
 use crate::policy::hosts::normalize_host;
 use crate::record::InterceptMode;
@@ -37,6 +42,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     shared: Arc<ProxyState>,
     permit: ConnPermit,
+    peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let Some(authority) = req.uri().authority().cloned() else {
         return plain_error(
@@ -71,14 +77,21 @@ pub(super) async fn handle(
 
     match intercept {
         Some(entry) => {
+            let app = shared.inventory.app_for_intercepted(&host, &entry.provider);
+            let watch = shared
+                .inventory
+                .watch(&host, port, app, true, peer, shared.listen);
             tokio::spawn(async move {
                 let _permit = permit;
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
-                        intercept_tls(TokioIo::new(upgraded), host, port, entry, shared).await
+                        let io = TokioIo::new(upgraded);
+                        intercept_tls(io, host, port, entry, shared.clone()).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
+                // Its requests are counted as they are served (`handle_in_scope`).
+                shared.inventory.finish(watch, Carried::default()).await;
             });
             Response::new(empty())
         }
@@ -89,23 +102,37 @@ pub(super) async fn handle(
                     format!("CONNECT {host}:{port} points at Airlock itself; refusing to loop"),
                 );
             }
+            // A listed AI app is watched (seen, not inspected), its process looked up from now on, in
+            // parallel with the dial; any other host is tunnelled as is.
+            let watch = shared.inventory.app_for_tunnel(&host).map(|app| {
+                shared
+                    .inventory
+                    .watch(&host, port, app, false, peer, shared.listen)
+            });
             let upstream = match shared.upstream.dial_tunnel(&host, port).await {
                 Ok(s) => s,
-                Err(e) => {
-                    let status = if e.timed_out {
-                        StatusCode::GATEWAY_TIMEOUT
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    return plain_error(status, e.message);
-                }
+                Err(e) => return tunnels::failed(&shared.tunnels, &host, port, e),
             };
+            shared.tunnels.opened();
             let _ = upstream.set_nodelay(true);
             tokio::spawn(async move {
                 let _permit = permit;
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => tunnel(TokioIo::new(upgraded), upstream).await,
-                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                let upgraded = match hyper::upgrade::on(req).await {
+                    Ok(u) => TokioIo::new(u),
+                    Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                };
+                match watch {
+                    None => tunnel(upgraded, upstream).await,
+                    Some(watch) => {
+                        let mut client = Counted::new(upgraded);
+                        tunnel(&mut client, upstream).await;
+                        let carried = Carried {
+                            bytes_up: Some(client.read),
+                            bytes_down: Some(client.written),
+                            requests: None,
+                        };
+                        shared.inventory.finish(watch, carried).await;
+                    }
                 }
             });
             Response::new(empty())
@@ -114,7 +141,10 @@ pub(super) async fn handle(
 }
 
 /// Copies bytes both ways until either side closes. Nothing is read or logged.
-async fn tunnel(mut client: TokioIo<hyper::upgrade::Upgraded>, mut upstream: TcpStream) {
+async fn tunnel<C>(mut client: C, mut upstream: TcpStream)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "tunnel closed with an error");
     }

@@ -159,11 +159,24 @@ pub(super) async fn api(req: Request<Incoming>, shared: Arc<ProxyState>) -> Resp
             let records: Vec<&crate::record::Record> = recent.iter().map(|r| &**r).collect();
             json_response(StatusCode::OK, json!({ "records": records }))
         }
+        (&Method::GET, "/airlock/v1/inventory") => {
+            let recent = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("recent=")))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(100);
+            json_response(StatusCode::OK, shared.inventory.snapshot(recent))
+        }
         (&Method::POST, "/airlock/v1/ca/reload") => match shared.control.reload_ca() {
             Ok(status) => json_response(StatusCode::OK, status),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "ca_reload_failed", e),
         },
-        (_, "/airlock/v1/health" | "/airlock/v1/status" | "/airlock/v1/requests" | "/airlock/v1/ca/reload") => error(
+        (
+            _,
+            "/airlock/v1/health" | "/airlock/v1/status" | "/airlock/v1/requests" | "/airlock/v1/inventory"
+            | "/airlock/v1/ca/reload",
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),
@@ -173,7 +186,7 @@ pub(super) async fn api(req: Request<Incoming>, shared: Arc<ProxyState>) -> Resp
             "not_found",
             format!(
                 "no Airlock API at {path}; available: GET /airlock/v1/status, GET /airlock/v1/requests?limit=N, \
-                 GET /airlock/v1/health, POST /airlock/v1/ca/reload"
+                 GET /airlock/v1/inventory?recent=N, GET /airlock/v1/health, POST /airlock/v1/ca/reload"
             ),
         ),
     }

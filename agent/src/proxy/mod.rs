@@ -11,6 +11,7 @@ mod connect;
 mod forward;
 mod local;
 mod passthrough;
+pub mod tunnels;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
+use crate::inventory::Inventory;
 use crate::pipeline::{Pipeline, Target};
 use crate::policy::{InterceptionSet, Limits};
 use crate::record::InterceptMode;
@@ -123,6 +125,10 @@ pub struct ProxyState {
     pub refusals: Arc<Refusals>,
     /// The agent, for the local API.
     pub control: Arc<dyn Control>,
+    /// The shadow-AI inventory.
+    pub inventory: Arc<Inventory>,
+    /// Tunnels opened and failed.
+    pub tunnels: Arc<tunnels::TunnelStats>,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -258,7 +264,7 @@ pub async fn serve(
                     let (admission, permit) = admit(&state, &peer);
                     match (admission, permit) {
                         (Admission::Serve, Some(permit)) => {
-                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit)));
+                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit), peer));
                         }
                         _ => drop(stream),
                     }
@@ -276,13 +282,18 @@ pub async fn serve(
 /// A connection's place under the cap; tunnels and intercepted TLS sessions carry it on.
 pub(crate) type ConnPermit = Arc<OwnedSemaphorePermit>;
 
-async fn serve_connection(stream: TcpStream, state: Arc<ProxyState>, permit: ConnPermit) {
+async fn serve_connection(
+    stream: TcpStream,
+    state: Arc<ProxyState>,
+    permit: ConnPermit,
+    peer: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
     let st = state.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = st.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, state, permit).await) }
+        async move { Ok::<_, Infallible>(dispatch(req, state, permit, peer).await) }
     });
     let conn = state
         .http1()
@@ -297,9 +308,10 @@ async fn dispatch(
     req: Request<Incoming>,
     state: Arc<ProxyState>,
     permit: ConnPermit,
+    peer: SocketAddr,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, state, permit).await;
+        return connect::handle(req, state, permit, peer).await;
     }
     if req.uri().authority().is_some() {
         return absolute_form(req, state).await;
@@ -335,6 +347,10 @@ async fn handle_in_scope(
     in_scope: bool,
     state: Arc<ProxyState>,
 ) -> Response<ProxyBody> {
+    // For the inventory: a request the pipeline reads is inspected; one passed through is only seen.
+    state
+        .inventory
+        .count_request(&target.host, &target.provider, in_scope);
     if in_scope {
         state.pipeline.handle(req, target).await
     } else {
@@ -372,8 +388,7 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
         {
             local::looped(&target)
         }
-        Some((target, true)) => state.pipeline.handle(req, target).await,
-        Some((target, false)) => passthrough::forward(req, &target, state).await,
+        Some((target, in_scope)) => handle_in_scope(req, target, in_scope, state).await,
         None => local::not_found(&req, &state),
     }
 }

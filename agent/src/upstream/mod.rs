@@ -5,6 +5,7 @@
 //! never route through Airlock itself) and never trusts a chain anchored at Airlock's own CA. It owns
 //! connections; it must not look at or change what it carries.
 
+mod failure;
 mod proxy;
 mod verify;
 
@@ -32,6 +33,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::policy::UpstreamPolicy;
 use crate::{AgentError, Result};
 
+pub use failure::{ConnectFailure, DnsFailure};
 pub use proxy::{ProxySource, UpstreamProxy};
 pub use verify::OwnCaCheck;
 
@@ -56,8 +58,13 @@ impl tower_service::Service<Name> for OverrideResolver {
             // Port 0: the connector fills in the URI's port.
             None => format!("{}:0", name.as_str()),
         };
+        let name = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+            // Marked, so a failed lookup is told from a failed connection by type, not by text.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
+                .await
+                .map_err(|e| std::io::Error::other(DnsFailure::new(&name, e)))?
+                .collect();
             Ok(addrs.into_iter())
         })
     }
@@ -116,6 +123,8 @@ pub struct UpstreamError {
     pub message: String,
     /// Whether it was a timeout (a gateway answers 504 for those, 502 otherwise).
     pub timed_out: bool,
+    /// Why no connection could be made, when that is what failed.
+    pub failure: Option<ConnectFailure>,
 }
 
 /// The pooled upstream client.
@@ -254,11 +263,19 @@ impl UpstreamClient {
         } else {
             format!("{host}:{port}")
         };
-        let uri: Uri = format!("https://{authority}/")
+        // An overridden host reached on the default port goes to the override's own address and
+        // port, as its intercepted requests do; another port is kept, on the override's address.
+        let dial_authority = if port == 443 && self.is_overridden(host) {
+            host.to_string()
+        } else {
+            authority.clone()
+        };
+        let uri: Uri = format!("https://{dial_authority}/")
             .parse()
             .map_err(|_| UpstreamError {
                 message: format!("{authority} is not a host:port Airlock can connect to"),
                 timed_out: false,
+                failure: Some(ConnectFailure::Other),
             })?;
         let via = self
             .dial
@@ -273,6 +290,7 @@ impl UpstreamClient {
             Ok(Ok(io)) => Ok(io.into_inner()),
             Ok(Err(e)) => {
                 let cause = error_chain(&*e);
+                let failure = ConnectFailure::classify(&*e, via.is_some());
                 Err(UpstreamError {
                     message: match via {
                         Some(p) => format!(
@@ -281,7 +299,8 @@ impl UpstreamClient {
                         ),
                         None => format!("Airlock could not connect to {authority} ({cause}). Check the network and DNS."),
                     },
-                    timed_out: false,
+                    timed_out: failure == ConnectFailure::Timeout,
+                    failure: Some(failure),
                 })
             }
             Err(_) => Err(UpstreamError {
@@ -292,6 +311,7 @@ impl UpstreamClient {
                         .unwrap_or_default()
                 ),
                 timed_out: true,
+                failure: Some(ConnectFailure::Timeout),
             }),
         }
     }
@@ -363,8 +383,11 @@ fn explain(host: &str, e: &hyper_util::client::legacy::Error) -> UpstreamError {
     } else {
         format!("the connection to {host} failed before a complete response arrived ({cause}); retry the request")
     };
+    let failure = e.is_connect().then(|| ConnectFailure::classify(e, false));
     UpstreamError {
         message,
-        timed_out: e.is_connect() && lower.contains("timed out"),
+        timed_out: failure == Some(ConnectFailure::Timeout)
+            || (e.is_connect() && lower.contains("timed out")),
+        failure,
     }
 }

@@ -1,0 +1,53 @@
+//! Which local process and user opened a client connection to the listener, found from the
+//! connection's own socket: the client's end (source address, our address) is looked up in the
+//! kernel's socket table for its owner uid and inode, then among processes' open files for the pid
+//! holding that inode, and the pid's executable name. It owns the OS-specific ways of finding that
+//! out (on Linux `/proc/net/tcp{,6}` and `/proc/<pid>/fd`); elsewhere it reports that it cannot tell.
+//! Every lookup is bounded (bytes read, processes and descriptors looked at) and blocking, so callers
+//! run it off the async workers; it never connects to anything and never reads a process's memory.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(not(target_os = "linux"))]
+mod other;
+#[cfg(not(target_os = "linux"))]
+use other as os;
+
+/// What was found about the process behind a client connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeerProcess {
+    /// The process id, when its open files could be read.
+    pub pid: Option<u32>,
+    /// Its executable's file name (`curl`, `python3`, `node`), or its command name.
+    pub exe: Option<String>,
+    /// The uid that owns the client's socket.
+    pub uid: Option<u32>,
+    /// That uid's name, when the system knows it.
+    pub user: Option<String>,
+    /// Why something is missing, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl PeerProcess {
+    /// Nothing known, and why.
+    pub fn unknown(note: &str) -> PeerProcess {
+        PeerProcess {
+            note: Some(note.to_string()),
+            ..PeerProcess::default()
+        }
+    }
+}
+
+/// Finds the process whose socket has local address `peer` and remote address `ours` (the address
+/// the client connected to). `hints` are pids to check first (recent clients), which makes a
+/// repeat client cost a few reads instead of a walk over every process.
+pub fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerProcess {
+    os::lookup(peer, ours, hints)
+}
