@@ -111,8 +111,14 @@ def socket_record(agent: Agent, socket_id: str) -> dict:
     return agent.wait_record(id=socket_id)
 
 
+# Codex 0.171's default model is newer than the shipped price table, so the test's policy prices it
+# (as an administrator would with [prices."openai/<model>"]).
+CODEX_MODEL = "gpt-6.2-sol"
+CODEX_PRICE = {"input": 2.0, "cache_read": 0.2, "output": 16.0}
+
+
 def expected_cost(model: str, inp: int, cached: int, out: int) -> float:
-    p = PRICES[f"openai/{model}"]
+    p = CODEX_PRICE if model == CODEX_MODEL else PRICES[f"openai/{model}"]
     return ((inp - cached) * p["input"] + cached * p.get("cache_read", p["input"]) + out * p["output"]) / 1e6
 
 
@@ -229,16 +235,20 @@ def test_a_refused_message_gets_the_error_event_and_the_socket_stays_usable(stag
 
 def test_a_message_over_the_size_cap_passes_unread_and_the_record_says_so(stage_agent, mock):
     agent = stage_agent("\n[limits]\nmax_request_body_mib = 1\n")
-    big = create(instructions="word " * 300_000)  # 1.5 MB
+    big = create(input=[{"type": "message", "role": "user",
+                         "content": [{"type": "input_text", "text": "word " * 300_000}]}])  # 1.5 MB
     with open_socket(agent, "base_url", deflate=False) as ws:
         socket_id = ws.response.headers["x-airlock-request-id"]
         ws.send(json.dumps(big))
         events = until_terminal(ws)
     assert events[-1]["type"] == "response.completed"
-    assert events[-1]["response"]["usage"]["input_tokens"] == 300_005
+    assert events[-1]["response"]["usage"]["input_tokens"] == 6 + 300_000
     [r] = records_of(agent, socket_id, 1)
     assert "passed unread" in r["websocket"]["unread"], r
-    assert r["outcome"] == "completed" and r["usage"]["input_tokens"] == 300_005
+    # Its answer was small enough to read: the usage is still exact.
+    assert r["outcome"] == "completed" and r["usage"]["input_tokens"] == 6 + 300_000
+    assert r["model"] is None, "an unread message names no model"
+    assert r["usage_estimated"] is False
 
 
 def test_an_upgrade_answered_426_lets_the_client_fall_back_to_http(stage_agent, mock):
@@ -353,7 +363,9 @@ def codex_stack(tmp_path):
         port = info["port"]
         ca_file = Path(info["ca_file"])
 
-    agent = start_stage_agent(tmp_path / "agent", mock_policy(M), wrap=ns.wrap)
+    price = "".join(f"{k} = {v}\n" for k, v in CODEX_PRICE.items())
+    agent = start_stage_agent(tmp_path / "agent", mock_policy(M, f'\n[prices."openai/{CODEX_MODEL}"]\n{price}'),
+                              wrap=ns.wrap)
     yield codex, ns, M, agent
     stop(agent.proc)
     stop(mproc)

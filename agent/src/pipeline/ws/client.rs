@@ -36,7 +36,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = FrameReader::new(ctx.cap);
+    let mut reader = FrameReader::with_rsv1(ctx.cap, ctx.deflate.is_some());
     let mut asm = Assembler::new(ctx.cap, true, ctx.deflate.map(|(client, _)| client));
     let mut buf = vec![0u8; READ_BUF];
     let mut bytes = 0u64;

@@ -89,16 +89,25 @@ pub(crate) struct FrameError(String);
 pub(crate) struct FrameReader {
     buf: BytesMut,
     cap: usize,
+    /// Whether RSV1 may be set (`permessage-deflate` was negotiated).
+    rsv1: bool,
     /// Bytes of an oversize frame still to hand out.
     passing: u64,
 }
 
 impl FrameReader {
-    /// A reader holding at most one frame of `cap` payload bytes.
+    /// A reader holding at most one frame of `cap` payload bytes, on a socket without deflate.
+    #[cfg(test)]
     pub(crate) fn new(cap: usize) -> Self {
+        Self::with_rsv1(cap, false)
+    }
+
+    /// A reader for a socket where `permessage-deflate` was negotiated when `rsv1`.
+    pub(crate) fn with_rsv1(cap: usize, rsv1: bool) -> Self {
         FrameReader {
             buf: BytesMut::new(),
             cap,
+            rsv1,
             passing: 0,
         }
     }
@@ -146,6 +155,11 @@ impl FrameReader {
             header.opcode
         {
             return Err(FrameError(format!("reserved opcode {c}")));
+        }
+        // No extension the agent lets through uses RSV2 or RSV3, and RSV1 only with deflate: bytes
+        // that set them are not this socket's frames.
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.rsv1) {
+            return Err(FrameError("reserved bits set".into()));
         }
         if matches!(header.opcode, OpCode::Control(_)) && (len > 125 || !header.is_final) {
             return Err(FrameError(
@@ -264,6 +278,18 @@ mod tests {
         let mut r = FrameReader::new(1 << 20);
         r.push(&[0x89, 126, 0, 200]); // a ping of 200 bytes
         assert!(r.next_piece().is_err());
+        // Text that happens to look like a frame header sets reserved bits.
+        for text in [&b"proxy mode"[..], b"PROXY MODE", b"hello realtime"] {
+            let mut r = FrameReader::new(1 << 20);
+            r.push(text);
+            assert!(r.next_piece().is_err(), "{text:?}");
+        }
+        let mut r = FrameReader::with_rsv1(1 << 20, true);
+        r.push(&[0xc1, 0x01, 0x00]);
+        assert!(
+            r.next_piece().unwrap().is_some(),
+            "RSV1 is fine once deflate was negotiated"
+        );
     }
 
     #[test]

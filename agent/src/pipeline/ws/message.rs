@@ -254,7 +254,7 @@ mod tests {
     }
 
     fn steps(asm: &mut Assembler, wire: &[u8], cap: usize) -> Vec<Step> {
-        let mut r = FrameReader::new(cap);
+        let mut r = FrameReader::with_rsv1(cap, true);
         r.push(wire);
         let mut out = Vec::new();
         while let Some(p) = r.next_piece().unwrap() {

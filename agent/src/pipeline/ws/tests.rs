@@ -122,8 +122,8 @@ fn start_with(kind: Kind, path: &str, deflate: Option<(bool, bool)>) -> Harness 
         upstream,
         recorder,
         done,
-        client_frames: FrameReader::new(1 << 20),
-        upstream_frames: FrameReader::new(1 << 20),
+        client_frames: FrameReader::with_rsv1(1 << 20, true),
+        upstream_frames: FrameReader::with_rsv1(1 << 20, true),
     }
 }
 

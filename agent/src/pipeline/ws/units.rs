@@ -278,6 +278,26 @@ impl Units {
         Seen::Unit
     }
 
+    /// A server message passed unread: the streaming unit's record says so. `false` if no unit was
+    /// waiting.
+    pub(crate) fn note_unread(&mut self, why: &str) -> bool {
+        let idx = self
+            .pending
+            .iter()
+            .position(|u| u.response_id.is_some())
+            .or((!self.pending.is_empty()).then_some(0));
+        let Some(unit) = idx.and_then(|i| self.pending.get_mut(i)) else {
+            return false;
+        };
+        let why = format!("a server event: {why}");
+        unit.guard.note(|r| {
+            if let Some(ws) = r.websocket.as_mut() {
+                ws.unread = Some(why);
+            }
+        });
+        true
+    }
+
     /// The socket ended: every unit still waiting ends as `outcome` says.
     pub(crate) fn end_all(&mut self, outcome: Outcome, error: &str) {
         for unit in self.pending.drain(..) {
@@ -337,10 +357,13 @@ mod tests {
                 ..WsFacts::default()
             }),
         };
-        Unit::new(RecordGuard::open(
-            r,
-            Arc::new(Finisher::new(recorder.clone())),
-        ))
+        let mut guard = RecordGuard::open(r, Arc::new(Finisher::new(recorder.clone())));
+        guard.set_facts(crate::pipeline::guard::RequestFacts {
+            api: ApiKind::Openai,
+            operation: "responses".into(),
+            body: None,
+        });
+        Unit::new(guard)
     }
 
     #[test]
