@@ -19,7 +19,7 @@ use crate::ca::{self, CertificateAuthority};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, RequestSlot, RequestStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, Control, ProxyState, Refusals};
@@ -275,6 +275,15 @@ impl RunningAgent {
 
 /// Starts the agent: binds, prepares the CA and state, and serves in the background.
 pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
+    start_with_stages(config, Vec::new()).await
+}
+
+/// Starts the agent with extra request stages plugged into its pipeline, in order (for programs that
+/// embed the agent, and test harnesses that need a stage the shipped daemon does not have).
+pub async fn start_with_stages(
+    config: AgentConfig,
+    stages: Vec<(RequestSlot, Box<dyn RequestStage>)>,
+) -> Result<RunningAgent> {
     let AgentConfig {
         listen,
         state,
@@ -321,9 +330,12 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent> {
         }),
     ));
     let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
-    let pipeline = Arc::new(
-        Pipeline::new(upstream.clone(), recorder, limits.clone()).with_settle_stage(Box::new(cost)),
-    );
+    let mut pipeline =
+        Pipeline::new(upstream.clone(), recorder, limits.clone()).with_settle_stage(Box::new(cost));
+    for (slot, stage) in stages {
+        pipeline = pipeline.with_request_stage(slot, stage);
+    }
+    let pipeline = Arc::new(pipeline);
 
     let open_files_limit = crate::sys::raise_open_files_limit();
     let max_connections = match open_files_limit {

@@ -158,6 +158,44 @@ pub struct Record {
     /// `authorize:<name>`, `forward` …), when one did.
     #[serde(default)]
     pub decided_by: Option<String>,
+    /// For traffic on a WebSocket (Responses WebSocket mode, Realtime): which socket and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WsFacts>,
+}
+
+/// Where a record sits on a WebSocket: the socket's own record (`message == 0`: the upgrade, how
+/// the socket closed) or one unit of policy on it (a client `response.create`, a Realtime response).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WsFacts {
+    /// The id of the socket's own record.
+    pub socket: String,
+    /// Which message on the socket (1, 2 …); 0 for the socket's own record.
+    pub message: u64,
+    /// A Responses `generate: false` warm-up: the provider prepares the request and generates nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warmup: bool,
+    /// The `previous_response_id` the message continues (follow a chain through it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_response_id: Option<String>,
+    /// The id of the response the provider created for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_id: Option<String>,
+    /// Whether messages on the socket are compressed (`permessage-deflate`).
+    #[serde(default)]
+    pub compressed: bool,
+    /// Why the agent could not read a message or the socket (over the size cap, not WebSocket
+    /// frames), so it passed unread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
+    /// Client messages the socket carried (socket record only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// The close code the client sent (socket record only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_close_code: Option<u16>,
+    /// The close code the upstream sent (socket record only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_close_code: Option<u16>,
 }
 
 /// Longest model name a record keeps (bytes); longer input is cut and marked.
@@ -201,6 +239,11 @@ impl Record {
         }
         if self.operation.len() > 64 {
             self.operation = bounded(&self.operation, 64);
+        }
+        if let Some(ws) = self.websocket.as_mut() {
+            bound_opt(&mut ws.previous_response_id, MAX_MODEL);
+            bound_opt(&mut ws.response_id, MAX_MODEL);
+            bound_opt(&mut ws.unread, MAX_ERROR);
         }
     }
 }
@@ -648,6 +691,7 @@ mod tests {
             response_bytes: 20,
             error: None,
             decided_by: None,
+            websocket: None,
         }
     }
 

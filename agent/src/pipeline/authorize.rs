@@ -14,6 +14,7 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
-        self.run_slot(&self.authorize, "authorize", ex, guard).await
+        self.run_slot(&self.stages.authorize, "authorize", ex, guard)
+            .await
     }
 }

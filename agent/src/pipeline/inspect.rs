@@ -15,7 +15,7 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
-        self.run_slot(&self.inspect_request, "inspect_request", ex, guard)
+        self.run_slot(&self.stages.inspect_request, "inspect_request", ex, guard)
             .await
     }
 }

@@ -21,6 +21,7 @@ mod route;
 pub mod settle;
 pub mod stage;
 mod upgrade;
+mod ws;
 
 use std::sync::Arc;
 
@@ -223,11 +224,50 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The plugged-in request stages, in their slots: shared, because a WebSocket session outlives the
+/// request that opened it and runs them for every message it carries.
+#[derive(Default)]
+pub(crate) struct RequestStages {
+    pub(crate) authorize: Vec<Box<dyn RequestStage>>,
+    pub(crate) inspect_request: Vec<Box<dyn RequestStage>>,
+    pub(crate) route: Vec<Box<dyn RequestStage>>,
+}
+
+impl RequestStages {
+    /// Runs the stages of one slot in order; the first that refuses or answers ends the run.
+    pub(crate) async fn run_slot(
+        stages: &[Box<dyn RequestStage>],
+        slot: &'static str,
+        ex: &mut Exchange,
+        guard: &mut guard::RecordGuard,
+    ) -> Result<(), Stop> {
+        for s in stages {
+            guard.set_phase(guard::Phase::Stage(s.name()));
+            let by = || format!("{slot}:{}", s.name());
+            match s.apply(ex).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Answer(resp)) => return Err(Stop::Answer { resp, by: by() }),
+                Err(err) => return Err(Stop::Refuse { err, by: by() }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every plugged-in request stage — authorize, inspect request, route — in pipeline order.
+    pub(crate) async fn run_all(
+        &self,
+        ex: &mut Exchange,
+        guard: &mut guard::RecordGuard,
+    ) -> Result<(), Stop> {
+        Self::run_slot(&self.authorize, "authorize", ex, guard).await?;
+        Self::run_slot(&self.inspect_request, "inspect_request", ex, guard).await?;
+        Self::run_slot(&self.route, "route", ex, guard).await
+    }
+}
+
 /// The pipeline: the built-in stages and the plugged-in ones, in their slots.
 pub struct Pipeline {
-    authorize: Vec<Box<dyn RequestStage>>,
-    inspect_request: Vec<Box<dyn RequestStage>>,
-    route: Vec<Box<dyn RequestStage>>,
+    stages: Arc<RequestStages>,
     inspect_response: Vec<Box<dyn ResponseStage>>,
     upstream: UpstreamClient,
     finisher: Arc<record::Finisher>,
@@ -240,9 +280,9 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = |v: &[Box<dyn RequestStage>]| v.iter().map(|s| s.name()).collect::<Vec<_>>();
         f.debug_struct("Pipeline")
-            .field("authorize", &names(&self.authorize))
-            .field("inspect_request", &names(&self.inspect_request))
-            .field("route", &names(&self.route))
+            .field("authorize", &names(&self.stages.authorize))
+            .field("inspect_request", &names(&self.stages.inspect_request))
+            .field("route", &names(&self.stages.route))
             .field(
                 "inspect_response",
                 &self
@@ -260,9 +300,7 @@ impl Pipeline {
     /// A pipeline with no plugged-in stages, bounded by `limits`.
     pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>, limits: Limits) -> Pipeline {
         Pipeline {
-            authorize: Vec::new(),
-            inspect_request: Vec::new(),
-            route: Vec::new(),
+            stages: Arc::new(RequestStages::default()),
             inspect_response: Vec::new(),
             upstream,
             finisher: Arc::new(record::Finisher::new(recorder)),
@@ -274,10 +312,17 @@ impl Pipeline {
 
     /// Adds a request-side stage to a slot; stages in one slot run in the order they were added.
     pub fn with_request_stage(mut self, slot: RequestSlot, s: Box<dyn RequestStage>) -> Self {
+        let Some(stages) = Arc::get_mut(&mut self.stages) else {
+            tracing::error!(
+                stage = s.name(),
+                "request stages can only be added before the pipeline runs"
+            );
+            return self;
+        };
         match slot {
-            RequestSlot::Authorize => self.authorize.push(s),
-            RequestSlot::InspectRequest => self.inspect_request.push(s),
-            RequestSlot::Route => self.route.push(s),
+            RequestSlot::Authorize => stages.authorize.push(s),
+            RequestSlot::InspectRequest => stages.inspect_request.push(s),
+            RequestSlot::Route => stages.route.push(s),
         }
         self
     }
@@ -370,16 +415,7 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut guard::RecordGuard,
     ) -> Result<(), Stop> {
-        for s in stages {
-            guard.set_phase(guard::Phase::Stage(s.name()));
-            let by = || format!("{slot}:{}", s.name());
-            match s.apply(ex).await {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Answer(resp)) => return Err(Stop::Answer { resp, by: by() }),
-                Err(err) => return Err(Stop::Refuse { err, by: by() }),
-            }
-        }
-        Ok(())
+        RequestStages::run_slot(stages, slot, ex, guard).await
     }
 
     /// The record as it starts.
@@ -419,6 +455,7 @@ impl Pipeline {
             response_bytes: 0,
             error: None,
             decided_by: None,
+            websocket: None,
         }
     }
 }

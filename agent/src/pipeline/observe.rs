@@ -23,7 +23,7 @@ use super::forward::UpstreamBody;
 use super::guard::{End, Phase, RecordGuard};
 use super::idle::IdleTimer;
 use super::stage::{ResponseHead, StreamCut, StreamStage};
-use super::{strip_hop_by_hop, upgrade, Pipeline};
+use super::{strip_hop_by_hop, Pipeline};
 use crate::body::{BoxError, ProxyBody};
 use crate::policy::ApiKind;
 use crate::providers::align::{FrameAligner, Segment};
@@ -460,7 +460,7 @@ impl Pipeline {
         let id = guard.id().to_string();
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(up) = ex.upgrade.take() {
-                return upgrade::switch_protocols(up, resp, guard, &id);
+                return self.switch_protocols(&ex.target, up, resp, guard, &id);
             }
         }
         let (mut parts, body) = resp.into_parts();

@@ -81,7 +81,8 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
-        self.run_slot(&self.route, "route", ex, guard).await?;
+        self.run_slot(&self.stages.route, "route", ex, guard)
+            .await?;
         self.ask_for_stream_usage(ex, guard);
         Ok(())
     }

@@ -1,13 +1,18 @@
-//! Protocol upgrades (the Realtime API's WebSocket): a request asking to switch protocols is forwarded
-//! on an HTTP/1.1 connection of its own; when the upstream answers 101 the client gets the 101 and the two
-//! upgraded connections are spliced byte for byte. The agent does not read WebSocket frames (yet); it
-//! records the exchange — bytes each way and how it ended — when the spliced connection closes.
+//! Protocol upgrades: a request asking to switch protocols is forwarded on an HTTP/1.1 connection of
+//! its own; when the upstream answers 101 the client gets the 101 and the two upgraded connections are
+//! joined. A WebSocket the agent understands — OpenAI's Responses WebSocket mode and the Realtime API —
+//! is read frame by frame ([`super::ws`]): every `response.create` on it is a unit of policy with its
+//! own record. Any other upgrade is spliced byte for byte and recorded — bytes each way and how it
+//! ended — when the connection closes.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
 
+use super::exchange::mark_sensitive;
 use super::forward::UpstreamBody;
 use super::guard::{End, Phase, RecordGuard};
+use super::ws::{self, deflate, Kind, SocketCtx};
+use super::{strip_hop_by_hop, Pipeline, Target};
 use crate::body::{self, ProxyBody};
 use crate::record::Outcome;
 
@@ -17,6 +22,9 @@ pub struct Upgrade {
     protocol: HeaderValue,
     /// The client side of the connection, once hyper hands it over.
     client: hyper::upgrade::OnUpgrade,
+    /// The request's headers (without hop-by-hop ones, credentials sensitive): what request stages
+    /// see of each message on a WebSocket the agent reads.
+    headers: HeaderMap,
 }
 
 impl Upgrade {
@@ -98,62 +106,121 @@ pub(super) fn take_upgrade(head: &mut http::request::Parts) -> Option<Upgrade> {
         return None;
     }
     let client = head.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
-    Some(Upgrade { protocol, client })
+    let mut headers = head.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    mark_sensitive(&mut headers);
+    Some(Upgrade {
+        protocol,
+        client,
+        headers,
+    })
 }
 
-/// The upstream agreed to switch protocols: answer the client's 101 and splice the two upgraded
-/// connections together, byte for byte. The record is finished when the spliced connection closes.
-pub(super) fn switch_protocols(
-    up: Upgrade,
-    mut resp: Response<UpstreamBody>,
-    mut guard: RecordGuard,
-    id: &str,
-) -> Response<ProxyBody> {
-    guard.note(|r| r.status = Some(101));
-    guard.set_phase(Phase::Streaming);
-    let upstream = hyper::upgrade::on(&mut resp);
-    tokio::spawn(async move {
-        let joined = tokio::try_join!(up.client, upstream);
-        let end = match joined {
-            Ok((client, upstream)) => {
-                let mut client = CountingIo::new(hyper_util::rt::TokioIo::new(client));
-                let mut upstream = CountingIo::new(hyper_util::rt::TokioIo::new(upstream));
-                let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                guard.note(|r| r.request_bytes += client.read);
-                let (outcome, error) = match result {
-                    Ok(_) => (Outcome::Completed, None),
-                    // Either side may simply drop the connection (no TLS close_notify, a reset):
-                    // that is how such connections usually end.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::UnexpectedEof
-                                | std::io::ErrorKind::ConnectionReset
-                                | std::io::ErrorKind::BrokenPipe
-                        ) =>
-                    {
-                        (Outcome::Completed, None)
-                    }
-                    Err(e) => (
-                        Outcome::Incomplete,
-                        Some(format!("the upgraded connection broke: {e}")),
-                    ),
-                };
-                End {
-                    response_bytes: upstream.read,
-                    ..End::bare(outcome, error)
-                }
+/// Whether a 101's `sec-websocket-extensions` accepted `permessage-deflate` with `param`.
+fn deflate_param(headers: &HeaderMap, param: &str) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case(param))
+}
+
+impl Pipeline {
+    /// The upstream agreed to switch protocols: answer the client's 101 and join the two upgraded
+    /// connections — read frame by frame when the agent understands the WebSocket, else spliced byte
+    /// for byte. The socket's record is finished when the connection closes.
+    pub(super) fn switch_protocols(
+        &self,
+        target: &Target,
+        up: Upgrade,
+        mut resp: Response<UpstreamBody>,
+        mut guard: RecordGuard,
+        id: &str,
+    ) -> Response<ProxyBody> {
+        guard.note(|r| r.status = Some(101));
+        guard.set_phase(Phase::Streaming);
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        let websocket = up.protocol.as_bytes().eq_ignore_ascii_case(b"websocket");
+        let socket = match Kind::of(target).filter(|_| websocket) {
+            Some(kind) => {
+                let deflate = deflate::accepted(&parts.headers).then(|| {
+                    let client_resets = deflate_param(&parts.headers, "client_no_context_takeover")
+                        || deflate::require_client_no_context_takeover(&mut parts.headers);
+                    let server_resets = deflate_param(&parts.headers, "server_no_context_takeover");
+                    (client_resets, server_resets)
+                });
+                let template = guard.record().cloned();
+                template.map(|template| SocketCtx {
+                    stages: self.stages.clone(),
+                    finisher: self.finisher.clone(),
+                    target: target.clone(),
+                    headers: up.headers,
+                    cap: self.limits.max_request_body(),
+                    kind,
+                    deflate,
+                    template,
+                })
             }
-            Err(e) => End::bare(
-                Outcome::UpstreamFailed,
-                Some(format!("the protocol switch did not complete: {e}")),
-            ),
+            None => None,
         };
-        guard.finish(end);
-    });
-    let (mut parts, _) = resp.into_parts();
-    if let Ok(v) = HeaderValue::from_str(id) {
-        parts.headers.insert("x-airlock-request-id", v);
+        let client = up.client;
+        tokio::spawn(async move {
+            let joined = tokio::try_join!(client, upstream);
+            match joined {
+                Ok((client, upstream)) => {
+                    let client = hyper_util::rt::TokioIo::new(client);
+                    let upstream = hyper_util::rt::TokioIo::new(upstream);
+                    match socket {
+                        Some(ctx) => ws::run(ctx, client, upstream, guard).await,
+                        None => splice(client, upstream, guard).await,
+                    }
+                }
+                Err(e) => guard.finish(End::bare(
+                    Outcome::UpstreamFailed,
+                    Some(format!("the protocol switch did not complete: {e}")),
+                )),
+            }
+        });
+        if let Ok(v) = HeaderValue::from_str(id) {
+            parts.headers.insert("x-airlock-request-id", v);
+        }
+        Response::from_parts(parts, body::empty())
     }
-    Response::from_parts(parts, body::empty())
+}
+
+/// Joins two upgraded connections byte for byte and finishes the record when they close.
+async fn splice<C, U>(client: C, upstream: U, mut guard: RecordGuard)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut client = CountingIo::new(client);
+    let mut upstream = CountingIo::new(upstream);
+    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    guard.note(|r| r.request_bytes += client.read);
+    let (outcome, error) = match result {
+        Ok(_) => (Outcome::Completed, None),
+        // Either side may simply drop the connection (no TLS close_notify, a reset): that is how
+        // such connections usually end.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            (Outcome::Completed, None)
+        }
+        Err(e) => (
+            Outcome::Incomplete,
+            Some(format!("the upgraded connection broke: {e}")),
+        ),
+    };
+    guard.finish(End {
+        response_bytes: upstream.read,
+        ..End::bare(outcome, error)
+    });
 }

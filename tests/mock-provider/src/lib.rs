@@ -21,6 +21,7 @@ pub mod record;
 pub mod reply;
 pub mod server;
 pub mod text;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -33,7 +33,7 @@ use crate::encoding::{Coding, Compress};
 use crate::fault::{Fault, FaultKind};
 use crate::record::{Answer, Recorded, RequestLog};
 use crate::reply::{self, cut_point, Call, ErrorKind, Flavor, Opts, Provider, Reply, ReplyBody};
-use crate::{anthropic, code_assist, gemini, ollama, openai};
+use crate::{anthropic, code_assist, gemini, ollama, openai, websocket};
 use crate::{j, mangle};
 
 /// Largest request body accepted (Anthropic's documented limit).
@@ -89,7 +89,7 @@ impl State {
         }
     }
 
-    fn next_id(&self) -> String {
+    pub(crate) fn next_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // splitmix64's finaliser is a bijection, so ids never repeat within a run.
         let mut z = self
@@ -212,7 +212,9 @@ where
     let svc_state = state.clone();
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| handle(req, svc_state.clone(), svc_ctx.clone()));
-    let conn = state.builder.serve_connection(TokioIo::new(io), svc);
+    let conn = state
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::select! {
         _ = conn => {}
         // A `reset` fault: drop the connection (and its socket, with zero linger) right now.
@@ -485,6 +487,28 @@ async fn handle(
     state: Arc<State>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if websocket::asks_upgrade(req.method(), req.headers()) {
+        let host = request_host(req.uri(), req.headers());
+        let full_path = req.uri().path().to_owned();
+        let ws = resolve(&host, &full_path)
+            .filter(|r| r.provider == Provider::OpenAi)
+            .and_then(|r| websocket::Kind::for_path(r.path).map(|k| (k, r.flavor)));
+        if let Some((kind, flavor)) = ws {
+            // Options the upgrade asks for apply to every message on the socket.
+            let opts =
+                mock_options(req.headers(), &state).map_or_else(|_| Opts::default(), |(_, _, o)| o);
+            return Ok(websocket::accept(
+                req,
+                kind,
+                flavor,
+                &full_path,
+                host,
+                opts,
+                state.clone(),
+                ctx.listener,
+            ));
+        }
+    }
     let answer = Arc::new(Answer::default());
     let resp = answer_request(req, &state, &ctx, &answer).await;
     answer.set(resp.status().as_u16(), coding_of(&resp));
