@@ -26,7 +26,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+import coverage
 from conftest import ROOT, Agent, binary, mock_policy, stop, wait_for_file
+from netns import Netns, open_netns
 
 DENIED = "gpt-denied-model"
 MODEL = "gpt-5"
@@ -319,42 +321,13 @@ def _mock_input_tokens(body: dict) -> int:
     return n
 
 
-class _Netns:
-    """A network namespace with only loopback; the mock, the agent and Codex all run in it."""
-
-    def __init__(self):
-        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
-            pytest.fail("the Codex test runs it inside `unshare -n`, which needs root, unshare and nsenter")
-        ip = shutil.which("ip") or "/usr/sbin/ip"
-        self.holder = subprocess.Popen(["unshare", "-n", "sh", "-c", f"{ip} link set lo up && echo up && exec sleep 3600"],
-                                       stdout=subprocess.PIPE, text=True)
-        assert self.holder.stdout and self.holder.stdout.readline().strip() == "up"
-
-    def wrap(self, argv: list) -> list[str]:
-        return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "--", *[str(a) for a in argv]]
-
-    def get(self, url: str, cafile: Path | None = None, resolve: str | None = None) -> dict:
-        cmd = ["curl", "-sS", "--fail", "--max-time", "10"]
-        if cafile:
-            cmd += ["--cacert", str(cafile)]
-        if resolve:
-            cmd += ["--connect-to", resolve]
-        p = subprocess.run(self.wrap(cmd + [url]), capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        return json.loads(p.stdout)
-
-    def close(self):
-        self.holder.kill()
-        self.holder.wait()
-
-
 @pytest.fixture
 def codex_stack(tmp_path):
     codex = _codex_bin()
-    ns = _Netns()
+    ns = open_netns()
     md = tmp_path / "mock"
     md.mkdir()
-    mproc = subprocess.Popen(ns.wrap([binary("airlock-mock"), "--listen", "127.0.0.1:0", "--cert-dir", md,
+    mproc = subprocess.Popen(ns.cmd([binary("airlock-mock"), "--listen", "127.0.0.1:0", "--cert-dir", md,
                                       "--ready-file", md / "ready.json"]),
                              stdout=open(md / "mock.log", "w"), stderr=subprocess.STDOUT)
     info = wait_for_file(md / "ready.json", mproc, "airlock-mock")
@@ -365,14 +338,14 @@ def codex_stack(tmp_path):
 
     price = "".join(f"{k} = {v}\n" for k, v in CODEX_PRICE.items())
     agent = start_stage_agent(tmp_path / "agent", mock_policy(M, f'\n[prices."openai/{CODEX_MODEL}"]\n{price}'),
-                              wrap=ns.wrap)
+                              wrap=ns.cmd)
     yield codex, ns, M, agent
     stop(agent.proc)
     stop(mproc)
     ns.close()
 
 
-def _run_codex(codex: Path, ns: _Netns, agent: Agent, home: Path, model: str | None) -> subprocess.CompletedProcess:
+def _run_codex(codex: Path, ns: Netns, agent: Agent, home: Path, model: str | None) -> subprocess.CompletedProcess:
     home.mkdir(parents=True, exist_ok=True)
     (home / ".codex").mkdir(exist_ok=True)
     # Telemetry, update checks and feedback off as Codex documents; nothing else differs from its
@@ -388,7 +361,7 @@ def _run_codex(codex: Path, ns: _Netns, agent: Agent, home: Path, model: str | N
     if model:
         argv += ["--model", model]
     argv.append("Say hello")
-    return subprocess.run(ns.wrap(argv), capture_output=True, text=True, env=env, timeout=180, cwd=home)
+    return subprocess.run(ns.cmd(argv), capture_output=True, text=True, env=env, timeout=180, cwd=home)
 
 
 def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(codex_stack, tmp_path):
@@ -396,8 +369,8 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     p = _run_codex(codex, ns, agent, tmp_path / "home", None)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    mock_log = ns.get(f"https://api.openai.com/__mock/requests", cafile=m.ca_file,
-                      resolve=f"api.openai.com:443:127.0.0.1:{m.port}")["requests"]
+    mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",
+                                  "https://api.openai.com/__mock/requests"))["requests"]
     upgrades = [r for r in mock_log if r["method"] == "GET" and r["path"] == "/v1/responses"]
     assert upgrades and upgrades[0]["status"] == 101, "Codex used WebSocket mode"
     creates = [r["body"] for r in mock_log if r["method"] == "WEBSOCKET" and r["body"].get("type") == "response.create"]
@@ -405,7 +378,7 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     model = creates[-1]["model"]
     assert f"This is a mock reply from {model}." in p.stdout
 
-    records = json.loads(subprocess.run(ns.wrap(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
+    records = json.loads(subprocess.run(ns.cmd(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
                                         capture_output=True, text=True, timeout=30).stdout)["records"]
     turns = sorted([r for r in records if r["operation"] == "responses" and r.get("websocket")],
                    key=lambda r: (r["websocket"]["socket"], r["websocket"]["message"]))
@@ -422,15 +395,19 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
                                                               rec["usage"]["cache_read_tokens"],
                                                               rec["usage"]["output_tokens"]), rel=1e-9)
 
+    coverage.report("Codex CLI (`codex exec`, WebSocket mode)",
+                    coverage.node_package(Path(os.environ["AIRLOCK_TEST_TOOLS_DIR"]) / "node_modules", "@openai/codex"),
+                    "run", coverage.metered(*turns))
+
     # The denied model: refused on the socket, never sent on, and Codex says why.
     p = _run_codex(codex, ns, agent, tmp_path / "home2", DENIED)
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "model_not_allowed" in out or f"the model {DENIED} is not allowed" in out, out
-    records = json.loads(subprocess.run(ns.wrap(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
+    records = json.loads(subprocess.run(ns.cmd(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
                                         capture_output=True, text=True, timeout=30).stdout)["records"]
     refused = [r for r in records if r["model"] == DENIED and r.get("websocket")]
     assert refused and all(r["outcome"] == "rejected" and r["decided_by"] == "authorize:deny_models" for r in refused)
-    mock_log = ns.get(f"https://api.openai.com/__mock/requests", cafile=m.ca_file,
-                      resolve=f"api.openai.com:443:127.0.0.1:{m.port}")["requests"]
+    mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",
+                                  "https://api.openai.com/__mock/requests"))["requests"]
     assert not [r for r in mock_log if (r.get("body") or {}).get("model") == DENIED]
