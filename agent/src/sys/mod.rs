@@ -2,6 +2,7 @@
 //! open (each client connection needs one, a tunnel or an upstream leg another). It owns asking the
 //! OS; it must not decide how many connections to serve (the agent wiring does, from these numbers).
 
+pub mod procfs;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

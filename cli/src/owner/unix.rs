@@ -8,35 +8,15 @@ pub(super) fn owner_and_mode(meta: &fs::Metadata) -> (Option<u32>, Option<u32>) 
     (Some(meta.uid()), Some(meta.mode() & 0o7777))
 }
 
-/// The user's name from `/etc/passwd`, for messages only. Users known only to NSS (LDAP, sssd) are
-/// shown by uid alone, which is all a message needs; nothing is decided by name.
+/// The user's name, for messages only (see [`airlock_agent::sys::procfs::user_name`]).
 pub(super) fn user_name(uid: u32) -> Option<String> {
-    let text = fs::read_to_string("/etc/passwd").ok()?;
-    name_in_passwd(&text, uid)
-}
-
-fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
-    text.lines().find_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let _password = f.next()?;
-        let id: u32 = f.next()?.parse().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_string())
-    })
+    airlock_agent::sys::procfs::user_name(uid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::owner::{facts, Kind};
-
-    #[test]
-    fn names_come_from_passwd_lines() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n#comment\nnobody:x:65534:65534::/:/usr/sbin/nologin\n";
-        assert_eq!(name_in_passwd(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(name_in_passwd(passwd, 65534).as_deref(), Some("nobody"));
-        assert_eq!(name_in_passwd(passwd, 1000), None);
-    }
 
     #[test]
     fn facts_report_owner_and_mode() {

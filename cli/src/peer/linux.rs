@@ -4,13 +4,11 @@
 
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use super::{Listener, Lookup, PidProof};
 use crate::owner;
-
-/// The `st` column of a socket in the LISTEN state.
-const TCP_LISTEN: &str = "0A";
+use airlock_agent::sys::procfs;
 
 pub(super) fn lookup(target: SocketAddr) -> io::Result<Lookup> {
     let mut listeners = Vec::new();
@@ -106,50 +104,15 @@ fn process_uid(pid: u32) -> Option<u32> {
 
 /// The LISTEN sockets of one `/proc/net/tcp` (`v6 = false`) or `/proc/net/tcp6` table.
 pub(crate) fn parse_table(text: &str, v6: bool) -> Vec<Listener> {
-    text.lines()
-        .skip(1) // the header
-        .filter_map(|line| parse_line(line, v6))
+    procfs::parse_tcp_table(text, v6)
+        .into_iter()
+        .filter(|r| r.state == procfs::TCP_LISTEN)
+        .map(|r| Listener {
+            bound: r.local,
+            uid: r.uid,
+            inode: r.inode,
+        })
         .collect()
-}
-
-/// One row: `sl local rem st tx:rx tr:when retrnsmt uid timeout inode …`; `None` unless LISTEN.
-fn parse_line(line: &str, v6: bool) -> Option<Listener> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    if f.len() < 10 || f[3] != TCP_LISTEN {
-        return None;
-    }
-    Some(Listener {
-        bound: parse_addr(f[1], v6)?,
-        uid: f[7].parse().ok()?,
-        inode: f[9].parse().ok()?,
-    })
-}
-
-/// `0100007F:1F2F` → 127.0.0.1:7983. The kernel prints each 32-bit word of the address as the number
-/// it is in memory (so byte order is the machine's own), and the port in host order.
-fn parse_addr(text: &str, v6: bool) -> Option<SocketAddr> {
-    let (ip, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let hex = ip.get(i * 8..i * 8 + 8)?;
-        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
-    };
-    let ip = if v6 {
-        if ip.len() != 32 {
-            return None;
-        }
-        let mut b = [0u8; 16];
-        for i in 0..4 {
-            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-        }
-        IpAddr::V6(Ipv6Addr::from(b))
-    } else {
-        if ip.len() != 8 {
-            return None;
-        }
-        IpAddr::V4(Ipv4Addr::from(word(0)?))
-    };
-    Some(SocketAddr::new(ip, port))
 }
 
 /// Of the listeners that would accept a connection to `target`, the one the kernel hands it to: a
@@ -205,8 +168,10 @@ mod tests {
     }
 
     fn row(local: &str, st: &str, uid: u32, inode: u64) -> String {
+        // The remote address is as wide as the local one, as the kernel prints it.
+        let zeros = "0".repeat(local.split(':').next().map_or(8, str::len));
         format!(
-            "   3: {local} 00000000:0000 {st} 00000000:00000000 00:00000000 00000000 {uid:>5}        0 {inode} 1 0000000000000000 100 0 0 10 0"
+            "   3: {local} {zeros}:0000 {st} 00000000:00000000 00:00000000 00000000 {uid:>5}        0 {inode} 1 0000000000000000 100 0 0 10 0"
         )
     }
 

@@ -4,12 +4,12 @@
 //! executable from `/proc/<pid>/exe` (else `comm`), and the user name from `/etc/passwd`.
 
 use std::fs;
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::PeerProcess;
+use crate::sys::procfs::{parse_tcp_table, read_bounded, user_name, SocketRow};
 
 /// Most bytes read from one socket table (about 100,000 sockets).
 const MAX_TABLE_BYTES: u64 = 16 << 20;
@@ -17,15 +17,6 @@ const MAX_TABLE_BYTES: u64 = 16 << 20;
 const MAX_PROCESSES: usize = 8192;
 /// Most descriptor links read in one lookup, over all processes.
 const MAX_LINKS: usize = 200_000;
-
-/// One row of a socket table: the addresses, owner uid and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SocketRow {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub uid: u32,
-    pub inode: u64,
-}
 
 pub(super) fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerProcess {
     let Some(row) = find_socket(peer, ours) else {
@@ -72,20 +63,10 @@ fn find_socket(peer: SocketAddr, ours: SocketAddr) -> Option<SocketRow> {
         .zip([false, true])
         .find_map(|(path, v6)| {
             let text = read_bounded(Path::new(path), MAX_TABLE_BYTES)?;
-            parse_table(&text, v6)
+            parse_tcp_table(&text, v6)
                 .into_iter()
                 .find(|r| same(r.local, peer) && same(r.remote, ours))
         })
-}
-
-fn read_bounded(path: &Path, max: u64) -> Option<String> {
-    let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(max)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
 }
 
 /// Whether two socket addresses are the same endpoint, an IPv4-mapped IPv6 address being the IPv4
@@ -181,101 +162,9 @@ fn exe_name(pid: u32) -> Option<String> {
     (!comm.is_empty()).then(|| comm.to_string())
 }
 
-/// The user's name from `/etc/passwd`; users known only to NSS (LDAP, sssd) show by uid alone.
-fn user_name(uid: u32) -> Option<String> {
-    let text = read_bounded(Path::new("/etc/passwd"), 4 << 20)?;
-    name_in_passwd(&text, uid)
-}
-
-fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
-    text.lines().find_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let _password = f.next()?;
-        let id: u32 = f.next()?.parse().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_string())
-    })
-}
-
-/// Every row of one `/proc/net/tcp` (`v6 = false`) or `/proc/net/tcp6` table, whatever its state.
-pub(crate) fn parse_table(text: &str, v6: bool) -> Vec<SocketRow> {
-    text.lines()
-        .skip(1) // the header
-        .filter_map(|line| {
-            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode …
-            let f: Vec<&str> = line.split_whitespace().take(10).collect();
-            if f.len() < 10 {
-                return None;
-            }
-            Some(SocketRow {
-                local: parse_addr(f[1], v6)?,
-                remote: parse_addr(f[2], v6)?,
-                uid: f[7].parse().ok()?,
-                inode: f[9].parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// `0100007F:1F2F` → 127.0.0.1:7983. The kernel prints each 32-bit word of the address as the number
-/// it is in memory (so byte order is the machine's own), and the port in host order.
-fn parse_addr(text: &str, v6: bool) -> Option<SocketAddr> {
-    let (ip, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let hex = ip.get(i * 8..i * 8 + 8)?;
-        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
-    };
-    let ip = match (v6, ip.len()) {
-        (true, 32) => {
-            let mut b = [0u8; 16];
-            for i in 0..4 {
-                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-            }
-            IpAddr::V6(Ipv6Addr::from(b))
-        }
-        (false, 8) => IpAddr::V4(Ipv4Addr::from(word(0)?)),
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn word(b: [u8; 4]) -> String {
-        format!("{:08X}", u32::from_ne_bytes(b))
-    }
-
-    fn v4(ip: [u8; 4], port: u16) -> String {
-        format!("{}:{port:04X}", word(ip))
-    }
-
-    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
-
-    #[test]
-    fn reads_client_rows_in_this_machines_byte_order() {
-        let row = format!(
-            "   7: {} {} 01 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 20 4 30 10 -1",
-            v4([127, 0, 0, 1], 51000),
-            v4([127, 0, 0, 1], 8479)
-        );
-        let rows = parse_table(&format!("{HEADER}\n{row}\n   8: junk\n"), false);
-        assert_eq!(
-            rows,
-            vec![SocketRow {
-                local: "127.0.0.1:51000".parse().unwrap(),
-                remote: "127.0.0.1:8479".parse().unwrap(),
-                uid: 1000,
-                inode: 4242
-            }]
-        );
-        assert!(
-            parse_table(&format!("{HEADER}\n{row}\n"), true).is_empty(),
-            "an IPv4-length address is refused in the IPv6 table"
-        );
-    }
 
     #[test]
     fn mapped_addresses_are_the_ipv4_endpoint() {
@@ -283,14 +172,6 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         assert!(same(a, b));
         assert!(!same(a, "127.0.0.1:5001".parse().unwrap()));
-    }
-
-    #[test]
-    fn names_come_from_passwd_lines() {
-        let passwd =
-            "root:x:0:0:root:/root:/bin/bash\n#c\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(name_in_passwd(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(name_in_passwd(passwd, 7), None);
     }
 
     #[test]
