@@ -8,8 +8,8 @@
 //! or drop a server message and the client's decompressor stays in step, at no cost to messages the
 //! stages leave alone. Asking is chosen over re-compressing every message because it keeps the
 //! original frames byte for byte; an upstream that refuses (keeps its context) is handled by sending
-//! the client every message of that socket decoded, uncompressed (see [`super::inspect`]). It never
-//! compresses.
+//! the client every message of that socket decoded, uncompressed ([`super::upstream`]; a message too
+//! large to read then still passes compressed, and the client cannot decode it). It never compresses.
 
 use flate2::{Decompress, FlushDecompress, Status};
 use http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
