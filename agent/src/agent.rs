@@ -19,7 +19,7 @@ use crate::ca::{self, CertificateAuthority};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
-use crate::pipeline::{Pipeline, RequestSlot, RequestStage};
+use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, Control, ProxyState, Refusals};
@@ -284,6 +284,16 @@ pub async fn start_with_stages(
     config: AgentConfig,
     stages: Vec<(RequestSlot, Box<dyn RequestStage>)>,
 ) -> Result<RunningAgent> {
+    start_with_response_stages(config, stages, Vec::new()).await
+}
+
+/// Starts the agent with extra request stages and response stages (inspect response, in order)
+/// plugged into its pipeline — they see HTTP event streams and every response on a WebSocket.
+pub async fn start_with_response_stages(
+    config: AgentConfig,
+    stages: Vec<(RequestSlot, Box<dyn RequestStage>)>,
+    responses: Vec<Box<dyn ResponseStage>>,
+) -> Result<RunningAgent> {
     let AgentConfig {
         listen,
         state,
@@ -334,6 +344,9 @@ pub async fn start_with_stages(
         Pipeline::new(upstream.clone(), recorder, limits.clone()).with_settle_stage(Box::new(cost));
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
+    }
+    for stage in responses {
+        pipeline = pipeline.with_response_stage(stage);
     }
     let pipeline = Arc::new(pipeline);
 

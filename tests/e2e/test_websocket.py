@@ -288,6 +288,41 @@ def test_realtime_responses_are_recorded_with_their_usage(stage_agent, mock, mod
     assert a["websocket"]["response_id"] == first[-1]["response"]["id"]
 
 
+@pytest.mark.parametrize("mode,deflate", [("base_url", True), ("proxy", False)])
+def test_a_response_stage_rewrites_the_text_on_a_socket_and_the_records_stay_exact(mock, tmp_path, monkeypatch,
+                                                                                   mode, deflate):
+    """The test agent's response stage replaces a word in the streamed text: the client sees it replaced,
+    on every response of the socket, and each record still has the provider's exact usage."""
+    monkeypatch.setenv("AIRLOCK_TEST_REDACT_WORD", "mock")
+    agent = start_stage_agent(tmp_path / "agent", mock_policy(mock))
+    try:
+        agent.api("/airlock/v1/health")
+        with open_socket(agent, mode, deflate=deflate) as ws:
+            socket_id = ws.response.headers["x-airlock-request-id"]
+            if deflate:
+                # Asked for by the agent so it may rewrite a server message: the provider compresses
+                # each message on its own.
+                ext = ws.protocol.extensions
+                assert len(ext) == 1 and ext[0].remote_no_context_takeover is True, ext
+            turns = []
+            for _ in range(2):
+                ws.send(json.dumps(create()))
+                turns.append(until_terminal(ws))
+        recs = records_of(agent, socket_id, 2)
+    finally:
+        stop(agent.proc)
+    for turn in turns:
+        assert turn[-1]["type"] == "response.completed"
+        text = "".join(e["delta"] for e in turn if e["type"] == "response.output_text.delta")
+        assert text == f"This is a [redacted] reply from {MODEL}."
+    assert len(recs) == 2, recs
+    for r in recs:
+        assert (r["operation"], r["model"], r["outcome"], r["status"]) == ("responses", MODEL, "completed", 200)
+        assert (r["usage"]["input_tokens"], r["usage"]["output_tokens"]) == (6 + 5, 7)
+        assert r["usage_estimated"] is False and r.get("decided_by") is None
+        assert r["cost_usd"] == pytest.approx(expected_cost(MODEL, 11, 0, 7), rel=1e-9)
+
+
 # --- Codex CLI, the real tool ---------------------------------------------------------------------
 
 def _codex_bin() -> Path:
@@ -410,3 +445,4 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",
                                   "https://api.openai.com/__mock/requests"))["requests"]
     assert not [r for r in mock_log if (r.get("body") or {}).get("model") == DENIED]
+

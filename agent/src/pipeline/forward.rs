@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use super::exchange::{Exchange, RequestBody};
 use super::guard::{Phase, RecordGuard};
 use super::route::Capabilities;
+use super::ws::Kind;
 use super::{Pipeline, Stop};
 use crate::body::{self, BoxError};
 use crate::providers::decode::{decode_all, Coding};
@@ -154,7 +155,10 @@ impl Pipeline {
             };
             h.remove(header::HOST);
             if let Some(up) = &ex.upgrade {
-                up.apply_to(h);
+                up.apply_to(
+                    h,
+                    !self.inspect_response.is_empty() && Kind::of(&ex.target).is_some(),
+                );
             }
             if ex.identity.stream {
                 h.insert(

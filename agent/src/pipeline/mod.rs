@@ -268,7 +268,7 @@ impl RequestStages {
 /// The pipeline: the built-in stages and the plugged-in ones, in their slots.
 pub struct Pipeline {
     stages: Arc<RequestStages>,
-    inspect_response: Vec<Box<dyn ResponseStage>>,
+    inspect_response: Arc<Vec<Box<dyn ResponseStage>>>,
     upstream: UpstreamClient,
     finisher: Arc<record::Finisher>,
     limits: Limits,
@@ -301,7 +301,7 @@ impl Pipeline {
     pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>, limits: Limits) -> Pipeline {
         Pipeline {
             stages: Arc::new(RequestStages::default()),
-            inspect_response: Vec::new(),
+            inspect_response: Arc::new(Vec::new()),
             upstream,
             finisher: Arc::new(record::Finisher::new(recorder)),
             budget: BodyBudget::new(limits.max_buffered()),
@@ -329,7 +329,13 @@ impl Pipeline {
 
     /// Adds a response stage (inspect response); they see the body in the order they were added.
     pub fn with_response_stage(mut self, s: Box<dyn ResponseStage>) -> Self {
-        self.inspect_response.push(s);
+        match Arc::get_mut(&mut self.inspect_response) {
+            Some(v) => v.push(s),
+            None => tracing::error!(
+                stage = s.name(),
+                "response stages can only be added before the pipeline runs"
+            ),
+        }
         self
     }
 

@@ -28,10 +28,15 @@ pub struct Upgrade {
 }
 
 impl Upgrade {
-    /// Puts the upgrade request back on headers whose hop-by-hop fields were removed.
-    pub(super) fn apply_to(&self, headers: &mut http::HeaderMap) {
+    /// Puts the upgrade request back on headers whose hop-by-hop fields were removed; on a socket
+    /// whose server messages response stages may change, the compression offer asks the upstream to
+    /// compress each message on its own ([`deflate::request_server_no_context_takeover`]).
+    pub(super) fn apply_to(&self, headers: &mut http::HeaderMap, inspected: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, self.protocol.clone());
+        if inspected && self.protocol.as_bytes().eq_ignore_ascii_case(b"websocket") {
+            deflate::request_server_no_context_takeover(headers);
+        }
     }
 }
 
@@ -151,8 +156,18 @@ impl Pipeline {
                     let server_resets = deflate_param(&parts.headers, "server_no_context_takeover");
                     (client_resets, server_resets)
                 });
+                let server_resets = deflate.is_some_and(|(_, s)| s);
+                let mut head_101 = parts.headers.clone();
+                strip_hop_by_hop(&mut head_101);
                 let template = guard.record().cloned();
                 template.map(|template| SocketCtx {
+                    responses: self.inspect_response.clone(),
+                    response_headers: head_101,
+                    // An upstream that kept its compression context although asked not to: the
+                    // client gets every server message decoded, so the agent may change some.
+                    decode_for_client: deflate.is_some()
+                        && !server_resets
+                        && !self.inspect_response.is_empty(),
                     stages: self.stages.clone(),
                     finisher: self.finisher.clone(),
                     target: target.clone(),

@@ -251,6 +251,12 @@ impl ResponseParser {
         self.deltas.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Reads one event that arrived whole and already parsed (a WebSocket message): the same
+    /// reading as an SSE frame's data.
+    pub fn feed_event(&mut self, v: &Value) {
+        self.on_document(v, None);
+    }
+
     /// Reads a copy of the next body chunk.
     pub fn feed(&mut self, chunk: &[u8]) {
         if self.framing == Framing::Opaque {
@@ -506,7 +512,11 @@ impl ResponseParser {
             .unwrap_or_default();
         let out_idx = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         match kind {
-            "response.output_text.delta" => {
+            // The Realtime API's text and transcript deltas (beta and GA names) read as output text.
+            "response.output_text.delta"
+            | "response.text.delta"
+            | "response.audio_transcript.delta"
+            | "response.output_audio_transcript.delta" => {
                 if let Some(d) = v.get("delta").and_then(Value::as_str) {
                     self.text(TextChannel::Content, out_idx, d);
                 }

@@ -2,7 +2,10 @@
 //! the models named in `--deny-models` (or `AIRLOCK_TEST_DENY_MODELS`, comma-separated), the way a
 //! model allowlist will once governance lands. End-to-end tests start it instead of `airlockd` to check
 //! that policy applies per message — over HTTP and on every `response.create` of a WebSocket — without
-//! a test-only switch in the shipped daemon. Flags it shares with `airlockd` mean the same.
+//! a test-only switch in the shipped daemon. With `--redact-word WORD` it also has a response stage
+//! that replaces WORD in the response text (what a redacting guardrail does), to check that response
+//! stages see and may rewrite every response, WebSocket events included. Flags it shares with
+//! `airlockd` mean the same.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,9 +13,14 @@ use std::time::Duration;
 
 use airlock_agent::agent::{self, AgentConfig};
 use airlock_agent::paths::{StateDir, DEFAULT_LISTEN};
-use airlock_agent::pipeline::{Exchange, Flow, RequestSlot, RequestStage, StageFuture};
+use airlock_agent::pipeline::{
+    Exchange, Flow, RequestSlot, RequestStage, ResponseHead, ResponseStage, StageFuture, StreamCut,
+    StreamStage,
+};
 use airlock_agent::policy::Policy;
 use airlock_agent::providers::dialect::AirlockError;
+use airlock_agent::providers::response::TextDelta;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 
 /// Airlock agent with a model-denying test stage.
@@ -36,6 +44,59 @@ struct Args {
         default_value = ""
     )]
     deny_models: Vec<String>,
+    /// A word to replace with `[redacted]` in response text (a response stage).
+    #[arg(long, env = "AIRLOCK_TEST_REDACT_WORD")]
+    redact_word: Option<String>,
+}
+
+/// Replaces a word in the response text of event streams.
+#[derive(Debug)]
+struct RedactWord(String);
+
+/// One response's redaction.
+struct RedactStream(String);
+
+impl ResponseStage for RedactWord {
+    fn name(&self) -> &'static str {
+        "redact_word"
+    }
+
+    fn open(&self, head: &ResponseHead<'_>) -> Option<Box<dyn StreamStage>> {
+        head.event_stream
+            .then(|| Box::new(RedactStream(self.0.clone())) as Box<dyn StreamStage>)
+    }
+}
+
+impl StreamStage for RedactStream {
+    fn holdback_limit(&self) -> usize {
+        0
+    }
+
+    fn held(&self) -> usize {
+        0
+    }
+
+    /// A chunk whose text holds the word gets the word replaced wherever it occurs in the chunk (a
+    /// test stage: the word is one the events carry nowhere else, and no delta splits it).
+    fn on_data(
+        &mut self,
+        chunk: Bytes,
+        deltas: &[TextDelta],
+        out: &mut BytesMut,
+    ) -> Result<(), StreamCut> {
+        let word = self.0.as_str();
+        match std::str::from_utf8(&chunk) {
+            Ok(text) if deltas.iter().any(|d| d.text.contains(word)) => {
+                out.extend_from_slice(text.replace(word, "[redacted]").as_bytes());
+            }
+            _ => out.extend_from_slice(&chunk),
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, _out: &mut BytesMut) -> Result<(), StreamCut> {
+        Ok(())
+    }
 }
 
 /// Refuses requests for the listed models.
@@ -89,7 +150,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         tracing::info!(models = ?deny, "test stage denies these models");
         let stage: Box<dyn RequestStage> = Box::new(DenyModels(deny));
-        let running = agent::start_with_stages(
+        let responses: Vec<Box<dyn ResponseStage>> = args
+            .redact_word
+            .filter(|w| !w.is_empty())
+            .map(|w| Box::new(RedactWord(w)) as Box<dyn ResponseStage>)
+            .into_iter()
+            .collect();
+        let running = agent::start_with_response_stages(
             AgentConfig {
                 listen: args.listen,
                 state,
@@ -97,6 +164,7 @@ fn main() -> anyhow::Result<()> {
                 records_in_memory: 1000,
             },
             vec![(RequestSlot::Authorize, stage)],
+            responses,
         )
         .await?;
         eprintln!("airlock-stage-agent listening on {}", running.addr);

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::frame::{self, FrameReader, Piece};
+use super::inspect;
 use super::message::{Assembler, Message, Step};
 use super::session::{io_end, with, DirEnd, Shared, READ_BUF};
 use super::units::{Unit, MAX_PENDING};
@@ -147,7 +148,12 @@ fn mask() -> [u8; 4] {
 /// The Responses `error` event (Realtime's, with the client event it answers) carrying the agent's
 /// reason, in OpenAI's shape: the error object is the one its HTTP errors carry, and `status` is the
 /// HTTP status it stands for (Codex reads it).
-fn error_event(kind: Kind, err: &AirlockError, id: &str, client_event: Option<&str>) -> Bytes {
+pub(super) fn error_event(
+    kind: Kind,
+    err: &AirlockError,
+    id: &str,
+    client_event: Option<&str>,
+) -> Bytes {
     let body = dialect::body(Some(ApiKind::Openai), err, Some(id));
     let mut error = body.get("error").cloned().unwrap_or(Value::Null);
     let mut ev = serde_json::Map::new();
@@ -275,9 +281,11 @@ async fn client_message(
                 (true, Some(body)) => vec![frame::masked_text_frame(body, mask())],
                 _ => wires,
             };
+            let inspect = inspect::open(ctx, &id, ex.identity.model.as_deref());
             // Registered before it is sent, so its first event always finds it.
             with(state, |st| {
-                st.units.push(Unit::new(guard).answering(client_event))
+                st.units
+                    .push(Unit::new(guard).answering(client_event).inspected(inspect))
             });
             out
         }

@@ -2,7 +2,14 @@
 //! accepted, decoding a copy of each compressed message (flate2, raw deflate with the `00 00 ff ff`
 //! tail put back, bounded output), and the one change the agent makes to the client's 101 —
 //! `client_no_context_takeover` — so that a message the agent refuses and does not forward cannot leave
-//! the upstream's decompressor out of step with the client's compressor. It never compresses.
+//! the upstream's decompressor out of step with the client's compressor. For the other direction, when
+//! response stages are configured, the agent's upgrade request asks the upstream for
+//! `server_no_context_takeover`: the agent may then rewrite (as a new, uncompressed frame), hold back
+//! or drop a server message and the client's decompressor stays in step, at no cost to messages the
+//! stages leave alone. Asking is chosen over re-compressing every message because it keeps the
+//! original frames byte for byte; an upstream that refuses (keeps its context) is handled by sending
+//! the client every message of that socket decoded, uncompressed ([`super::upstream`]; a message too
+//! large to read then still passes compressed, and the client cannot decode it). It never compresses.
 
 use flate2::{Decompress, FlushDecompress, Status};
 use http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
@@ -56,6 +63,49 @@ pub(crate) fn require_client_no_context_takeover(headers: &mut HeaderMap) -> boo
         return false;
     }
     match HeaderValue::from_str(&exts.join(", ")) {
+        Ok(v) => {
+            headers.insert(SEC_WEBSOCKET_EXTENSIONS, v);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Adds `server_no_context_takeover` to every `permessage-deflate` offer in the upgrade request the
+/// agent sends upstream (RFC 7692 §7.1.1.1 lets a client ask for it; a server that accepts the offer
+/// must honour it). Asked for when response stages are configured: the server then compresses every
+/// message on its own, so the agent may rewrite, hold back or drop one of its messages toward the
+/// client without leaving the client's decompressor out of step. Returns whether the header changed.
+pub(crate) fn request_server_no_context_takeover(headers: &mut HeaderMap) -> bool {
+    let offers: Vec<String> = headers
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let mut changed = false;
+    let offers: Vec<String> = offers
+        .into_iter()
+        .map(|offer| {
+            let mut params = offer.split(';').map(str::trim);
+            let is_deflate = params
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"));
+            let has = params.any(|p| p.eq_ignore_ascii_case("server_no_context_takeover"));
+            if is_deflate && !has {
+                changed = true;
+                format!("{offer}; server_no_context_takeover")
+            } else {
+                offer
+            }
+        })
+        .collect();
+    if !changed {
+        return false;
+    }
+    match HeaderValue::from_str(&offers.join(", ")) {
         Ok(v) => {
             headers.insert(SEC_WEBSOCKET_EXTENSIONS, v);
             true
@@ -208,6 +258,24 @@ mod tests {
             i.inflate(&[0xff, 0xff, 0xff, 0xff, 0x12], 1 << 20),
             Err(InflateError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn the_upstream_is_asked_to_compress_each_message_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(
+                "permessage-deflate; client_max_window_bits, x-webkit-deflate-frame",
+            ),
+        );
+        assert!(request_server_no_context_takeover(&mut h));
+        assert_eq!(
+            h[SEC_WEBSOCKET_EXTENSIONS],
+            "permessage-deflate; client_max_window_bits; server_no_context_takeover, x-webkit-deflate-frame"
+        );
+        assert!(!request_server_no_context_takeover(&mut h), "already asked");
+        assert!(!request_server_no_context_takeover(&mut HeaderMap::new()));
     }
 
     #[test]

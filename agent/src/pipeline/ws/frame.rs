@@ -188,6 +188,11 @@ pub(crate) fn text_frame(payload: &[u8]) -> Bytes {
     frame_bytes(OpCode::Data(Data::Text), payload, None)
 }
 
+/// A binary frame with these contents, ready to send (unmasked: server to client).
+pub(crate) fn binary_frame(payload: &[u8]) -> Bytes {
+    frame_bytes(OpCode::Data(Data::Binary), payload, None)
+}
+
 /// A masked text frame (client to server), with `mask` as its key.
 pub(crate) fn masked_text_frame(payload: &[u8], mask: [u8; 4]) -> Bytes {
     frame_bytes(OpCode::Data(Data::Text), payload, Some(mask))

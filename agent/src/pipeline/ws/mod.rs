@@ -4,13 +4,16 @@
 //! are forwarded; each client `response.create` is a unit of policy — the pipeline's request stages
 //! run on it as on an HTTP request, a refused one is not forwarded and the client gets the Responses
 //! `error` event on the same socket — and each unit gets its own record, settled from its terminal
-//! event ([`units`]). The socket keeps a record of its own (bytes, close codes, message count). The
-//! pump is [`session`]. This module must not change what the client sees beyond the agent's own
-//! refusals and the one 101 parameter [`deflate`] explains.
+//! event ([`units`]). The pipeline's response stages are opened per unit and see each of its server
+//! events ([`inspect`]): a unit no stage opened costs nothing and its frames pass as they came. The
+//! socket keeps a record of its own (bytes, close codes, message count). The pump is [`session`].
+//! This module must not change what the client sees beyond the agent's own refusals, what response
+//! stages decide, and the compression parameters [`deflate`] explains.
 
 mod client;
 pub(crate) mod deflate;
 mod frame;
+mod inspect;
 mod message;
 mod session;
 mod units;
@@ -22,6 +25,7 @@ use http::header::HeaderMap;
 
 use super::guard::RecordGuard;
 use super::record::Finisher;
+use super::stage::ResponseStage;
 use super::{RequestStages, Target};
 use crate::policy::ApiKind;
 use crate::record::{now_rfc3339, Outcome, Record, WsFacts};
@@ -82,6 +86,13 @@ pub(crate) struct SocketCtx {
     pub(crate) deflate: Option<(bool, bool)>,
     /// The socket's record as it was at the 101: the template of its units' records.
     pub(crate) template: Record,
+    /// The response stages, opened per unit ([`inspect`]).
+    pub(crate) responses: Arc<Vec<Box<dyn ResponseStage>>>,
+    /// The upstream's 101 headers (hop-by-hop removed): the head response stages see.
+    pub(crate) response_headers: HeaderMap,
+    /// The upstream compresses with context takeover although response stages may change its
+    /// messages: every server message goes to the client decoded, uncompressed ([`deflate`]).
+    pub(crate) decode_for_client: bool,
 }
 
 impl std::fmt::Debug for SocketCtx {
@@ -116,5 +127,7 @@ impl SocketCtx {
     }
 }
 
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 mod tests;

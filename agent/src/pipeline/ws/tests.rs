@@ -14,7 +14,7 @@ use super::{Kind, SocketCtx};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::guard::RecordGuard;
 use crate::pipeline::record::Finisher;
-use crate::pipeline::stage::{Flow, RequestStage, StageFuture};
+use crate::pipeline::stage::{Flow, RequestStage, ResponseStage, StageFuture};
 use crate::pipeline::{RequestStages, Target};
 use crate::policy::Policy;
 use crate::providers::dialect::AirlockError;
@@ -75,9 +75,9 @@ fn record(recorder: &Recorder, path: &str) -> Record {
     }
 }
 
-struct Harness {
-    client: DuplexStream,
-    upstream: DuplexStream,
+pub(super) struct Harness {
+    pub(super) client: DuplexStream,
+    pub(super) upstream: DuplexStream,
     recorder: Arc<Recorder>,
     done: tokio::task::JoinHandle<()>,
     client_frames: FrameReader,
@@ -89,6 +89,17 @@ fn start(kind: Kind, path: &str) -> Harness {
 }
 
 fn start_with(kind: Kind, path: &str, deflate: Option<(bool, bool)>) -> Harness {
+    start_full(kind, path, deflate, Vec::new(), false)
+}
+
+/// A session with these response stages; `decode_for_client` as the 101 would have set it.
+pub(super) fn start_full(
+    kind: Kind,
+    path: &str,
+    deflate: Option<(bool, bool)>,
+    responses: Vec<Box<dyn ResponseStage>>,
+    decode_for_client: bool,
+) -> Harness {
     let recorder = Arc::new(Recorder::new(100, None));
     let finisher = Arc::new(Finisher::new(recorder.clone()));
     let mut stages = RequestStages::default();
@@ -113,6 +124,9 @@ fn start_with(kind: Kind, path: &str, deflate: Option<(bool, bool)>) -> Harness 
         kind,
         deflate,
         template,
+        responses: Arc::new(responses),
+        response_headers: http::HeaderMap::new(),
+        decode_for_client,
     };
     let (client, agent_client) = tokio::io::duplex(1 << 20);
     let (agent_upstream, upstream) = tokio::io::duplex(1 << 20);
@@ -127,7 +141,7 @@ fn start_with(kind: Kind, path: &str, deflate: Option<(bool, bool)>) -> Harness 
     }
 }
 
-async fn read_frame(io: &mut DuplexStream, reader: &mut FrameReader) -> Bytes {
+pub(super) async fn read_frame(io: &mut DuplexStream, reader: &mut FrameReader) -> Bytes {
     loop {
         if let Some(Piece::Frame(f)) = reader.next_piece().unwrap() {
             return f.wire;
@@ -142,7 +156,7 @@ async fn read_frame(io: &mut DuplexStream, reader: &mut FrameReader) -> Bytes {
     }
 }
 
-fn payload(wire: &Bytes) -> Value {
+pub(super) fn payload(wire: &Bytes) -> Value {
     let mut r = FrameReader::new(1 << 20);
     r.push(wire);
     let Some(Piece::Frame(f)) = r.next_piece().unwrap() else {
@@ -151,7 +165,7 @@ fn payload(wire: &Bytes) -> Value {
     serde_json::from_slice(&f.payload()).unwrap()
 }
 
-fn create(model: &str, extra: Value) -> Bytes {
+pub(super) fn create(model: &str, extra: Value) -> Bytes {
     let mut v = json!({"type": "response.create", "model": model, "input": [{"role": "user", "content": "hi"}]});
     for (k, x) in extra.as_object().unwrap() {
         v[k] = x.clone();
@@ -159,7 +173,7 @@ fn create(model: &str, extra: Value) -> Bytes {
     masked_text_frame(v.to_string().as_bytes(), [7, 1, 9, 3])
 }
 
-fn events(id: &str, model: &str, input: u64, output: u64) -> Vec<Bytes> {
+pub(super) fn events(id: &str, model: &str, input: u64, output: u64) -> Vec<Bytes> {
     [
         json!({"type": "response.created", "sequence_number": 0, "response": {"id": id, "model": model, "status": "in_progress"}}),
         json!({"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hello"}),
@@ -173,21 +187,21 @@ fn events(id: &str, model: &str, input: u64, output: u64) -> Vec<Bytes> {
 }
 
 impl Harness {
-    async fn client_sends(&mut self, b: &Bytes) {
+    pub(super) async fn client_sends(&mut self, b: &Bytes) {
         self.client.write_all(b).await.unwrap();
     }
-    async fn upstream_gets(&mut self) -> Bytes {
+    pub(super) async fn upstream_gets(&mut self) -> Bytes {
         read_frame(&mut self.upstream, &mut self.upstream_frames).await
     }
-    async fn upstream_sends(&mut self, frames: &[Bytes]) {
+    pub(super) async fn upstream_sends(&mut self, frames: &[Bytes]) {
         for f in frames {
             self.upstream.write_all(f).await.unwrap();
         }
     }
-    async fn client_gets(&mut self) -> Bytes {
+    pub(super) async fn client_gets(&mut self) -> Bytes {
         read_frame(&mut self.client, &mut self.client_frames).await
     }
-    async fn close(mut self) -> Vec<Record> {
+    pub(super) async fn close(mut self) -> Vec<Record> {
         let close = Bytes::from_static(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2]);
         self.client_sends(&close).await;
         assert_eq!(
@@ -211,7 +225,7 @@ impl Harness {
     }
 }
 
-fn by_message(records: &[Record], n: u64) -> &Record {
+pub(super) fn by_message(records: &[Record], n: u64) -> &Record {
     records
         .iter()
         .find(|r| r.websocket.as_ref().is_some_and(|w| w.message == n))
@@ -419,7 +433,7 @@ async fn bytes_that_are_not_websocket_frames_pass_unread() {
 
 /// A whole message compressed as a permessage-deflate sender does (sync flush, tail cut), in one
 /// frame with RSV1, masked when `mask` is given.
-fn deflated(c: &mut flate2::Compress, text: &[u8], mask: Option<[u8; 4]>) -> Bytes {
+pub(super) fn deflated(c: &mut flate2::Compress, text: &[u8], mask: Option<[u8; 4]>) -> Bytes {
     let mut z = Vec::with_capacity(text.len() + 64);
     c.compress_vec(text, &mut z, flate2::FlushCompress::Sync)
         .unwrap();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::super::guard::{End, RecordGuard};
+use super::inspect::Inspected;
 use super::Kind;
 use crate::policy::ApiKind;
 use crate::providers::response::{error_kind, ResponseSummary};
@@ -28,7 +29,11 @@ pub(crate) const MAX_PENDING: usize = 64;
 pub(crate) struct Unit {
     pub(crate) guard: RecordGuard,
     /// The Realtime client event that started it (`event_id`), which a Realtime `error` names.
-    client_event: Option<String>,
+    pub(crate) client_event: Option<String>,
+    /// Its open response stages, if any opened.
+    pub(crate) inspect: Option<Inspected>,
+    /// A response stage ended it for the client (why): the rest of its events are dropped.
+    pub(crate) cut: Option<String>,
     response_id: Option<String>,
     raw: RawUsage,
     model: Option<String>,
@@ -55,6 +60,8 @@ impl Unit {
         Unit {
             guard,
             client_event: None,
+            inspect: None,
+            cut: None,
             response_id: None,
             raw: RawUsage::default(),
             model: None,
@@ -73,6 +80,12 @@ impl Unit {
         self
     }
 
+    /// The unit's response stages.
+    pub(crate) fn inspected(mut self, inspect: Option<Inspected>) -> Self {
+        self.inspect = inspect;
+        self
+    }
+
     fn summary(&self, terminal: bool) -> ResponseSummary {
         ResponseSummary {
             usage: self.raw.normalise(ApiKind::Openai),
@@ -85,6 +98,14 @@ impl Unit {
     }
 
     fn end(mut self, outcome: Outcome, error: Option<String>, terminal: bool) {
+        // A unit a stage cut ended for the client there, whatever the upstream did after.
+        let (outcome, error) = match self.cut.take() {
+            Some(why) => (Outcome::Incomplete, Some(why)),
+            None => (outcome, error),
+        };
+        if let (Some(inspect), Some(r)) = (self.inspect.as_mut(), self.guard.record()) {
+            inspect.on_record(r);
+        }
         let status = self.status;
         let response_id = self.response_id.clone();
         self.guard.note(|r| {
@@ -148,13 +169,24 @@ impl Units {
         self.pending.len()
     }
 
+    /// Whether some unit has response stages open (its events are read whole before they go on).
+    pub(crate) fn any_inspected(&self) -> bool {
+        self.pending.iter().any(|u| u.inspect.is_some())
+    }
+
     /// A unit the client started (its message was forwarded).
     pub(crate) fn push(&mut self, unit: Unit) {
         self.pending.push(unit);
     }
 
-    /// Reads one server event (a whole text message, `wire_len` bytes on the wire).
-    pub(crate) fn on_event(&mut self, v: &Value, wire_len: u64) -> Seen {
+    /// Reads one server event (a whole text message, `wire_len` bytes on the wire); `hook` sees the
+    /// unit it belongs to, and whether it is that unit's last event, before the unit is settled.
+    pub(crate) fn on_event(
+        &mut self,
+        v: &Value,
+        wire_len: u64,
+        hook: &mut dyn FnMut(&mut Unit, bool),
+    ) -> Seen {
         let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
         if self.kind == Kind::Realtime && matches!(kind, "session.created" | "session.updated") {
             if let Some(m) = str_at(v, &["session", "model"]) {
@@ -184,6 +216,7 @@ impl Units {
             };
             let err = v.get("error").unwrap_or(v);
             let mut unit = self.pending.remove(idx);
+            hook(&mut unit, true);
             unit.error = Some(error_kind(err));
             unit.status = Some(400);
             unit.response_bytes += wire_len;
@@ -210,6 +243,15 @@ impl Units {
         };
         let api = ApiKind::Openai;
         let unit = &mut self.pending[idx];
+        let ends = matches!(
+            (self.kind, kind),
+            (
+                Kind::Responses,
+                "response.completed" | "response.incomplete" | "response.failed"
+            ) | (Kind::Realtime, "response.done")
+                | (_, "error")
+        );
+        hook(unit, ends);
         unit.response_bytes += wire_len;
         if unit.first_byte.is_none() {
             unit.first_byte = Some(unit.started.elapsed());
@@ -374,15 +416,15 @@ mod tests {
         units.push(unit(&recorder, 2));
         let created =
             json!({"type": "response.created", "response": {"id": "resp_a", "model": "gpt-5"}});
-        assert_eq!(units.on_event(&created, 10), Seen::Unit);
+        assert_eq!(units.on_event(&created, 10, &mut |_, _| {}), Seen::Unit);
         let busy = json!({"type": "error", "status": 400, "error": {"type": "invalid_request_error",
             "code": "response_already_in_progress", "message": "busy"}});
-        assert_eq!(units.on_event(&busy, 10), Seen::Unit);
+        assert_eq!(units.on_event(&busy, 10, &mut |_, _| {}), Seen::Unit);
         assert_eq!(units.len(), 1, "the second create ended");
         let delta = json!({"type": "response.output_text.delta", "delta": "Hi"});
-        units.on_event(&delta, 10);
+        units.on_event(&delta, 10, &mut |_, _| {});
         let done = json!({"type": "response.completed", "response": {"id": "resp_a", "usage": {"input_tokens": 5, "output_tokens": 2}}});
-        units.on_event(&done, 10);
+        units.on_event(&done, 10, &mut |_, _| {});
         assert_eq!(units.len(), 0);
         let recs = recorder.recent(10);
         let second = recs
@@ -413,12 +455,15 @@ mod tests {
     fn events_of_no_unit_are_left_alone() {
         let mut units = Units::new(Kind::Responses, None);
         let ev = json!({"type": "codex.rate_limits", "primary": {}});
-        assert_eq!(units.on_event(&ev, 10), Seen::Other);
+        assert_eq!(units.on_event(&ev, 10, &mut |_, _| {}), Seen::Other);
         let mut rt = Units::new(Kind::Realtime, Some("gpt-realtime".into()));
         let created = json!({"type": "response.created", "response": {"id": "resp_v"}});
-        assert_eq!(rt.on_event(&created, 10), Seen::ServerStarted);
+        assert_eq!(
+            rt.on_event(&created, 10, &mut |_, _| {}),
+            Seen::ServerStarted
+        );
         let session = json!({"type": "session.updated", "session": {"model": "gpt-realtime-mini"}});
-        rt.on_event(&session, 10);
+        rt.on_event(&session, 10, &mut |_, _| {});
         assert_eq!(rt.session_model.as_deref(), Some("gpt-realtime-mini"));
     }
 }

@@ -1,13 +1,17 @@
 //! The upstream → client direction of a session: every frame is forwarded as it arrives and a copy
-//! of each whole message is read for its unit; the agent's own events (refusals) are put between
-//! messages, never inside one. Bytes that are not WebSocket frames pass on unread from there on.
+//! of each whole message is read for its unit — or, while response stages read a unit, its messages
+//! are held until whole and go on as the stages decide; the agent's own events (refusals) are put
+//! between messages, never inside one. Bytes that are not WebSocket frames pass on unread from there on.
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::frame::{FrameReader, Piece};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use super::frame::{self, FrameReader, Piece};
+use super::inspect::{self, Out};
 use super::message::{Assembler, Message, Step};
 use super::session::{io_end, with, DirEnd, Shared, READ_BUF};
 use super::units::{Seen, Unit, MAX_PENDING};
@@ -27,10 +31,15 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut reader = FrameReader::with_rsv1(ctx.cap, ctx.deflate.is_some());
-    let mut asm = Assembler::new(ctx.cap, false, ctx.deflate.map(|(_, upstream)| upstream));
+    let mut asm = Assembler::new(
+        ctx.cap,
+        !ctx.responses.is_empty(),
+        ctx.deflate.map(|(_, upstream)| upstream),
+    );
     let mut buf = vec![0u8; READ_BUF];
     let mut bytes = 0u64;
     let mut raw = false;
+    let mut holding = false;
     let mut inject_open = true;
     loop {
         let between = !asm.in_message() && !reader.passing();
@@ -58,7 +67,7 @@ where
                     continue;
                 }
                 reader.push(&buf[..n]);
-                if let Err(e) = upstream_pieces(state, &mut reader, &mut asm, &mut raw, &mut cw, ctx).await {
+                if let Err(e) = upstream_pieces(state, &mut reader, &mut asm, &mut raw, &mut holding, &mut cw, ctx).await {
                     return io_end(bytes, &e, "client");
                 }
                 if let Err(e) = cw.flush().await {
@@ -82,15 +91,20 @@ async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, b: &[u8]) -> std::io::Res
     w.flush().await
 }
 
-/// Forwards every piece the upstream sent and reads a copy of each whole message.
+/// Forwards every piece the upstream sent and reads a copy of each whole message. Without response
+/// stages every frame goes on as it arrives; with them, a data message that begins while some unit
+/// has stages open (or every message, when the client gets them decoded) is held until it is whole
+/// and the unit's stages decide what the client gets ([`inspect`]). Control frames never wait.
 async fn upstream_pieces<W: AsyncWrite + Unpin>(
     state: &Shared,
     reader: &mut FrameReader,
     asm: &mut Assembler,
     raw: &mut bool,
+    holding: &mut bool,
     cw: &mut W,
     ctx: &SocketCtx,
 ) -> std::io::Result<()> {
+    let inspecting = !ctx.responses.is_empty();
     loop {
         let piece = match reader.next_piece() {
             Ok(Some(p)) => p,
@@ -98,11 +112,28 @@ async fn upstream_pieces<W: AsyncWrite + Unpin>(
             Err(e) => {
                 *raw = true;
                 with(state, |st| st.unread = Some(e.to_string()));
+                if *holding {
+                    for f in asm.take_held() {
+                        cw.write_all(&f.wire).await?;
+                    }
+                }
                 return cw.write_all(&reader.take_rest()).await;
             }
         };
-        // Streams are never held back: the bytes go first, the copy is read after.
+        if inspecting {
+            if let Piece::Frame(f) = &piece {
+                if !f.is_control() && f.header.opcode != OpCode::Data(Data::Continue) {
+                    *holding = ctx.decode_for_client
+                        || with(state, |st| st.units.any_inspected()).unwrap_or(false);
+                }
+            }
+        }
+        let held = inspecting && *holding;
+        // Streams are never held back unless a stage reads them: the bytes go first, the copy is
+        // read after.
+        let mut later: Option<Bytes> = None;
         match &piece {
+            Piece::Frame(f) if held && !f.is_control() => later = Some(f.wire.clone()),
             Piece::Frame(f) => cw.write_all(&f.wire).await?,
             Piece::Raw { bytes, .. } => cw.write_all(bytes).await?,
             Piece::Oversize { .. } => {}
@@ -113,8 +144,18 @@ async fn upstream_pieces<W: AsyncWrite + Unpin>(
                     with(state, |st| st.upstream_close = Some(code));
                 }
             }
-            Step::Message(m) => server_message(ctx, state, m),
-            Step::Unread { why, .. } => {
+            Step::Message(m) => {
+                let out = server_message(ctx, state, &m);
+                if held {
+                    send_message(cw, ctx, m, out).await?;
+                }
+            }
+            Step::Unread { why, release } => {
+                if held {
+                    for f in release {
+                        cw.write_all(&f.wire).await?;
+                    }
+                }
                 // Most likely the streaming response's (a terminal event echoing a huge input):
                 // its record says so, and settles by estimate if its end is never read.
                 with(state, |st| {
@@ -123,29 +164,71 @@ async fn upstream_pieces<W: AsyncWrite + Unpin>(
                     }
                 });
             }
-            Step::Partial | Step::Passing => {}
+            Step::Passing => {
+                if let Some(w) = later {
+                    cw.write_all(&w).await?;
+                }
+            }
+            Step::Partial => {}
         }
     }
 }
 
-/// A whole server message: the event of some unit, perhaps.
-fn server_message(ctx: &SocketCtx, state: &Shared, m: Message) {
-    let Ok(payload) = m.payload else {
-        return;
+/// A held message goes to the client as the stages decided.
+async fn send_message<W: AsyncWrite + Unpin>(
+    cw: &mut W,
+    ctx: &SocketCtx,
+    m: Message,
+    out: Out,
+) -> std::io::Result<()> {
+    match (out, m.payload) {
+        (Out::Frames(frames), _) => {
+            for f in frames {
+                cw.write_all(&f).await?;
+            }
+        }
+        // The upstream keeps its compression context: the client gets every message decoded.
+        (Out::Original, Ok(p)) if ctx.decode_for_client => {
+            let f = if m.text {
+                frame::text_frame(&p)
+            } else {
+                frame::binary_frame(&p)
+            };
+            cw.write_all(&f).await?;
+        }
+        (Out::Original, _) => {
+            for f in m.frames {
+                cw.write_all(&f.wire).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A whole server message: the event of some unit, perhaps. What the client gets for it.
+fn server_message(ctx: &SocketCtx, state: &Shared, m: &Message) -> Out {
+    let Ok(payload) = &m.payload else {
+        return Out::Original;
     };
     if !m.text {
-        return;
+        return Out::Original;
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
-        return;
+    let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+        return Out::Original;
+    };
+    let mut out = Out::Original;
+    let mut hook = |unit: &mut Unit, ends: bool| {
+        out = inspect::on_event(unit, ctx.kind, payload, &v, ends);
     };
     with(state, |st| {
-        if st.units.on_event(&v, m.wire_len) == Seen::ServerStarted && st.units.len() < MAX_PENDING
+        if st.units.on_event(&v, m.wire_len, &mut hook) == Seen::ServerStarted
+            && st.units.len() < MAX_PENDING
         {
             // A Realtime response the server started itself (voice activity): a unit of its own.
             st.messages += 1;
             let mut guard = ctx.open_unit(st.messages);
             let model = st.units.session_model.clone();
+            let inspect = inspect::open(ctx, guard.id(), model.as_deref());
             guard.note(|r| {
                 r.model = model;
                 r.stream = true;
@@ -156,8 +239,9 @@ fn server_message(ctx: &SocketCtx, state: &Shared, m: Message) {
                 body: None,
             });
             guard.set_phase(Phase::WaitingForUpstream);
-            st.units.push(Unit::new(guard));
-            st.units.on_event(&v, m.wire_len);
+            st.units.push(Unit::new(guard).inspected(inspect));
+            st.units.on_event(&v, m.wire_len, &mut hook);
         }
     });
+    out
 }
