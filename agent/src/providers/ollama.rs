@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::request::TextRole;
+use super::request::{role_of, TextRole};
 
 /// The record operation of a native Ollama path, if it is one of the model calls.
 pub fn operation(path: &str) -> Option<&'static str> {
@@ -42,12 +42,7 @@ pub fn text_pointers(operation: &str, body: &Value) -> Vec<(String, TextRole)> {
                 .flatten()
                 .enumerate()
             {
-                let role = match m.get("role").and_then(Value::as_str) {
-                    Some("system") => TextRole::System,
-                    Some("assistant") => TextRole::Assistant,
-                    Some("tool") => TextRole::ToolResult,
-                    _ => TextRole::User,
-                };
+                let role = role_of(m.get("role").and_then(Value::as_str));
                 string(m.get("content"), format!("/messages/{i}/content"), role);
             }
         }

@@ -174,7 +174,8 @@ impl Collector {
     }
 }
 
-fn role_of(role: Option<&str>) -> TextRole {
+/// The text role of a message's `role` field, in any provider's spelling (missing means the user).
+pub(super) fn role_of(role: Option<&str>) -> TextRole {
     match role.unwrap_or("user") {
         "system" | "developer" => TextRole::System,
         "assistant" | "model" => TextRole::Assistant,
