@@ -833,42 +833,29 @@ pub fn loadavg() -> String {
         .to_string()
 }
 
-/// Busy ticks of each CPU (`cpu0`, `cpu1`, … lines of /proc/stat), counted like
-/// [`system_busy_ticks`].
-pub fn per_cpu_busy_ticks() -> Vec<u64> {
+/// Busy ticks from one read of /proc/stat: the whole machine (the `cpu` line) and each CPU (`cpu0`,
+/// `cpu1`, …). Busy is user + nice + system + irq + softirq + steal: every state but idle and iowait.
+/// Interrupt time includes the loopback TCP processing of the benchmark's own traffic, so "other
+/// processes" is an upper bound of what disturbed a run.
+pub fn busy_ticks() -> (u64, Vec<u64>) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    s.lines()
-        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-        .map(|line| {
-            let f: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            [0usize, 1, 2, 5, 6, 7]
-                .iter()
-                .filter_map(|&i| f.get(i))
-                .sum()
-        })
-        .collect()
-}
-
-/// Busy ticks of the whole machine from /proc/stat: user + nice + system + steal. Interrupt and
-/// softirq time is left out: loopback TCP processing of the benchmark's own traffic lands there and
-/// would otherwise count as disturbance from other processes.
-pub fn system_busy_ticks() -> u64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0;
+    let busy = |line: &str| -> u64 {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        [0usize, 1, 2, 5, 6, 7]
+            .iter()
+            .filter_map(|&i| f.get(i))
+            .sum()
     };
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
+    let total = s.lines().find(|l| l.starts_with("cpu ")).map_or(0, busy);
+    let per_cpu = s
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(busy)
         .collect();
-    // user nice system idle iowait irq softirq steal guest guest_nice
-    [0usize, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|&i| f.get(i))
-        .sum()
+    (total, per_cpu)
 }

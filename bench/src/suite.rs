@@ -307,6 +307,7 @@ pub(crate) fn snap(p: &Pids) -> Snap {
                 nonvoluntary: a.nonvoluntary + b.nonvoluntary,
             })
     };
+    let (sys, per_cpu) = setup::busy_ticks();
     Snap {
         at: Instant::now(),
         agent: t(Some(p.agent)),
@@ -315,8 +316,8 @@ pub(crate) fn snap(p: &Pids) -> Snap {
         nginx: p.nginx.iter().map(|&n| t(Some(n))).sum(),
         hogs: p.hogs.iter().map(|&h| t(Some(h))).sum(),
         me: t(None),
-        sys: setup::system_busy_ticks(),
-        per_cpu: setup::per_cpu_busy_ticks(),
+        sys,
+        per_cpu,
         agent_cs: procs::ctx_switches(p.agent),
         mitm_cs: p.mitm.map(procs::ctx_switches).unwrap_or_default(),
         nginx_cs: sum_cs(&p.nginx),
@@ -658,6 +659,66 @@ async fn main_tables(
     Ok(())
 }
 
+/// A measurement that knows how much other processes disturbed it.
+pub(crate) trait Attempt {
+    /// Percent of a core other processes used during it.
+    fn foreign_pct(&self) -> f64;
+    /// Which attempt it was (1-based).
+    fn set_attempts(&mut self, n: u32);
+}
+
+impl Attempt for LatencyRun {
+    fn foreign_pct(&self) -> f64 {
+        self.cpu.foreign_pct
+    }
+    fn set_attempts(&mut self, n: u32) {
+        self.attempts = n;
+    }
+}
+
+impl Attempt for ThroughputRun {
+    fn foreign_pct(&self) -> f64 {
+        self.cpu.foreign_pct
+    }
+    fn set_attempts(&mut self, n: u32) {
+        self.attempts = n;
+    }
+}
+
+/// Runs a measurement once the machine is quiet, and again (up to `cfg.retries` times) while other
+/// processes disturbed it; the quietest attempt is kept.
+async fn quietest<R, F, Fut>(
+    cfg: &Config,
+    pids: &Pids,
+    clk: u64,
+    what: &str,
+    mut run: F,
+) -> Result<R>
+where
+    R: Attempt,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<R>>,
+{
+    let mut best: Option<R> = None;
+    for attempt in 0..=cfg.retries {
+        wait_quiet(cfg, pids, clk).await;
+        let mut r = run().await?;
+        r.set_attempts(attempt + 1);
+        let foreign = r.foreign_pct();
+        let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
+        if best.as_ref().is_none_or(|b| foreign < b.foreign_pct()) {
+            best = Some(r);
+        }
+        if !noisy || attempt == cfg.retries {
+            break;
+        }
+        eprintln!(
+            "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
+        );
+    }
+    best.ok_or_else(|| anyhow!("no {what} run"))
+}
+
 /// One open-loop latency measurement, redone while other processes disturb it (the quietest attempt
 /// is kept).
 pub(crate) async fn measure_latency(
@@ -668,27 +729,10 @@ pub(crate) async fn measure_latency(
     pids: &Pids,
     clk: u64,
 ) -> Result<LatencyRun> {
-    let mut best: Option<LatencyRun> = None;
-    for attempt in 0..=cfg.retries {
-        wait_quiet(cfg, pids, clk).await;
-        let mut r = latency_run(t, rate, repeat, cfg, pids, clk).await?;
-        r.attempts = attempt + 1;
-        let foreign = r.cpu.foreign_pct;
-        let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
-        if best
-            .as_ref()
-            .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
-        {
-            best = Some(r);
-        }
-        if !noisy || attempt == cfg.retries {
-            break;
-        }
-        eprintln!(
-            "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
-        );
-    }
-    best.ok_or_else(|| anyhow!("no latency run"))
+    quietest(cfg, pids, clk, "latency", || {
+        latency_run(t, rate, repeat, cfg, pids, clk)
+    })
+    .await
 }
 
 /// One closed-loop throughput measurement, redone while other processes disturb it.
@@ -698,27 +742,10 @@ pub(crate) async fn measure_throughput(
     pids: &Pids,
     clk: u64,
 ) -> Result<ThroughputRun> {
-    let mut best: Option<ThroughputRun> = None;
-    for attempt in 0..=cfg.retries {
-        wait_quiet(cfg, pids, clk).await;
-        let mut r = throughput_run(t, cfg, pids, clk).await?;
-        r.attempts = attempt + 1;
-        let foreign = r.cpu.foreign_pct;
-        let noisy = cfg.quiet_below_pct > 0.0 && foreign > cfg.quiet_below_pct;
-        if best
-            .as_ref()
-            .is_none_or(|b| r.cpu.foreign_pct < b.cpu.foreign_pct)
-        {
-            best = Some(r);
-        }
-        if !noisy || attempt == cfg.retries {
-            break;
-        }
-        eprintln!(
-            "  (other processes used {foreign:.0}% of a core during that run; measuring again)"
-        );
-    }
-    best.ok_or_else(|| anyhow!("no throughput run"))
+    quietest(cfg, pids, clk, "throughput", || {
+        throughput_run(t, cfg, pids, clk)
+    })
+    .await
 }
 
 /// Prints one latency result line to stderr.
