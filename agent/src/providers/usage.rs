@@ -75,6 +75,8 @@ impl RawUsage {
                 input: num(u, "prompt_tokens").or_else(|| num(u, "input_tokens")),
                 cache_read: nested(u, "prompt_tokens_details", "cached_tokens")
                     .or_else(|| nested(u, "input_tokens_details", "cached_tokens"))
+                    // The Realtime API's spelling.
+                    .or_else(|| nested(u, "input_token_details", "cached_tokens"))
                     .or_else(|| num(u, "prompt_cache_hit_tokens")),
                 output: num(u, "completion_tokens").or_else(|| num(u, "output_tokens")),
                 reasoning: nested(u, "completion_tokens_details", "reasoning_tokens")

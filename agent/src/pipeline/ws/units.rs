@@ -296,16 +296,7 @@ impl Units {
         }
         let resp = v.get("response");
         if let Some(usage) = resp.and_then(|r| r.get("usage")) {
-            let mut raw = RawUsage::from_usage_object(api, usage);
-            // Realtime says `input_token_details`, Responses `input_tokens_details`.
-            if let Some(c) = usage
-                .get("input_token_details")
-                .and_then(|d| d.get("cached_tokens"))
-                .and_then(Value::as_u64)
-            {
-                raw.cache_read = Some(c);
-            }
-            unit.raw.merge(raw);
+            unit.raw.merge(RawUsage::from_usage_object(api, usage));
         }
         if let Some(err) = resp.and_then(|r| r.get("error")).filter(|e| e.is_object()) {
             unit.error = Some(error_kind(err));
