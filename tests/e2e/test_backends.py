@@ -24,7 +24,9 @@ from conftest import DEFAULT_POLICY, binary, free_port, mock_policy, policy_with
 
 BACKEND_HOSTS = ["chatgpt.com", "cloudcode-pa.googleapis.com", "api.githubcopilot.com",
                  "api.individual.githubcopilot.com", "api.business.githubcopilot.com",
-                 "api.enterprise.githubcopilot.com"]
+                 "api.enterprise.githubcopilot.com", "proxy.individual.githubcopilot.com",
+                 "proxy.business.githubcopilot.com", "proxy.enterprise.githubcopilot.com",
+                 "copilot-proxy.githubusercontent.com"]
 LOCAL_PORTS = {"ollama": 11434, "lmstudio": 1234, "vllm": 8000}
 # What Codex sends signed in with ChatGPT (codex-rs: base URL https://chatgpt.com/backend-api/codex).
 CHATGPT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.e30.sig"
@@ -330,6 +332,66 @@ def test_copilot_claude_models_speak_anthropic_messages(agent):
     assert (rec["provider"], rec["operation"], rec["model"]) == ("github_copilot", "messages", "claude-sonnet-4-5")
     assert tokens(rec) == (final.usage.input_tokens, final.usage.output_tokens)
     assert rec["cost_status"] == "subscription"
+
+
+# Copilot's inline completions (ghost text), as the Copilot language server sends them: a legacy
+# completions body with prompt and suffix and no model (the engine in the URL names it), always streamed.
+GHOST_HEADERS = {"Editor-Version": "vscode/1.99.0", "Editor-Plugin-Version": "copilot/1.300.0",
+                 "Copilot-Integration-Id": "vscode-chat", "OpenAI-Intent": "copilot-ghost",
+                 "OpenAI-Organization": "github-copilot", "X-Request-Id": "5f0c6a2e-e2e"}
+
+
+def ghost_body(prompt: str, suffix: str) -> dict:
+    return {"prompt": prompt, "suffix": suffix, "max_tokens": 500, "temperature": 0, "top_p": 1, "n": 1,
+            "stop": ["\n\n"], "stream": True, "nwo": "acme/widgets",
+            "extra": {"language": "python", "next_indent": 4, "trim_by_indentation": True,
+                      "prompt_tokens": 9, "suffix_tokens": 2}}
+
+
+def est(text: str) -> int:
+    """The agent's estimate for text it could not meter: about four bytes a token, rounded up."""
+    return -(-len(text.encode()) // 4)
+
+
+@pytest.mark.parametrize("host", ["proxy.individual.githubcopilot.com", "copilot-proxy.githubusercontent.com"])
+def test_copilot_inline_completions_are_metered_by_engine_with_estimated_tokens(agent, http, host):
+    prompt, suffix = "# path: widgets/math.py\ndef add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
+    marker = f"e2e=gh-{host.split('.')[0]}"
+    with http.stream("POST", f"https://{host}/v1/engines/gpt-41-copilot/completions?{marker}",
+                     headers={"Authorization": "Bearer tid=e2e;exp=9999999999;sku=copilot_for_business",
+                              **GHOST_HEADERS}, json=ghost_body(prompt, suffix)) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = r.read().decode()
+    events = sse_events(body)
+    assert body.rstrip().endswith("data: [DONE]")
+    assert not any("usage" in e for e in events), "the completions proxy reports no usage"
+    text = "".join(c["text"] for e in events for c in e["choices"])
+    assert text and events[-1]["choices"][0]["finish_reason"] == "stop"
+    rec = agent.wait_record(path=f"/v1/engines/gpt-41-copilot/completions?{marker}")
+    assert (rec["provider"], rec["host"], rec["mode"]) == ("github_copilot", host, "proxy")
+    assert (rec["operation"], rec["model"], rec["stream"], rec["status"]) == ("completions", "gpt-41-copilot", True, 200)
+    assert rec["usage_estimated"] is True
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (est(prompt + suffix), est(text))
+    assert (rec["credential"], rec["cost_status"], rec["cost_usd"]) == ("oauth", "subscription", None)
+
+
+def test_copilot_completions_through_the_base_url_and_the_rest_of_the_proxy_host_unread(agent, http):
+    prompt = "fn main() {\n    "
+    r = httpx.post(f"{agent.base_url('copilot-proxy-business')}/v1/engines/copilot-codex/completions?e2e=gh3",
+                   headers={"Authorization": "Bearer tid=e2e", **GHOST_HEADERS},
+                   json={**ghost_body(prompt, "\n}\n"), "stream": False}, trust_env=False, timeout=30)
+    assert r.status_code == 200, r.text
+    rec = agent.wait_record(path="/v1/engines/copilot-codex/completions?e2e=gh3")
+    assert (rec["host"], rec["mode"], rec["model"], rec["stream"]) == (
+        "proxy.business.githubcopilot.com", "base_url", "copilot-codex", False)
+    assert rec["usage_estimated"] is True
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (
+        est(prompt + "\n}\n"), est(r.json()["choices"][0]["text"]))
+    # Outside /v1/engines/ the host is answered by its upstream, never read or recorded.
+    r = http.get("https://proxy.enterprise.githubcopilot.com/_ping?e2e=gh4", headers={"Authorization": "Bearer tid=e2e"})
+    assert "x-airlock-request-id" not in r.headers
+    assert not marked(agent, "e2e=gh4")
 
 
 # --- Claude Code with a subscription login --------------------------------------------------------------

@@ -379,6 +379,20 @@ mod tests {
             );
             assert!(e.paths.is_whole_host());
         }
+        for h in [
+            "proxy.individual.githubcopilot.com",
+            "proxy.business.githubcopilot.com",
+            "proxy.enterprise.githubcopilot.com",
+            "copilot-proxy.githubusercontent.com",
+        ] {
+            let e = p.hosts.lookup(h).unwrap();
+            assert_eq!(
+                (e.provider.as_str(), e.billing),
+                ("github_copilot", Billing::Subscription)
+            );
+            assert!(e.paths.covers("/v1/engines/gpt-41-copilot/completions"));
+            assert!(!e.paths.covers("/_ping"));
+        }
         for (prefix, port) in [("ollama", 11434), ("lmstudio", 1234), ("vllm", 8000)] {
             let path = format!("/{prefix}/v1/chat/completions");
             let (e, host, tail) = p.hosts.route_base_url(&path).unwrap();

@@ -101,17 +101,19 @@ pub fn identify(
             } else {
                 other_operation(p)
             };
-            // Azure's dated URLs name the deployment in the path, not the body.
-            let model = peek.model.or_else(|| {
-                (api == ApiKind::Azure)
-                    .then(|| {
-                        let rest = p.split("/deployments/").nth(1)?;
-                        rest.split('/')
-                            .next()
-                            .filter(|d| !d.is_empty())
-                            .map(str::to_string)
-                    })
-                    .flatten()
+            // Azure's dated URLs name the deployment in the path, not the body; so do the engine
+            // URLs of OpenAI's first API, which GitHub Copilot's inline completions still use
+            // (`/v1/engines/{engine}/completions`).
+            let segment_after = |marker: &str| {
+                let rest = p.split(marker).nth(1)?;
+                rest.split('/')
+                    .next()
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+            };
+            let model = peek.model.or_else(|| match api {
+                ApiKind::Azure => segment_after("/deployments/"),
+                _ => segment_after("/engines/"),
             });
             (operation, model, peek.stream.unwrap_or(false))
         }
@@ -445,6 +447,40 @@ mod tests {
             (id.operation.as_str(), id.model.as_deref()),
             ("chat_completions", Some("my-deployment"))
         );
+    }
+
+    #[test]
+    fn an_engine_url_names_the_model_when_the_body_does_not() {
+        // GitHub Copilot's inline completions: a legacy completions body without `model`.
+        let b = br#"{"prompt":"def add(a, b):","suffix":"\n","stream":true,"extra":{"language":"python"}}"#;
+        let id = identify(
+            ApiKind::Openai,
+            &Method::POST,
+            "/v1/engines/gpt-41-copilot/completions",
+            None,
+            Some(b),
+        );
+        assert_eq!(
+            (id.operation.as_str(), id.model.as_deref(), id.stream),
+            ("completions", Some("gpt-41-copilot"), true)
+        );
+        let b = br#"{"model":"named-in-body","prompt":"x"}"#;
+        let id = identify(
+            ApiKind::Openai,
+            &Method::POST,
+            "/v1/engines/copilot-codex/completions",
+            None,
+            Some(b),
+        );
+        assert_eq!(id.model.as_deref(), Some("named-in-body"));
+        let id = identify(
+            ApiKind::Openai,
+            &Method::POST,
+            "/v1/engines//completions",
+            None,
+            None,
+        );
+        assert_eq!(id.model, None);
     }
 
     #[test]

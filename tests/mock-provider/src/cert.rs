@@ -36,6 +36,10 @@ pub const HOSTS: &[&str] = &[
     "api.individual.githubcopilot.com",
     "api.business.githubcopilot.com",
     "api.enterprise.githubcopilot.com",
+    "proxy.individual.githubcopilot.com",
+    "proxy.business.githubcopilot.com",
+    "proxy.enterprise.githubcopilot.com",
+    "copilot-proxy.githubusercontent.com",
     "localhost",
 ];
 

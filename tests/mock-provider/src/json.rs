@@ -56,6 +56,13 @@ impl J {
             }
         }
     }
+
+    /// Removes a key of an object (no-op on other values or a missing key).
+    pub fn remove(&mut self, key: &str) {
+        if let J::O(fields) = self {
+            fields.retain(|(k, _)| k != key);
+        }
+    }
 }
 
 impl Serialize for J {

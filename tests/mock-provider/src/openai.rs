@@ -119,6 +119,17 @@ pub fn route_for(
         Flavor::Copilot if !path.starts_with("/v1/") => {
             route(method, &format!("/v1{path}")).map(Target::plain)
         }
+        // Copilot's inline completions: the engine in the URL is the model.
+        Flavor::CopilotProxy => {
+            let engine = path
+                .strip_prefix("/v1/engines/")?
+                .strip_suffix("/completions")
+                .filter(|e| !e.is_empty() && !e.contains('/'))?;
+            (method == Method::POST).then(|| Target {
+                endpoint: Endpoint::Completions,
+                deployment: Some(engine.to_owned()),
+            })
+        }
         // Codex signed in with ChatGPT: the Responses API only.
         Flavor::ChatGpt => match (method, path) {
             (&Method::POST, "/backend-api/codex/responses") => {
@@ -304,6 +315,12 @@ fn answer_model(
     req: &Value,
     missing: &str,
 ) -> Result<String, Reply> {
+    if call.flavor == Flavor::CopilotProxy {
+        return target
+            .deployment
+            .clone()
+            .ok_or_else(|| bad_request(call, missing));
+    }
     if call.flavor != Flavor::Azure {
         return str_field(req, "model")
             .map(str::to_owned)
@@ -900,6 +917,9 @@ fn completions(call: &Call<'_>, target: &Target) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
+    // Copilot's completions proxy reports no usage, asked or not.
+    let reports_usage = call.flavor != Flavor::CopilotProxy;
+    let include_usage = include_usage && reports_usage;
     let input = text::input_tokens(req.get("prompt"));
     // The legacy endpoint's max_tokens defaults to 16.
     let max = req.get("max_tokens").and_then(Value::as_u64).or(Some(16));
@@ -913,7 +933,7 @@ fn completions(call: &Call<'_>, target: &Target) -> Reply {
         with_choice_filter(c, call, content)
     };
     if !stream {
-        let body = j!({
+        let mut body = j!({
             "id": (id.clone()),
             "object": "text_completion",
             "created": (call.created),
@@ -922,6 +942,9 @@ fn completions(call: &Call<'_>, target: &Target) -> Reply {
             "usage": usage,
             "system_fingerprint": "fp_mock",
         });
+        if !reports_usage {
+            body.remove("usage");
+        }
         let body = with_prompt_filter(body, call);
         return with_service_headers(Reply::json(StatusCode::OK, &body), call, &id);
     }
@@ -967,6 +990,22 @@ mod tests {
     fn routes_per_service() {
         let post = Method::POST;
         let chat = Some(Target::plain(Endpoint::Chat));
+        let engine = "/v1/engines/gpt-41-copilot/completions";
+        assert_eq!(
+            route_for(Flavor::CopilotProxy, &post, engine, None),
+            Some(Target {
+                endpoint: Endpoint::Completions,
+                deployment: Some("gpt-41-copilot".into())
+            })
+        );
+        for (method, path) in [
+            (&Method::GET, engine),
+            (&post, "/v1/engines//completions"),
+            (&post, "/v1/completions"),
+            (&post, "/v1/chat/completions"),
+        ] {
+            assert_eq!(route_for(Flavor::CopilotProxy, method, path, None), None);
+        }
         assert_eq!(
             route_for(Flavor::Groq, &post, "/openai/v1/chat/completions", None),
             chat

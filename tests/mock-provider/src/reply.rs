@@ -65,6 +65,10 @@ pub enum Flavor {
     /// the OpenAI endpoints without `/v1` (`/chat/completions`, `/responses`, `/embeddings`,
     /// `/models`); its `/v1/messages` is Anthropic's (see `server.rs`).
     Copilot,
+    /// Copilot's inline completions (`proxy.{individual,business,enterprise}.githubcopilot.com`,
+    /// `copilot-proxy.githubusercontent.com`): legacy completions at `/v1/engines/{engine}/completions`,
+    /// the engine naming the model, no usage in the replies.
+    CopilotProxy,
     /// `chatgpt.com`, Codex signed in with ChatGPT: the Responses API at `/backend-api/codex/responses`.
     ChatGpt,
     /// `cloudcode-pa.googleapis.com` (a [`Provider::Gemini`] flavor): Google's Code Assist envelope
@@ -91,6 +95,10 @@ impl Flavor {
             | "api.individual.githubcopilot.com"
             | "api.business.githubcopilot.com"
             | "api.enterprise.githubcopilot.com" => Some(Self::Copilot),
+            "proxy.individual.githubcopilot.com"
+            | "proxy.business.githubcopilot.com"
+            | "proxy.enterprise.githubcopilot.com"
+            | "copilot-proxy.githubusercontent.com" => Some(Self::CopilotProxy),
             "chatgpt.com" => Some(Self::ChatGpt),
             "cloudcode-pa.googleapis.com" => Some(Self::CodeAssist),
             _ => host
@@ -119,6 +127,7 @@ impl Flavor {
             "/together" => Some(Self::Together),
             "/azure" => Some(Self::Azure),
             "/copilot" => Some(Self::Copilot),
+            "/copilot-proxy" => Some(Self::CopilotProxy),
             "/chatgpt" => Some(Self::ChatGpt),
             "/code-assist" => Some(Self::CodeAssist),
             _ => None,
