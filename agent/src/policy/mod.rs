@@ -249,6 +249,9 @@ pub enum PolicySource {
     Embedded,
     /// A TOML file given with `--policy`.
     File(PathBuf),
+    /// A signed bundle, from where it was read (`https://…`, `policy.d/NAME`, `airlock policy apply`,
+    /// the last good bundle kept in the state directory).
+    Bundle(String),
 }
 
 impl std::fmt::Display for PolicySource {
@@ -256,6 +259,7 @@ impl std::fmt::Display for PolicySource {
         match self {
             PolicySource::Embedded => f.write_str("embedded default"),
             PolicySource::File(p) => write!(f, "{}", p.display()),
+            PolicySource::Bundle(from) => write!(f, "bundle from {from}"),
         }
     }
 }
@@ -299,6 +303,16 @@ impl Policy {
         let origin = source.to_string();
         let doc: PolicyDocument = toml::from_str(text).map_err(|e| AgentError::Policy {
             origin: origin.clone(),
+            message: format!("{e}"),
+        })?;
+        Self::compile(doc, source)
+    }
+
+    /// Compiles the policy a signed bundle carries: the [`PolicyDocument`] as JSON.
+    pub fn from_json(value: serde_json::Value, source: PolicySource) -> Result<Policy> {
+        let origin = source.to_string();
+        let doc: PolicyDocument = serde_json::from_value(value).map_err(|e| AgentError::Policy {
+            origin,
             message: format!("{e}"),
         })?;
         Self::compile(doc, source)
