@@ -28,6 +28,9 @@ pub enum AgentError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The policy could not be parsed or is inconsistent, with where and how to fix it.
+    #[error("invalid policy {0}")]
+    PolicyAt(Box<crate::policy::diagnostic::Diagnostic>),
     /// The device CA could not be created, loaded or used.
     #[error("device CA: {0}")]
     Ca(String),

@@ -14,7 +14,19 @@ use serde::{Deserialize, Serialize};
 pub const AI_DOMAINS_TOML: &str = include_str!("../../../policies/ai-domains.toml");
 
 /// What kind of AI app a domain belongs to. A fixed set, so reports can group and filter on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// General chat assistants.
@@ -64,7 +76,7 @@ impl Category {
 }
 
 /// One app and the domains it uses, as written in the list or in a policy.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppRule {
     /// The app's name as people know it ("ChatGPT", "Cursor").
@@ -85,7 +97,7 @@ struct ListDocument {
 }
 
 /// The policy's `[inventory]` section.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryPolicy {
     /// Record tunnelled connections to AI apps at all (default true).

@@ -90,7 +90,7 @@ pub fn normalize_host(host: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn valid_dns_name(h: &str) -> bool {
+pub(crate) fn valid_dns_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {

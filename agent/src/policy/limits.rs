@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 const MIB: u64 = 1 << 20;
 
 /// `[limits]` in a policy. Every field is optional; a missing one takes its default.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest JSON request body the agent reads (MiB). Bigger ones get 413 in the caller's dialect.

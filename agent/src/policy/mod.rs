@@ -4,6 +4,8 @@
 //! bundles and fleet distribution extend [`PolicySource`] in a later issue.
 
 pub mod ai_domains;
+pub mod blocked;
+pub mod diagnostic;
 pub mod hosts;
 pub mod limits;
 pub mod scope;
@@ -11,9 +13,12 @@ pub mod scope;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use ai_domains::{AiDomains, InventoryPolicy};
+pub use blocked::{BlockedHosts, BlockedPolicy};
+use diagnostic::{Diagnostic, KeyPath};
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
 pub use limits::Limits;
 pub use scope::{LocalUpstream, PathScope};
@@ -24,7 +29,7 @@ use crate::{AgentError, Result};
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../../../policies/default.toml");
 
 /// The wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiKind {
     /// OpenAI's API and the many OpenAI-compatible hosts.
@@ -78,7 +83,7 @@ impl ApiKind {
 }
 
 /// How a host's requests are paid for, which decides what a record's cost means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Billing {
     /// Per token at the provider's prices (API keys): priced from the price table.
@@ -92,7 +97,7 @@ pub enum Billing {
 }
 
 /// The policy file as written by an admin.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Policy schema version; this agent understands 1.
@@ -100,9 +105,17 @@ pub struct PolicyDocument {
     /// A human name for the policy, shown in `airlock status`.
     #[serde(default)]
     pub name: Option<String>,
+    /// What the agent does when this policy has expired and no newer one has arrived: `open`
+    /// keeps forwarding and recording under it, `closed` refuses AI hosts (airlock type
+    /// `policy_unavailable`) until a valid policy arrives. Default: open.
+    #[serde(default)]
+    pub fail_mode: FailMode,
     /// The interception set: AI hosts whose TLS is terminated and inspected.
     #[serde(default)]
     pub hosts: Vec<HostRule>,
+    /// Hosts no tool may reach through the agent.
+    #[serde(default)]
+    pub blocked: BlockedPolicy,
     /// How the agent reaches upstream.
     #[serde(default)]
     pub upstream: UpstreamPolicy,
@@ -121,8 +134,29 @@ pub struct PolicyDocument {
     pub inventory: InventoryPolicy,
 }
 
+/// What the agent does without a policy it may govern by (none at all, or the one in force expired).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Forward and record: AI keeps working, ungoverned by new rules.
+    #[default]
+    Open,
+    /// Refuse AI hosts with `policy_unavailable` in the caller's dialect.
+    Closed,
+}
+
+impl FailMode {
+    /// The name used in policies, flags and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
 /// Azure OpenAI: URLs name deployments, prices name models.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AzurePolicy {
     /// Deployment name → the model it serves (`"gpt4o-prod" = "gpt-4o"`), for pricing.
@@ -131,7 +165,7 @@ pub struct AzurePolicy {
 }
 
 /// Whether the agent asks OpenAI-style streams for usage the client did not ask for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamUsage {
     /// Add `stream_options.include_usage` upstream and remove the extra chunk before the client sees it.
@@ -142,7 +176,7 @@ pub enum StreamUsage {
 }
 
 /// One intercepted host, or one local model server.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostRule {
     /// Exact host (`api.openai.com`) or one-label wildcard (`*.openai.azure.com`); absent for a
@@ -174,7 +208,7 @@ pub struct HostRule {
 }
 
 /// How to reach upstream.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamPolicy {
     /// An HTTP proxy for the agent's own upstream calls and its blind tunnels (`http://host:port`,
@@ -231,7 +265,7 @@ impl Default for UpstreamPolicy {
 }
 
 /// Where to send a host's traffic instead of its DNS address.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamOverride {
     /// `ip:port` or `host:port` to connect to. TLS still verifies the original host name.
@@ -273,6 +307,10 @@ pub struct Policy {
     pub name: String,
     /// The interception set.
     pub hosts: InterceptionSet,
+    /// Hosts refused outright.
+    pub blocked: BlockedHosts,
+    /// What to do once this policy expires.
+    pub fail_mode: FailMode,
     /// Upstream settings, with override keys lower-cased.
     pub upstream: UpstreamPolicy,
     /// The price table: the shipped one with the policy's overrides applied.
@@ -298,40 +336,52 @@ impl Policy {
         Self::from_toml(&text, PolicySource::File(path.to_path_buf()))
     }
 
-    /// Parses and compiles policy text.
+    /// Parses and compiles policy text. Errors name the file, line, column and key, and suggest the
+    /// nearest valid key or value for a misspelt one.
     pub fn from_toml(text: &str, source: PolicySource) -> Result<Policy> {
         let origin = source.to_string();
-        let doc: PolicyDocument = toml::from_str(text).map_err(|e| AgentError::Policy {
-            origin: origin.clone(),
-            message: format!("{e}"),
+        let doc: PolicyDocument = toml::from_str(text).map_err(|e| {
+            AgentError::PolicyAt(Box::new(Diagnostic::from_toml(&origin, text, &e)))
         })?;
-        Self::compile(doc, source)
+        Self::compile_located(doc, source, Some(text))
     }
 
     /// Compiles the policy a signed bundle carries: the [`PolicyDocument`] as JSON.
     pub fn from_json(value: serde_json::Value, source: PolicySource) -> Result<Policy> {
         let origin = source.to_string();
-        let doc: PolicyDocument = serde_json::from_value(value).map_err(|e| AgentError::Policy {
-            origin,
-            message: format!("{e}"),
-        })?;
-        Self::compile(doc, source)
+        let doc: PolicyDocument = serde_json::from_value(value)
+            .map_err(|e| AgentError::PolicyAt(Box::new(Diagnostic::from_json(&origin, &e))))?;
+        Self::compile_located(doc, source, None)
     }
 
     /// Validates and compiles a parsed document.
     pub fn compile(doc: PolicyDocument, source: PolicySource) -> Result<Policy> {
+        Self::compile_located(doc, source, None)
+    }
+
+    /// Validates and compiles a parsed document; `text`, when it came as TOML, locates errors.
+    fn compile_located(
+        doc: PolicyDocument,
+        source: PolicySource,
+        text: Option<&str>,
+    ) -> Result<Policy> {
         let origin = source.to_string();
-        let err = |message: String| AgentError::Policy {
-            origin: origin.clone(),
-            message,
+        let err = |key: KeyPath, message: String| {
+            AgentError::PolicyAt(Box::new(Diagnostic::at(&origin, text, key, message)))
         };
         if doc.schema != 1 {
-            return Err(err(format!(
-                "schema {} is not supported by this agent (it understands schema 1); upgrade airlockd",
-                doc.schema
-            )));
+            return Err(err(
+                KeyPath::parse("schema"),
+                format!(
+                    "schema {} is not supported by this agent (it understands schema 1); upgrade airlockd",
+                    doc.schema
+                ),
+            ));
         }
-        let hosts = InterceptionSet::compile(&doc.hosts).map_err(err)?;
+        let hosts = InterceptionSet::compile(&doc.hosts)
+            .map_err(|m| err(KeyPath::parse("hosts").index(first_bad_rule(&doc.hosts)), m))?;
+        let blocked = BlockedHosts::compile(&doc.blocked)
+            .map_err(|(i, m)| err(KeyPath::parse("blocked.hosts").index(i), m))?;
         let mut upstream = doc.upstream;
         upstream.overrides = std::mem::take(&mut upstream.overrides)
             .into_iter()
@@ -343,38 +393,59 @@ impl Policy {
                 .and_then(|(_, p)| p.parse::<u16>().ok())
                 .is_none()
             {
-                return Err(err(format!(
-                    "upstream override for {host}: address {:?} must be host:port, e.g. \"127.0.0.1:8443\"",
-                    o.address
-                )));
+                return Err(err(
+                    KeyPath::parse("upstream.overrides")
+                        .key(host)
+                        .key("address"),
+                    format!(
+                        "address {:?} must be host:port, e.g. \"127.0.0.1:8443\"",
+                        o.address
+                    ),
+                ));
             }
         }
         if let Some(proxy) = &upstream.proxy {
             if !proxy.starts_with("http://") {
-                return Err(err(format!(
-                    "upstream.proxy {proxy:?} must be an http:// URL such as \"http://proxy.corp:3128\""
-                )));
+                return Err(err(
+                    KeyPath::parse("upstream.proxy"),
+                    format!("{proxy:?} must be an http:// URL such as \"http://proxy.corp:3128\""),
+                ));
             }
         }
         for (key, price) in &doc.prices {
+            let at = || KeyPath::parse("prices").key(key);
             if !key.contains('/') {
-                return Err(err(format!(
-                    "prices.{key:?}: price keys are \"provider/model\", e.g. [prices.\"openai/gpt-4o\"]"
-                )));
+                return Err(err(
+                    at(),
+                    "price keys are \"provider/model\", e.g. [prices.\"openai/gpt-4o\"]".into(),
+                ));
             }
             if let Err(e) = price.check() {
-                return Err(err(format!(
-                    "prices.{key:?}: {e} (prices are non-negative USD per million tokens)"
-                )));
+                return Err(err(
+                    at(),
+                    format!("{e} (prices are non-negative USD per million tokens)"),
+                ));
             }
         }
-        doc.limits.check().map_err(err)?;
-        let ai_domains = AiDomains::compile(&doc.inventory).map_err(err)?;
+        doc.limits.check().map_err(|m| {
+            // Limits name their key first: "limits.max_request_body_mib must be …".
+            let key = m
+                .split_whitespace()
+                .next()
+                .filter(|k| k.starts_with("limits."))
+                .map(KeyPath::parse)
+                .unwrap_or_else(|| KeyPath::parse("limits"));
+            err(key, m)
+        })?;
+        let ai_domains =
+            AiDomains::compile(&doc.inventory).map_err(|m| err(KeyPath::parse("inventory"), m))?;
         let prices = crate::pricing::PriceTable::embedded()?.with_overrides(&doc.prices);
         Ok(Policy {
             source,
             name: doc.name.unwrap_or_else(|| "unnamed".into()),
             hosts,
+            blocked,
+            fail_mode: doc.fail_mode,
             upstream,
             prices,
             azure: doc.azure,
@@ -384,9 +455,183 @@ impl Policy {
     }
 }
 
+/// The JSON Schema of [`PolicyDocument`] (committed as `policies/policy.schema.json`), for editors
+/// and admins' own checks.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(PolicyDocument);
+    schema.insert(
+        "$id".into(),
+        "https://github.com/airlock-ai/airlock/policies/policy.schema.json".into(),
+    );
+    schema.to_value()
+}
+
+/// The index of the first host rule that makes the interception set fail to compile (on its own,
+/// or with the rules before it: a duplicate host or prefix). Only called on the error path.
+fn first_bad_rule(rules: &[HostRule]) -> usize {
+    (0..rules.len())
+        .find(|&i| InterceptionSet::compile(&rules[..=i]).is_err())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed schema is what the types generate. After changing a policy type, regenerate it
+    /// with `AIRLOCK_WRITE_SCHEMA=1 cargo test -p airlock-agent --lib policy_schema`.
+    #[test]
+    fn policy_schema_matches_the_committed_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies/policy.schema.json"
+        );
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("AIRLOCK_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "policies/policy.schema.json is out of date with the policy types; regenerate it with \
+             AIRLOCK_WRITE_SCHEMA=1 cargo test -p airlock-agent --lib policy_schema"
+        );
+    }
+
+    #[test]
+    fn the_schema_describes_every_section_and_refuses_unknown_keys() {
+        let s = json_schema();
+        let props = s["properties"].as_object().unwrap();
+        for key in [
+            "schema",
+            "name",
+            "fail_mode",
+            "hosts",
+            "blocked",
+            "upstream",
+            "prices",
+            "azure",
+            "limits",
+            "inventory",
+        ] {
+            assert!(props.contains_key(key), "{key} missing from the schema");
+        }
+        assert_eq!(s["additionalProperties"], serde_json::json!(false));
+        assert!(
+            props["fail_mode"].to_string().contains("open")
+                || s["$defs"]["FailMode"].to_string().contains("closed")
+        );
+    }
+
+    #[test]
+    fn the_example_policies_compile_and_say_what_they_promise() {
+        let load = |name: &str, text: &str| {
+            Policy::from_toml(text, PolicySource::File(name.into()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let open = load(
+            "permissive.toml",
+            include_str!("../../../policies/examples/permissive.toml"),
+        );
+        assert_eq!(open.fail_mode, FailMode::Open);
+        assert!(open.blocked.is_empty());
+        assert!(open.hosts.lookup("api.openai.com").is_some());
+        let closed = load(
+            "locked-down.toml",
+            include_str!("../../../policies/examples/locked-down.toml"),
+        );
+        assert_eq!(closed.fail_mode, FailMode::Closed);
+        assert!(closed.blocked.is_blocked("chat.deepseek.com"));
+        assert!(closed.blocked.is_blocked("beta.character.ai"));
+        // Gateway only: every intercepted host is sent to the gateway.
+        for e in closed.hosts.entries() {
+            let host = e.pattern.display();
+            assert_eq!(
+                closed.upstream.overrides[&host].address, "llm-gateway.acme.example:443",
+                "{host} must go to the gateway"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_blocked_entry_is_located() {
+        let e = error_of("schema = 1\n[blocked]\nhosts = [\"ok.example\", \"*.*.bad\"]\n");
+        assert!(e.contains("p.toml:3:24: blocked.hosts[1]:"), "{e}");
+    }
+
+    fn error_of(text: &str) -> String {
+        Policy::from_toml(text, PolicySource::File("p.toml".into()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_place_and_the_nearest_valid_key() {
+        let e = error_of("schema = 1\nhots = []\n");
+        assert!(
+            e.starts_with("invalid policy p.toml:2:1: hots: unknown field `hots`"),
+            "{e}"
+        );
+        assert!(e.contains("help: did you mean `hosts`?"), "{e}");
+        let e = error_of(
+            "schema = 1\n[[hosts]]\nhost = \"a.example\"\nprovider = \"openai\"\n\n[[hosts]]\nhost = \"b.example\"\nprovder = \"openai\"\n",
+        );
+        assert!(
+            e.starts_with("invalid policy p.toml:8:1: hosts[1].provder:"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `provider`?"), "{e}");
+        let e = error_of("schema = 1\n[upstream]\nhttp2 = true\npool_idle_timeout = 3\n");
+        assert!(e.contains("p.toml:4:1: upstream.pool_idle_timeout:"), "{e}");
+        assert!(e.contains("did you mean `pool_idle_timeout_secs`?"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_value_suggests_the_valid_ones() {
+        let e = error_of(
+            "schema = 1\n[[hosts]]\nhost = \"a.example\"\nprovider = \"openai\"\nbilling = \"subscripton\"\n",
+        );
+        assert!(e.contains("p.toml:5:11: hosts[0].billing:"), "{e}");
+        assert!(e.contains("did you mean `subscription`?"), "{e}");
+    }
+
+    #[test]
+    fn compile_errors_name_the_key_and_its_line() {
+        let e = error_of(
+            "schema = 1\n[[hosts]]\nhost = \"a.example\"\nprovider = \"openai\"\n\n[[hosts]]\nhost = \"a.example\"\nprovider = \"openai\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "invalid policy p.toml:6:1: hosts[1]: host \"a.example\" is listed twice"
+            ),
+            "{e}"
+        );
+        let e = error_of(
+            "schema = 1\n\n[upstream.overrides.\"api.openai.com\"]\naddress = \"nowhere\"\n",
+        );
+        assert!(e.contains("p.toml:4:1: upstream.overrides.\"api.openai.com\".address: address \"nowhere\" must be host:port"), "{e}");
+        let e = error_of("schema = 2\n");
+        assert!(
+            e.starts_with("invalid policy p.toml:1:1: schema: schema 2 is not supported"),
+            "{e}"
+        );
+        let e = error_of("schema = 1\n[limits]\nmax_request_body_mib = 0\n");
+        assert!(
+            e.contains("p.toml:3:1: limits.max_request_body_mib:"),
+            "{e}"
+        );
+        // A bundle's policy comes as JSON: no positions, the same key paths.
+        let e = Policy::from_json(
+            serde_json::json!({"schema": 1, "upstream": {"proxy": "socks5://x:1"}}),
+            PolicySource::Bundle("test".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "invalid policy bundle from test: upstream.proxy: \"socks5://x:1\" must be an http:// URL such as \"http://proxy.corp:3128\""
+        );
+    }
 
     #[test]
     fn embedded_default_covers_the_major_providers() {

@@ -29,7 +29,7 @@ const EMBEDDED_ORIGIN: &str = "embedded price table (policies/prices.json)";
 
 /// Prices of one model, USD per million tokens. Also the shape of a policy override
 /// (`[prices."provider/model"]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     /// Uncached input.
@@ -57,7 +57,7 @@ pub struct ModelPrice {
 }
 
 /// Rates that replace a model's base rates when a request's input tokens exceed `above_input_tokens`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceTier {
     /// The tier applies when `Usage::input_tokens` is strictly greater than this.
