@@ -215,6 +215,7 @@ impl Shared {
                 "over_connection_limit": refused.over_connection_limit.load(Ordering::Relaxed),
                 "tls_handshake_timeouts": refused.tls_handshake_timeouts.load(Ordering::Relaxed),
                 "browser_requests": refused.browser_requests.load(Ordering::Relaxed),
+                "blocked_hosts": refused.blocked_hosts.load(Ordering::Relaxed),
             },
             "tunnels": self.tunnels.status(),
             "inventory": {
@@ -387,6 +388,7 @@ pub async fn start_with_response_stages(
     shared.write_runtime_file()?;
     let proxy_state = Arc::new(ProxyState {
         hosts: policy.hosts.clone(),
+        blocked: policy.blocked.clone(),
         ca,
         pipeline,
         upstream,

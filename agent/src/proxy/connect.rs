@@ -66,6 +66,9 @@ pub(super) async fn handle(
             "CONNECT needs a host:port target, e.g. CONNECT api.openai.com:443".into(),
         );
     }
+    if shared.blocked.is_blocked(&host) {
+        return super::blocked(&shared, &host, None);
+    }
     let intercept = match shared.hosts.lookup(&host) {
         Some(entry) if shared.ca().covers(&host) => Some(entry.clone()),
         Some(_) => {
@@ -203,6 +206,7 @@ async fn intercept_tls(
         }
     };
 
+    tracing::trace!(%host, alpn = ?tls.get_ref().1.alpn_protocol().map(String::from_utf8_lossy), "client TLS established");
     let header_read_timeout = shared.limits.header_read_timeout();
     let entry = Arc::new(entry);
     let svc = service_fn(move |req: Request<Incoming>| {

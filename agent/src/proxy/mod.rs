@@ -32,7 +32,7 @@ use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
 use crate::inventory::Inventory;
 use crate::pipeline::{Pipeline, Target};
-use crate::policy::{InterceptionSet, Limits};
+use crate::policy::{BlockedHosts, InterceptionSet, Limits};
 use crate::record::InterceptMode;
 use crate::upstream::UpstreamClient;
 use crate::{AgentError, Result};
@@ -56,6 +56,8 @@ pub struct Refusals {
     pub tls_handshake_timeouts: AtomicU64,
     /// Requests from web pages (Origin, Sec-Fetch-Site) or with a foreign Host.
     pub browser_requests: AtomicU64,
+    /// Connections and requests to hosts the policy blocks.
+    pub blocked_hosts: AtomicU64,
 }
 
 /// Open client connections against the cap.
@@ -109,6 +111,8 @@ impl Connections {
 pub struct ProxyState {
     /// The interception set in force.
     pub hosts: InterceptionSet,
+    /// Hosts the policy blocks.
+    pub blocked: BlockedHosts,
     /// The device CA in force (swapped on rotation).
     pub ca: Arc<ArcSwap<CertificateAuthority>>,
     /// The pipeline AI requests go through.
@@ -319,11 +323,31 @@ async fn dispatch(
     origin_form(req, state).await
 }
 
+/// The refusal of a host the policy blocks: in the caller's dialect when the API is known (a
+/// base-URL or intercepted request), else the OpenAI shape (a CONNECT or a plain forward).
+fn blocked(
+    state: &ProxyState,
+    host: &str,
+    api: Option<crate::policy::ApiKind>,
+) -> Response<ProxyBody> {
+    state.refusals.blocked_hosts.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%host, "refused a host the policy blocks");
+    let err = crate::providers::dialect::AirlockError::new(
+        http::StatusCode::FORBIDDEN,
+        "host_blocked",
+        state.blocked.refusal(host),
+    );
+    crate::providers::dialect::response(api, &err, None)
+}
+
 /// `GET http://host/path` sent to the proxy: intercepted hosts go through the pipeline (upstream over
 /// HTTPS, since AI APIs are HTTPS only); other hosts are forwarded as they are.
 async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
     let uri = req.uri().clone();
     let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+    if state.blocked.is_blocked(host.trim_end_matches('.')) {
+        return blocked(&state, host.trim_end_matches('.'), None);
+    }
     if let Some(entry) = state.hosts.lookup(&host) {
         let default_port = matches!(uri.port_u16(), None | Some(80) | Some(443));
         let target = Target::new(
@@ -347,6 +371,10 @@ async fn handle_in_scope(
     in_scope: bool,
     state: Arc<ProxyState>,
 ) -> Response<ProxyBody> {
+    tracing::trace!(method = %req.method(), host = %target.host, in_scope, "request received");
+    if state.blocked.is_blocked(&target.host) {
+        return blocked(&state, &target.host, Some(target.api));
+    }
     // For the inventory: a request the pipeline reads is inspected; one passed through is only seen.
     state
         .inventory

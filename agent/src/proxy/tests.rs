@@ -37,6 +37,7 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
     ));
     let st = ProxyState {
         hosts: policy.hosts.clone(),
+        blocked: policy.blocked.clone(),
         ca: Arc::new(ArcSwap::from_pointee(ca)),
         pipeline,
         upstream,
