@@ -22,7 +22,7 @@ use crate::pipeline::settle::CostStage;
 use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
-use crate::proxy::{Connections, Control, ProxyState, Refusals};
+use crate::proxy::{Connections, Control, LiveState, ProxyState, Refusals};
 use crate::record::{now_rfc3339, Recorder, RecordsFile};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
@@ -47,10 +47,11 @@ pub struct AgentConfig {
 
 /// The agent as the status report sees it.
 pub struct Shared {
-    policy: Policy,
+    /// The listener's state for the policy in force (policy, pipeline, upstream), swapped whole.
+    live: LiveState,
+    /// Serialises policy swaps (building the next state reads the current one).
+    swapping: std::sync::Mutex<()>,
     ca: Arc<ArcSwap<CertificateAuthority>>,
-    pipeline: Arc<Pipeline>,
-    upstream: UpstreamClient,
     connections: Arc<Connections>,
     refusals: Arc<Refusals>,
     tunnels: Arc<TunnelStats>,
@@ -72,8 +73,8 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.live.load().policy.clone()
     }
 
     /// The device CA in force.
@@ -86,9 +87,63 @@ impl Shared {
         self.listen
     }
 
-    /// The pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The pipeline of the policy in force.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.live.load().pipeline.clone()
+    }
+
+    /// Puts `policy` in force: builds the listener's state for it (reusing the upstream client when
+    /// the upstream settings are unchanged, and the recorder, body budget, stages and connection
+    /// cap always) and swaps it in atomically. Requests in flight finish under the policy they
+    /// started with; no connection is dropped. Fails, leaving the policy in force, only when the new
+    /// upstream settings cannot be used (an unreadable CA file).
+    pub fn apply_policy(&self, policy: Policy) -> Result<()> {
+        let _one_at_a_time = self
+            .swapping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.live.load_full();
+        let upstream = if policy.upstream == current.policy.upstream {
+            current.upstream.clone()
+        } else {
+            let own = self.ca.clone();
+            UpstreamClient::new(
+                &policy.upstream,
+                OwnCaCheck::new(move |c| own.load().is_ours(c)),
+                Some(self.listen),
+            )?
+        };
+        let uncovered = self.ca().info().uncovered(&policy.hosts.ca_domains());
+        if !uncovered.is_empty() {
+            tracing::warn!(
+                hosts = ?uncovered,
+                "the new policy intercepts hosts the device CA does not cover; they are tunnelled uninspected until `airlock ca rotate`"
+            );
+        }
+        let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
+        let pipeline = Arc::new(current.pipeline.reconfigured(
+            upstream.clone(),
+            policy.limits.clone(),
+            vec![Box::new(cost)],
+        ));
+        current.inventory.set_domains(policy.ai_domains.clone());
+        let next = ProxyState {
+            hosts: policy.hosts.clone(),
+            blocked: policy.blocked.clone(),
+            limits: policy.limits.clone(),
+            policy: Arc::new(policy),
+            ca: current.ca.clone(),
+            pipeline,
+            upstream,
+            listen: current.listen,
+            connections: current.connections.clone(),
+            refusals: current.refusals.clone(),
+            control: current.control.clone(),
+            inventory: current.inventory.clone(),
+            tunnels: current.tunnels.clone(),
+        };
+        self.live.store(Arc::new(next));
+        Ok(())
     }
 
     /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts an answer on
@@ -113,7 +168,7 @@ impl Shared {
     /// Re-reads the CA from the state directory (after `airlock ca rotate`) and rewrites the bundle.
     pub fn reload_ca(&self) -> Result<()> {
         let ca =
-            CertificateAuthority::load_or_create(&self.state, &self.policy.hosts.ca_domains())?;
+            CertificateAuthority::load_or_create(&self.state, &self.policy().hosts.ca_domains())?;
         if let Err(e) = ca::write_merged_bundle(&self.state, ca.info()) {
             tracing::warn!(error = %e, "cannot rewrite the merged trust bundle");
         }
@@ -124,10 +179,11 @@ impl Shared {
 
     /// The status report served at `/airlock/v1/status` and shown by `airlock status`.
     pub fn status(&self) -> serde_json::Value {
+        let live = self.live.load_full();
+        let policy = &live.policy;
         let ca = self.ca();
         let info = ca.info();
-        let hosts: Vec<_> = self
-            .policy
+        let hosts: Vec<_> = policy
             .hosts
             .entries()
             .iter()
@@ -145,8 +201,7 @@ impl Shared {
             })
             .collect();
         // Model servers on this machine: base-URL prefixes over plain HTTP, nothing for the CA.
-        let local_servers: Vec<_> = self
-            .policy
+        let local_servers: Vec<_> = policy
             .hosts
             .entries()
             .iter()
@@ -161,17 +216,16 @@ impl Shared {
                 }))
             })
             .collect();
-        let uncovered: Vec<String> = self
-            .policy
+        let uncovered: Vec<String> = policy
             .hosts
             .entries()
             .iter()
             .filter(|e| e.pattern.constraint_domain().is_some_and(|d| !ca.covers(d)))
             .map(|e| e.pattern.display())
             .collect();
-        let recorder = self.pipeline.recorder();
-        let limits = &self.policy.limits;
-        let budget = self.pipeline.budget();
+        let recorder = live.pipeline.recorder();
+        let limits = &policy.limits;
+        let budget = live.pipeline.budget();
         let refused = &self.refusals;
         json!({
             "agent": "airlockd",
@@ -182,7 +236,12 @@ impl Shared {
             "started_at": self.started_at,
             "uptime_secs": self.started.elapsed().as_secs(),
             "state_dir": self.state.root(),
-            "policy": {"name": self.policy.name, "source": self.policy.source.to_string()},
+            "policy": {
+                "name": policy.name,
+                "source": policy.source.to_string(),
+                "fail_mode": policy.fail_mode.as_str(),
+                "blocked_hosts": policy.blocked.len(),
+            },
             "ca": {
                 "cert_path": info.cert_path,
                 "bundle_path": self.bundle_path,
@@ -196,9 +255,9 @@ impl Shared {
             "interception_hosts": hosts,
             "local_servers": local_servers,
             "upstream": {
-                "proxy": self.upstream.proxy().map(|p| p.display()),
-                "proxy_source": self.upstream.proxy().map(|p| p.source.as_str()),
-                "hosts_without_stream_options": self.pipeline.capabilities().hosts_without_stream_options(),
+                "proxy": live.upstream.proxy().map(|p| p.display()),
+                "proxy_source": live.upstream.proxy().map(|p| p.source.as_str()),
+                "hosts_without_stream_options": live.pipeline.capabilities().hosts_without_stream_options(),
             },
             "requests_seen": recorder.seen(),
             "requests_in_flight": recorder.in_flight(),
@@ -219,8 +278,8 @@ impl Shared {
             },
             "tunnels": self.tunnels.status(),
             "inventory": {
-                "enabled": self.policy.ai_domains.enabled(),
-                "domains_listed": self.policy.ai_domains.len(),
+                "enabled": policy.ai_domains.enabled(),
+                "domains_listed": policy.ai_domains.len(),
             },
         })
     }
@@ -234,6 +293,20 @@ impl Control for Shared {
     fn reload_ca(&self) -> std::result::Result<serde_json::Value, String> {
         Shared::reload_ca(self).map_err(|e| e.to_string())?;
         Ok(Shared::status(self))
+    }
+}
+
+/// The local API's answer while the agent is being wired (before [`Shared`] exists): nothing is
+/// served yet, so it is never asked.
+struct NoControl;
+
+impl Control for NoControl {
+    fn status(&self) -> serde_json::Value {
+        json!({"status": "starting"})
+    }
+
+    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String> {
+        Err("the agent is still starting; try again in a moment".into())
     }
 }
 
@@ -264,7 +337,7 @@ impl RunningAgent {
         }
         let _ = (&mut self.task).await;
         let deadline = Instant::now() + grace;
-        let recorder = self.shared.pipeline.recorder().clone();
+        let recorder = self.shared.pipeline().recorder().clone();
         while recorder.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -370,11 +443,25 @@ pub async fn start_with_response_stages(
     let refusals = Arc::new(Refusals::default());
     let tunnels = Arc::new(TunnelStats::default());
     let inventory = Arc::new(Inventory::new(policy.ai_domains.clone()));
-    let shared = Arc::new(Shared {
-        policy: policy.clone(),
+    let live: LiveState = Arc::new(ArcSwap::from_pointee(ProxyState {
+        hosts: policy.hosts.clone(),
+        blocked: policy.blocked.clone(),
+        limits: limits.clone(),
+        policy: Arc::new(policy),
         ca: ca.clone(),
-        pipeline: pipeline.clone(),
-        upstream: upstream.clone(),
+        pipeline,
+        upstream,
+        listen: addr,
+        connections: connections.clone(),
+        refusals: refusals.clone(),
+        control: Arc::new(NoControl),
+        inventory,
+        tunnels: tunnels.clone(),
+    }));
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        swapping: std::sync::Mutex::new(()),
+        ca: ca.clone(),
         connections: connections.clone(),
         refusals: refusals.clone(),
         tunnels: tunnels.clone(),
@@ -386,23 +473,15 @@ pub async fn start_with_response_stages(
         open_files_limit,
     });
     shared.write_runtime_file()?;
-    let proxy_state = Arc::new(ProxyState {
-        hosts: policy.hosts.clone(),
-        blocked: policy.blocked.clone(),
-        ca,
-        pipeline,
-        upstream,
-        listen: addr,
-        limits,
-        connections,
-        refusals,
+    // The local API on the port answers for this agent.
+    let first = live.load_full();
+    live.store(Arc::new(ProxyState {
         control: shared.clone(),
-        inventory,
-        tunnels,
-    });
+        ..ProxyState::clone(&first)
+    }));
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy::serve(listener, proxy_state, async move {
+    let task = tokio::spawn(proxy::serve(listener, live, async move {
         let _ = stopped.await;
     }));
     Ok(RunningAgent {

@@ -181,7 +181,8 @@ struct Rows {
 /// The inventory.
 #[derive(Debug)]
 pub struct Inventory {
-    domains: AiDomains,
+    /// The AI app list of the policy in force (replaced when a new policy is applied).
+    domains: arc_swap::ArcSwap<AiDomains>,
     rows: Mutex<Rows>,
     recent: Mutex<VecDeque<Arc<Sighting>>>,
     rows_dropped: AtomicU64,
@@ -191,10 +192,15 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Matches hosts against a new policy's list from now on; what was seen is kept.
+    pub fn set_domains(&self, domains: AiDomains) {
+        self.domains.store(std::sync::Arc::new(domains));
+    }
+
     /// An empty inventory matching hosts against `domains`.
     pub fn new(domains: AiDomains) -> Inventory {
         Inventory {
-            domains,
+            domains: arc_swap::ArcSwap::from_pointee(domains),
             rows: Mutex::new(Rows::default()),
             recent: Mutex::new(VecDeque::new()),
             rows_dropped: AtomicU64::new(0),
@@ -206,15 +212,16 @@ impl Inventory {
 
     /// The app a tunnelled host belongs to, if it is listed and the inventory is on.
     pub fn app_for_tunnel(&self, host: &str) -> Option<AiApp> {
-        if !self.domains.enabled() {
+        let domains = self.domains.load();
+        if !domains.enabled() {
             return None;
         }
-        self.domains.lookup(host).map(|m| m.app.clone())
+        domains.lookup(host).map(|m| m.app.clone())
     }
 
     /// The app an intercepted host belongs to: its listed app, else its provider's API.
     pub fn app_for_intercepted(&self, host: &str, provider: &str) -> AiApp {
-        match self.domains.lookup(host) {
+        match self.domains.load().lookup(host) {
             Some(m) => m.app.clone(),
             None => AiApp {
                 name: provider.to_string(),
@@ -414,8 +421,8 @@ impl Inventory {
             Err(_) => Vec::new(),
         };
         json!({
-            "enabled": self.domains.enabled(),
-            "domains_listed": self.domains.len(),
+            "enabled": self.domains.load().enabled(),
+            "domains_listed": self.domains.load().len(),
             "apps": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
             "recent": recent.iter().map(|s| &**s).collect::<Vec<_>>(),
             "rows_dropped": self.rows_dropped.load(Ordering::Relaxed),
@@ -523,7 +530,7 @@ mod tests {
         assert_eq!(snap["recent"].as_array().unwrap().len(), 4);
         assert_eq!(
             snap["domains_listed"].as_u64(),
-            Some(inv.domains.len() as u64)
+            Some(inv.domains.load().len() as u64)
         );
     }
 

@@ -310,6 +310,35 @@ impl Pipeline {
         }
     }
 
+    /// The pipeline for a new policy: the same stages, recorder, request-body budget (a new one if
+    /// the policy resizes it) and what was learned about upstream hosts, with the policy's
+    /// upstream client, limits and settle stages. Records of requests in flight still go to the
+    /// same recorder, settled by the stages they started with.
+    pub fn reconfigured(
+        &self,
+        upstream: UpstreamClient,
+        limits: Limits,
+        settle: Vec<Box<dyn SettleStage>>,
+    ) -> Pipeline {
+        let budget = if limits.max_buffered() == self.limits.max_buffered() {
+            self.budget.clone()
+        } else {
+            BodyBudget::new(limits.max_buffered())
+        };
+        Pipeline {
+            stages: self.stages.clone(),
+            inspect_response: self.inspect_response.clone(),
+            upstream,
+            finisher: Arc::new(record::Finisher::with_settle(
+                self.recorder().clone(),
+                settle,
+            )),
+            limits,
+            budget,
+            capabilities: self.capabilities.clone(),
+        }
+    }
+
     /// Adds a request-side stage to a slot; stages in one slot run in the order they were added.
     pub fn with_request_stage(mut self, slot: RequestSlot, s: Box<dyn RequestStage>) -> Self {
         let Some(stages) = Arc::get_mut(&mut self.stages) else {

@@ -33,6 +33,11 @@ impl Finisher {
         }
     }
 
+    /// A finisher with its settle stages.
+    pub(super) fn with_settle(recorder: Arc<Recorder>, settle: Vec<Box<dyn SettleStage>>) -> Self {
+        Finisher { settle, recorder }
+    }
+
     /// The recorder.
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.recorder

@@ -208,7 +208,7 @@ pub struct HostRule {
 }
 
 /// How to reach upstream.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamPolicy {
     /// An HTTP proxy for the agent's own upstream calls and its blind tunnels (`http://host:port`,
@@ -265,7 +265,7 @@ impl Default for UpstreamPolicy {
 }
 
 /// Where to send a host's traffic instead of its DNS address.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamOverride {
     /// `ip:port` or `host:port` to connect to. TLS still verifies the original host name.

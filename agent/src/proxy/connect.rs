@@ -41,6 +41,7 @@ fn plain_error(status: StatusCode, message: String) -> Response<ProxyBody> {
 pub(super) async fn handle(
     req: Request<Incoming>,
     shared: Arc<ProxyState>,
+    live: super::LiveState,
     permit: ConnPermit,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
@@ -89,7 +90,7 @@ pub(super) async fn handle(
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         let io = TokioIo::new(upgraded);
-                        intercept_tls(io, host, port, entry, shared.clone()).await
+                        intercept_tls(io, host, port, entry, shared.clone(), live).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
@@ -159,6 +160,7 @@ async fn intercept_tls(
     port: u16,
     entry: crate::policy::HostEntry,
     shared: Arc<ProxyState>,
+    live: super::LiveState,
 ) {
     let handshake = shared.limits.tls_handshake_timeout();
     let deadline = tokio::time::Instant::now() + handshake;
@@ -210,16 +212,19 @@ async fn intercept_tls(
     let header_read_timeout = shared.limits.header_read_timeout();
     let entry = Arc::new(entry);
     let svc = service_fn(move |req: Request<Incoming>| {
-        let shared = shared.clone();
+        // Each request runs under the policy in force when it arrives: a host the new policy no
+        // longer intercepts is forwarded unread on this already decrypted connection.
+        let shared = live.load_full();
+        let current = shared.hosts.lookup(&host);
         let path_and_query = super::path_and_query(req.uri());
         let target = Target::new(
             InterceptMode::Proxy,
             host.clone(),
             (port != 443).then_some(port),
-            &entry,
+            current.unwrap_or(&entry),
             path_and_query,
         );
-        let in_scope = entry.paths.covers(req.uri().path());
+        let in_scope = current.is_some_and(|e| e.paths.covers(req.uri().path()));
         async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -108,7 +108,10 @@ impl Connections {
 }
 
 /// Everything the listener needs, and nothing more.
+#[derive(Clone)]
 pub struct ProxyState {
+    /// The policy this state was built from.
+    pub policy: Arc<crate::policy::Policy>,
     /// The interception set in force.
     pub hosts: InterceptionSet,
     /// Hosts the policy blocks.
@@ -253,22 +256,23 @@ fn admit(state: &ProxyState, peer: &SocketAddr) -> (Admission, Option<OwnedSemap
     }
 }
 
+/// The listener's state for the policy in force. A new policy replaces it whole; every request
+/// loads it once when it arrives and keeps that version to its end, so a request in flight finishes
+/// under the policy it started with while the next one on the same connection gets the new one.
+pub type LiveState = Arc<ArcSwap<ProxyState>>;
+
 /// Accepts connections until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<ProxyState>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, live: LiveState, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let (admission, permit) = admit(&state, &peer);
+                    let (admission, permit) = admit(&live.load(), &peer);
                     match (admission, permit) {
                         (Admission::Serve, Some(permit)) => {
-                            tokio::spawn(serve_connection(stream, state.clone(), Arc::new(permit), peer));
+                            tokio::spawn(serve_connection(stream, live.clone(), Arc::new(permit), peer));
                         }
                         _ => drop(stream),
                     }
@@ -288,19 +292,19 @@ pub(crate) type ConnPermit = Arc<OwnedSemaphorePermit>;
 
 async fn serve_connection(
     stream: TcpStream,
-    state: Arc<ProxyState>,
+    live: LiveState,
     permit: ConnPermit,
     peer: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
-    let st = state.clone();
+    let http1 = live.load().http1();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let state = st.clone();
+        let state = live.load_full();
+        let live = live.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, state, permit, peer).await) }
+        async move { Ok::<_, Infallible>(dispatch(req, state, live, permit, peer).await) }
     });
-    let conn = state
-        .http1()
+    let conn = http1
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     if let Err(e) = conn.await {
@@ -311,11 +315,12 @@ async fn serve_connection(
 async fn dispatch(
     req: Request<Incoming>,
     state: Arc<ProxyState>,
+    live: LiveState,
     permit: ConnPermit,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, state, permit, peer).await;
+        return connect::handle(req, state, live, permit, peer).await;
     }
     if req.uri().authority().is_some() {
         return absolute_form(req, state).await;

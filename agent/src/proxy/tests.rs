@@ -48,6 +48,7 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
         control: Arc::new(NoControl),
         inventory: Arc::new(crate::inventory::Inventory::new(policy.ai_domains.clone())),
         tunnels: Arc::new(tunnels::TunnelStats::default()),
+        policy: Arc::new(policy),
     };
     (st, dir)
 }
