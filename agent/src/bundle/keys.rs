@@ -8,11 +8,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::BundleError;
 
@@ -144,13 +146,20 @@ impl SigningKey {
         self.key.sign(msg)
     }
 
+    /// PKCS#8 v1 PEM: the seed alone, as `openssl genpkey -algorithm ed25519` writes it. (The v2
+    /// form with the public key appended, which `ed25519-dalek` writes by default, is refused by
+    /// OpenSSL 3.0 and Python's `cryptography`.)
     fn to_pem(&self) -> Result<Zeroizing<String>, BundleError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| BundleError::Key {
-                origin: "new signing key".into(),
-                message: format!("cannot encode it as PKCS#8 ({e})"),
-            })
+        let mut v1 = KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        };
+        let pem = v1.to_pkcs8_pem(LineEnding::LF);
+        v1.secret_key.zeroize();
+        pem.map_err(|e| BundleError::Key {
+            origin: "new signing key".into(),
+            message: format!("cannot encode it as PKCS#8 ({e})"),
+        })
     }
 }
 
@@ -324,6 +333,24 @@ mod tests {
         let hash = Sha256::digest(raw);
         let expect: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(key.id().as_str(), expect);
+    }
+
+    #[test]
+    fn private_keys_are_pkcs8_v1_like_openssls() {
+        // `openssl genpkey -algorithm ed25519` output, and RFC 8410's example: both are read.
+        let openssl = "-----BEGIN PRIVATE KEY-----\n\
+            MC4CAQAwBQYDK2VwBCIEIGbVlqd8SuLb9VIhDa+xTGRp/97ZO9REvKsSOtnmSMYB\n\
+            -----END PRIVATE KEY-----\n";
+        SigningKey::from_pkcs8_pem(openssl).unwrap();
+        let rfc8410 = "-----BEGIN PRIVATE KEY-----\n\
+            MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+            -----END PRIVATE KEY-----\n";
+        SigningKey::from_pkcs8_pem(rfc8410).unwrap();
+        // What we write has the same shape: a 48-byte v1 structure, no public key appended.
+        let pem = SigningKey::generate().unwrap().to_pem().unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(body.len(), 64, "{}", pem.as_str());
+        assert!(body.starts_with("MC4CAQAwBQYDK2Vw"), "{}", pem.as_str());
     }
 
     #[test]

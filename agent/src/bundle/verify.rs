@@ -220,8 +220,8 @@ fn check(
         return Err(Refusal::new(
             Reason::WrongFleet,
             format!(
-                "the bundle is for fleet {:?}, this agent is enrolled in {fleet:?}: publish the bundle \
-                 built for this fleet (airlock policy build --fleet {fleet})",
+                "the bundle is for fleet {:?}, not {fleet:?}: publish the bundle built for fleet \
+                 {fleet:?} (airlock policy build --fleet {fleet})",
                 payload.fleet
             ),
         ));
