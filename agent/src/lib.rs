@@ -9,6 +9,8 @@
 //! - [`budget`]: the memory budget all buffered bodies share.
 //! - [`paths`]: where state lives on disk and how files in it are protected.
 //! - [`policy`]: the policy file, its embedded default and the compiled interception set.
+//! - [`bundle`]: signed policy bundles — the DSSE format, Ed25519 keys, building and verifying,
+//!   and the trust (fleet, pinned keys, version ratchets) accepted bundles advance.
 //! - [`ca`]: the device certificate authority and per-host leaves.
 //! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and the local status API.
 //! - [`pipeline`]: the ordered stages every AI request passes through.
@@ -22,6 +24,7 @@
 pub mod agent;
 pub mod body;
 pub mod budget;
+pub mod bundle;
 pub mod ca;
 pub mod error;
 pub mod inventory;

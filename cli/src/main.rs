@@ -47,6 +47,7 @@ mod launch;
 mod nodecheck;
 mod owner;
 mod peer;
+mod policy;
 mod trust;
 mod userproxy;
 
@@ -115,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
+    /// Signed policy bundles: keygen, build, verify, lint, diff (admin commands on files).
+    Policy {
+        #[command(subcommand)]
+        action: policy::PolicyAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +176,10 @@ impl Session {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Policy { action } = &cli.command {
+        // Files only: no agent and no state directory needed (an admin's machine has neither).
+        return policy::run(action);
+    }
     let ctx = Session {
         named: client::named_addr(cli.addr.as_deref())?,
         state: trust::state_dir(cli.state_dir.as_deref())?,
@@ -186,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inventory { json } => inventory::run(ctx.find_agent()?, json),
         Command::Ca { action } => ca(&ctx, action),
+        Command::Policy { action } => policy::run(&action),
     }
 }
 

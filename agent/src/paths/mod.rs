@@ -178,6 +178,13 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` with `mode` applied before any byte is written, failing with
+/// [`std::io::ErrorKind::AlreadyExists`] if it exists: for files that must never be overwritten, such
+/// as a signing key.
+pub fn create_new_with_mode(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    os::create_new_with_mode(path, mode)
+}
+
 /// Opens `path` for appending, creating it with `mode` if it does not exist.
 pub fn open_append(path: &Path, mode: u32) -> std::io::Result<fs::File> {
     os::open_append(path, mode)

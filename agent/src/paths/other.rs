@@ -23,6 +23,10 @@ pub(super) fn create_with_mode(path: &Path, _mode: u32) -> std::io::Result<File>
         .open(path)
 }
 
+pub(super) fn create_new_with_mode(path: &Path, _mode: u32) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
 pub(super) fn mode_of(_path: &Path) -> Option<u32> {
     None
 }

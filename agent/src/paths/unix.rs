@@ -29,6 +29,17 @@ pub(super) fn create_with_mode(path: &Path, mode: u32) -> std::io::Result<File> 
     Ok(f)
 }
 
+pub(super) fn create_new_with_mode(path: &Path, mode: u32) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have removed bits we asked for.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
 pub(super) fn mode_of(path: &Path) -> Option<u32> {
     fs::metadata(path)
         .ok()

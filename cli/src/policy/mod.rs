@@ -1,0 +1,141 @@
+//! `airlock policy …`: the admin commands for signed policy bundles — `keygen`, `build`, `verify`,
+//! `lint` and `diff`. They work on files only (keys, TOML sources, bundles) through
+//! `airlock_agent::bundle`, so they run on an admin's machine with no agent installed. They must not
+//! talk to the agent (`show` and `apply` live with the control API client), never print a private
+//! key, and never hand-roll what the bundle library decides (formats, checks, reason codes).
+
+mod build;
+mod diff;
+mod duration;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+/// The `airlock policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Generate a signing key pair: KEYFILE (private, mode 0600, PKCS#8 PEM) and KEYFILE.pub
+    /// (public, SPKI PEM, the file agents pin). Refuses to overwrite either.
+    Keygen {
+        /// Where to write the private key; the public key goes to KEYFILE.pub.
+        #[arg(value_name = "KEYFILE")]
+        keyfile: PathBuf,
+    },
+    /// Compile and validate a TOML policy, then sign it into a bundle (a DSSE envelope).
+    Build {
+        /// The policy source (TOML).
+        #[arg(value_name = "SRC.toml")]
+        src: PathBuf,
+        /// The private key to sign with (from `airlock policy keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The fleet id agents were enrolled with.
+        #[arg(long, value_name = "ID")]
+        fleet: String,
+        /// The bundle version: higher than any bundle this key signed before.
+        #[arg(long, value_name = "N")]
+        version: u64,
+        /// How long the bundle stays valid: 30d, 12h, 90m or 3600s (default: no expiry).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        expires_in: Option<std::time::Duration>,
+        /// The oldest agent version that may apply it (default: this airlock's version).
+        #[arg(long, value_name = "V")]
+        min_agent_version: Option<String>,
+        /// A public key file agents trust from this bundle on, replacing the keys they trust now
+        /// (key rotation); repeat for several. List the signing key's .pub too to keep it trusted.
+        #[arg(long = "next-key", value_name = "PUB")]
+        next_keys: Vec<PathBuf>,
+        /// Where to write the bundle (replaced atomically if it exists).
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+    },
+    /// Check a bundle's signature, fleet, expiry, agent version and policy, as an agent would
+    /// (without a version ratchet). Exit 0 valid, 1 refused.
+    Verify {
+        /// The bundle file.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// A trusted public key file (KEYFILE.pub); repeat for several.
+        #[arg(long = "pubkey", value_name = "PUB", required = true)]
+        pubkeys: Vec<PathBuf>,
+        /// The fleet the bundle must be for (default: any).
+        #[arg(long, value_name = "ID")]
+        fleet: Option<String>,
+    },
+    /// Compile and validate a TOML policy without signing it. Exit 0 valid, 1 invalid.
+    Lint {
+        /// The policy source (TOML).
+        #[arg(value_name = "SRC.toml")]
+        src: PathBuf,
+    },
+    /// Compare two policies, each a TOML source or a bundle (told apart by content): one line per
+    /// changed setting of the compiled policy, plus fleet, version, expiry, minimum agent version
+    /// and next keys when both are bundles. Signatures are NOT verified: use `verify` for that.
+    /// Exit 0 no differences, 1 different, 2 error.
+    Diff {
+        /// The old policy (TOML or bundle).
+        #[arg(value_name = "A")]
+        a: PathBuf,
+        /// The new policy (TOML or bundle).
+        #[arg(value_name = "B")]
+        b: PathBuf,
+    },
+}
+
+/// Runs an `airlock policy` command.
+pub fn run(action: &PolicyAction) -> Result<ExitCode> {
+    match action {
+        PolicyAction::Keygen { keyfile } => keygen(keyfile),
+        PolicyAction::Build {
+            src,
+            key,
+            fleet,
+            version,
+            expires_in,
+            min_agent_version,
+            next_keys,
+            out,
+        } => build::run(&build::Args {
+            src,
+            key,
+            fleet,
+            version: *version,
+            expires_in: *expires_in,
+            min_agent_version: min_agent_version.as_deref(),
+            next_keys,
+            out,
+        }),
+        PolicyAction::Verify {
+            bundle,
+            pubkeys,
+            fleet,
+        } => verify::verify(bundle, pubkeys, fleet.as_deref()),
+        PolicyAction::Lint { src } => verify::lint(src),
+        PolicyAction::Diff { a, b } => Ok(diff::run(a, b)),
+    }
+}
+
+fn keygen(keyfile: &Path) -> Result<ExitCode> {
+    let id = airlock_agent::bundle::keygen(keyfile)?;
+    let public = airlock_agent::bundle::public_path(keyfile);
+    outln!("key id:      {id}");
+    outln!("public key:  {}", public.display());
+    outln!(
+        "private key: {} (mode 0600; keep it off shared machines, and back it up: a lost key means \
+         re-enrolling every agent)",
+        keyfile.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a file the user named, saying which one when it cannot be read.
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// The version of this airlock, which is also the agent version it checks bundles against.
+const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
