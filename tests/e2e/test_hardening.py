@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import threading
@@ -322,6 +323,29 @@ def test_a_client_that_never_finishes_its_tls_handshake_is_dropped(fresh_agent, 
     s.close()
     assert time.monotonic() - t0 < 3
     assert a.status()["refused"]["tls_handshake_timeouts"] == 1
+
+
+@pytest.mark.parametrize("alpn", [None, ["http/1.1"]])
+def test_a_client_silent_after_its_tls_handshake_is_cut_off_like_a_slow_head(fresh_agent, mock, alpn):
+    """After CONNECT and TLS the header-read timeout applies from the first byte on: a client that
+    says nothing does not hold a connection (and its slot) forever."""
+    a = fresh_agent(mock_policy(mock, "\n[limits]\nheader_read_timeout_secs = 1\n"))
+    head, s = tunnel_through(a, "api.openai.com")
+    assert head.startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(a.ca_cert))
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    tls = ctx.wrap_socket(s, server_hostname="api.openai.com")
+    t0 = time.monotonic()
+    tls.settimeout(5)
+    try:
+        while tls.recv(1024):
+            pass
+    except (ConnectionResetError, ssl.SSLError):
+        pass
+    tls.close()
+    assert time.monotonic() - t0 < 3, "a silent client kept its connection"
+    assert a.status()["connections"]["open"] <= 1
 
 
 def test_hostile_model_names_are_bounded_in_records(agent):

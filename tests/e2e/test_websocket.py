@@ -44,7 +44,7 @@ def start_stage_agent(workdir: Path, policy_text: str, deny: str = DENIED, wrap=
     args = [str(binary("airlock-stage-agent")), "--listen", "127.0.0.1:0", "--state-dir", str(state),
             "--policy", str(policy), "--deny-models", deny]
     log_path = workdir / "agent.log"
-    env = {**os.environ, "AIRLOCK_LOG": "info,airlock_agent=debug"}
+    env = {**os.environ, "AIRLOCK_LOG": os.environ.get("AIRLOCK_TEST_LOG", "info,airlock_agent=debug")}
     proc = subprocess.Popen(wrap(args) if wrap else args, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
     try:
         info = wait_for_file(state / "airlockd.json", proc, "airlock-stage-agent")

@@ -183,7 +183,12 @@ impl Pipeline {
         guard.set_phase(Phase::WaitingForUpstream);
         let timeout = self.limits.response_header_timeout();
         let sent = match &ex.upgrade {
-            Some(_) => tokio::time::timeout(timeout, self.upstream.send_upgrade(req)).await,
+            Some(_) => {
+                tracing::trace!(id = %ex.id, host = %ex.target.host, "forwarding a protocol upgrade");
+                let sent = tokio::time::timeout(timeout, self.upstream.send_upgrade(req)).await;
+                tracing::trace!(id = %ex.id, ok = matches!(sent, Ok(Ok(_))), "upstream answered the upgrade");
+                sent
+            }
             None => tokio::time::timeout(timeout, self.upstream.send(req)).await,
         };
         match sent {

@@ -227,23 +227,27 @@ async fn intercept_tls(
         let in_scope = current.is_some_and(|e| e.paths.covers(req.uri().path()));
         async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(256 << 10)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-        .await
-    {
+    // The protocol is the one TLS negotiated (ALPN), never sniffed from the first bytes: a sniff
+    // waits for bytes with no deadline, so a client silent after its handshake would hold the
+    // connection forever; HTTP/1.1's header-read timeout covers it from the first byte on.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let served = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(256 << 10)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        b.serve_connection(io, svc).await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(header_read_timeout);
+        b.serve_connection(io, svc).with_upgrades().await
+    };
+    if let Err(e) = served {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
 }
