@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
+use crate::fleet::{Ledger, PolicySink};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
@@ -43,10 +44,17 @@ pub struct AgentConfig {
     pub policy: Policy,
     /// How many finished records to keep in memory for the status API.
     pub records_in_memory: usize,
+    /// Refuse AI hosts from the start with this explanation (`policy_unavailable`): an enrolled
+    /// device that fails closed without a valid policy.
+    pub unavailable: Option<String>,
+    /// The fleet ledger the status report shows (an enrolled device's governor writes it).
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// The agent as the status report sees it.
 pub struct Shared {
+    /// What the fleet's sources and verifier did (empty for a device that is not enrolled).
+    ledger: Arc<Ledger>,
     /// The listener's state for the policy in force (policy, pipeline, upstream), swapped whole.
     live: LiveState,
     /// Serialises policy swaps (building the next state reads the current one).
@@ -98,6 +106,12 @@ impl Shared {
     /// started with; no connection is dropped. Fails, leaving the policy in force, only when the new
     /// upstream settings cannot be used (an unreadable CA file).
     pub fn apply_policy(&self, policy: Policy) -> Result<()> {
+        self.put_policy(policy, None)
+    }
+
+    /// [`Shared::apply_policy`], and with `unavailable`, AI hosts refused with that explanation
+    /// (`policy_unavailable`) until a policy that may govern arrives.
+    pub fn put_policy(&self, policy: Policy, unavailable: Option<String>) -> Result<()> {
         let _one_at_a_time = self
             .swapping
             .lock()
@@ -128,6 +142,7 @@ impl Shared {
         ));
         current.inventory.set_domains(policy.ai_domains.clone());
         let next = ProxyState {
+            unavailable: unavailable.map(Arc::from),
             hosts: policy.hosts.clone(),
             blocked: policy.blocked.clone(),
             limits: policy.limits.clone(),
@@ -175,6 +190,31 @@ impl Shared {
         tracing::info!(fingerprint = %ca.info().fingerprint_sha256, "device CA reloaded");
         self.ca.store(Arc::new(ca));
         self.write_runtime_file()
+    }
+
+    /// The `policy` part of the status report: what is in force, and the fleet's ledger.
+    fn policy_status(&self, live: &ProxyState) -> serde_json::Value {
+        let policy = &live.policy;
+        let mut v = json!({
+            "name": policy.name,
+            "source": policy.source.to_string(),
+            "fail_mode": policy.fail_mode.as_str(),
+            "blocked_hosts": policy.blocked.len(),
+            "refusing_ai_hosts": live.unavailable.as_deref(),
+        });
+        if let (Some(obj), serde_json::Value::Object(fleet)) =
+            (v.as_object_mut(), self.ledger.status())
+        {
+            for (k, val) in fleet {
+                obj.entry(k).or_insert(val);
+            }
+        }
+        v
+    }
+
+    /// The fleet ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     /// The status report served at `/airlock/v1/status` and shown by `airlock status`.
@@ -236,12 +276,7 @@ impl Shared {
             "started_at": self.started_at,
             "uptime_secs": self.started.elapsed().as_secs(),
             "state_dir": self.state.root(),
-            "policy": {
-                "name": policy.name,
-                "source": policy.source.to_string(),
-                "fail_mode": policy.fail_mode.as_str(),
-                "blocked_hosts": policy.blocked.len(),
-            },
+            "policy": self.policy_status(&live),
             "ca": {
                 "cert_path": info.cert_path,
                 "bundle_path": self.bundle_path,
@@ -282,6 +317,12 @@ impl Shared {
                 "domains_listed": policy.ai_domains.len(),
             },
         })
+    }
+}
+
+impl PolicySink for Shared {
+    fn put(&self, policy: Policy, unavailable: Option<String>) -> Result<()> {
+        self.put_policy(policy, unavailable)
     }
 }
 
@@ -373,6 +414,8 @@ pub async fn start_with_response_stages(
         state,
         policy,
         records_in_memory,
+        unavailable,
+        ledger,
     } = config;
     let listener = proxy::bind(listen).await?;
     let addr = listener
@@ -444,6 +487,7 @@ pub async fn start_with_response_stages(
     let tunnels = Arc::new(TunnelStats::default());
     let inventory = Arc::new(Inventory::new(policy.ai_domains.clone()));
     let live: LiveState = Arc::new(ArcSwap::from_pointee(ProxyState {
+        unavailable: unavailable.map(Arc::from),
         hosts: policy.hosts.clone(),
         blocked: policy.blocked.clone(),
         limits: limits.clone(),
@@ -459,6 +503,7 @@ pub async fn start_with_response_stages(
         tunnels: tunnels.clone(),
     }));
     let shared = Arc::new(Shared {
+        ledger: ledger.unwrap_or_default(),
         live: live.clone(),
         swapping: std::sync::Mutex::new(()),
         ca: ca.clone(),

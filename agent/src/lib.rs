@@ -27,6 +27,7 @@ pub mod budget;
 pub mod bundle;
 pub mod ca;
 pub mod error;
+pub mod fleet;
 pub mod inventory;
 pub mod paths;
 pub mod pipeline;

@@ -104,6 +104,8 @@ async fn an_http2_stream_reset_before_the_response_is_recorded_and_the_connectio
         state: StateDir::new(state_dir.path()),
         policy,
         records_in_memory: 100,
+        unavailable: None,
+        ledger: None,
     })
     .await
     .unwrap();

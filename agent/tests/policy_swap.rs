@@ -108,6 +108,8 @@ async fn a_policy_swap_every_100_ms_under_load_drops_no_request_and_no_stream() 
         state: StateDir::new(state_dir.path()),
         policy: policy("policy-0", &mock, 1.0),
         records_in_memory: 10_000,
+        unavailable: None,
+        ledger: None,
     })
     .await
     .unwrap();

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_agent::agent::{self, AgentConfig};
-use airlock_agent::paths::{StateDir, DEFAULT_LISTEN};
+use airlock_agent::fleet::{self, Enrollment, Governor, Ledger};
+use airlock_agent::paths::{ConfigDir, StateDir, DEFAULT_LISTEN};
 use airlock_agent::policy::Policy;
 use anyhow::Context;
 use clap::Parser;
@@ -37,17 +39,21 @@ struct Args {
     /// Check the policy and exit.
     #[arg(long)]
     check: bool,
+    /// Configuration directory: the fleet enrollment (enrollment.toml) and the policy drop folder
+    /// (policy.d/). Default: $AIRLOCK_CONFIG_DIR, /etc/airlock for root, else ~/.config/airlock.
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args.log_format);
 
-    let policy = match &args.policy {
-        Some(p) => Policy::from_file(p)?,
-        None => Policy::embedded()?,
-    };
     if args.check {
+        let policy = match &args.policy {
+            Some(p) => Policy::from_file(p)?,
+            None => Policy::embedded()?,
+        };
         println!(
             "policy {:?} from {} is valid: {}",
             policy.name,
@@ -57,6 +63,21 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let state = StateDir::resolve(args.state_dir.as_deref())?;
+    let config = ConfigDir::resolve(args.config_dir.as_deref())?;
+    let enrollment = Enrollment::load(&config.enrollment_file())?;
+    if let (Some(e), Some(p)) = (&enrollment, &args.policy) {
+        anyhow::bail!(
+            "this device is enrolled in fleet {:?} ({}), so its policy comes only from the fleet's signed bundles; \
+             --policy {} is refused. Remove --policy (and AIRLOCK_POLICY), or leave the fleet with `airlock unenroll`",
+            e.fleet,
+            config.enrollment_file().display(),
+            p.display()
+        );
+    }
+    let policy = match &args.policy {
+        Some(p) => Policy::from_file(p)?,
+        None => Policy::embedded()?,
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| {
@@ -81,7 +102,7 @@ fn main() -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, policy, state))
+    runtime.block_on(run(args, policy, state, config, enrollment))
 }
 
 /// "22 intercepted hosts, 3 local servers": what the policy covers, in words.
@@ -96,7 +117,22 @@ fn host_counts(policy: &Policy) -> String {
     }
 }
 
-async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> {
+async fn run(
+    args: Args,
+    policy: Policy,
+    state: StateDir,
+    config: ConfigDir,
+    enrollment: Option<Enrollment>,
+) -> anyhow::Result<()> {
+    // An enrolled device starts under its last good bundle (or its fail mode) before any network.
+    let ledger = Arc::new(Ledger::default());
+    let (governor, policy, unavailable) = match enrollment {
+        Some(e) => {
+            let (gov, boot) = Governor::boot(e, state.clone(), ledger.clone())?;
+            (Some(Arc::new(gov)), boot.policy, boot.unavailable)
+        }
+        None => (None, policy, None),
+    };
     let hosts = host_counts(&policy);
     let source = policy.source.to_string();
     let running = agent::start(AgentConfig {
@@ -104,8 +140,14 @@ async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> 
         state,
         policy,
         records_in_memory: args.records_in_memory,
+        unavailable,
+        ledger: Some(ledger),
     })
     .await?;
+    let _sources = match &governor {
+        Some(gov) => Some(start_sources(gov.clone(), &running, &config)?),
+        None => None,
+    };
     let addr = running.addr;
     let status = running.shared.status();
     let cli = cli_command();
@@ -125,6 +167,62 @@ async fn run(args: Args, policy: Policy, state: StateDir) -> anyhow::Result<()> 
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// What keeps the fleet's sources running: the drop folder watcher, the pull and expiry tasks.
+struct Sources {
+    _watcher: Option<notify::RecommendedWatcher>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the enrolled device's policy sources, all feeding the one governor.
+fn start_sources(
+    gov: Arc<Governor>,
+    running: &agent::RunningAgent,
+    config: &ConfigDir,
+) -> anyhow::Result<Sources> {
+    gov.attach(running.shared.clone());
+    let e = gov.enrollment().clone();
+    tracing::info!(fleet = %e.fleet, url = ?e.url, "enrolled: policy comes from signed bundles");
+    let mut tasks = Vec::new();
+    if let Some(url) = e.url.clone() {
+        let client = fleet::pull::client(e.ca_file.as_deref())?;
+        let interval = Duration::from_secs(e.interval_secs);
+        tasks.push(tokio::spawn(fleet::pull::run(
+            gov.clone(),
+            url,
+            client,
+            interval,
+        )));
+    } else {
+        // No pull loop to check expiry on its schedule.
+        let g = gov.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                g.check_expiry();
+            }
+        }));
+    }
+    let watcher = match fleet::dropdir::watch(gov, config.drop_dir()) {
+        Ok(w) => Some(w),
+        Err(err) => {
+            tracing::warn!(dir = %config.drop_dir().display(), error = %err, "cannot watch the policy drop folder; bundles dropped there are not applied");
+            None
+        }
+    };
+    Ok(Sources {
+        _watcher: watcher,
+        tasks,
+    })
 }
 
 /// How to invoke the `airlock` CLI: by name if it is on PATH, else by the path of the one built

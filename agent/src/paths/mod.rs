@@ -2,6 +2,10 @@
 //! directory (CA, bundles, runtime info, records) and the helpers that create private directories and
 //! write files atomically with a given mode. It must not decide what goes into those files.
 
+pub mod config;
+
+pub use config::ConfigDir;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,6 +71,11 @@ impl StateDir {
     /// The directory itself.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the fleet's trust (pinned keys, ratchets) and the last good bundle are kept.
+    pub fn policy_dir(&self) -> PathBuf {
+        self.root.join("policy")
     }
 
     /// Directory holding the public CA material (certificate, merged bundle). World-readable.

@@ -116,6 +116,8 @@ pub struct ProxyState {
     pub hosts: InterceptionSet,
     /// Hosts the policy blocks.
     pub blocked: BlockedHosts,
+    /// Why AI hosts are refused (`policy_unavailable`): an enrolled device failing closed.
+    pub unavailable: Option<Arc<str>>,
     /// The device CA in force (swapped on rotation).
     pub ca: Arc<ArcSwap<CertificateAuthority>>,
     /// The pipeline AI requests go through.
@@ -379,6 +381,14 @@ async fn handle_in_scope(
     tracing::trace!(method = %req.method(), host = %target.host, in_scope, "request received");
     if state.blocked.is_blocked(&target.host) {
         return blocked(&state, &target.host, Some(target.api));
+    }
+    if let Some(why) = &state.unavailable {
+        let err = crate::providers::dialect::AirlockError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "policy_unavailable",
+            format!("Airlock refuses AI requests: {why}"),
+        );
+        return crate::providers::dialect::response(Some(target.api), &err, None);
     }
     // For the inventory: a request the pipeline reads is inspected; one passed through is only seen.
     state

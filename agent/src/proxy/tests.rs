@@ -38,6 +38,7 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
     let st = ProxyState {
         hosts: policy.hosts.clone(),
         blocked: policy.blocked.clone(),
+        unavailable: None,
         ca: Arc::new(ArcSwap::from_pointee(ca)),
         pipeline,
         upstream,

@@ -162,6 +162,8 @@ fn main() -> anyhow::Result<()> {
                 state,
                 policy,
                 records_in_memory: 1000,
+                unavailable: None,
+                ledger: None,
             },
             vec![(RequestSlot::Authorize, stage)],
             responses,
