@@ -11,6 +11,7 @@ mod client;
 mod hostile;
 mod load;
 mod noisy;
+mod policy;
 mod procs;
 mod report;
 mod results;
@@ -44,6 +45,8 @@ enum Cmd {
         #[arg(default_value = "bench/results/latest.json")]
         file: PathBuf,
     },
+    /// What signed policy costs: bundle verify + compile, and live swaps under load.
+    Policy(policy::PolicyArgs),
     /// A CPU hog: one thread in a busy loop (the noisy-neighbour section starts these). Exits after
     /// `--secs`, or as soon as its parent is gone.
     #[command(hide = true)]
@@ -200,6 +203,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(*args),
+        Cmd::Policy(args) => policy::run(args),
         Cmd::Hog { secs } => {
             noisy::hog(Duration::from_secs(secs));
             Ok(())
