@@ -235,6 +235,16 @@ fn a_policy_that_does_not_compile_is_invalid_policy_with_the_compilers_words() {
     let r = refused(&signed(&a, &payload_json(bad_host)), &t, now());
     assert_eq!(r.reason, Reason::InvalidPolicy);
     assert!(r.message.contains("not a DNS name"), "{r}");
+    let unknown = serde_json::json!({"schema": 1, "budgets": {}});
+    let r = refused(&signed(&a, &payload_json(unknown)), &t, now());
+    assert_eq!(r.reason, Reason::InvalidPolicy);
+    assert!(r.message.contains("budgets"), "{r}");
+    let r = refused(
+        &signed(&a, &payload_json(serde_json::json!("schema = 1"))),
+        &t,
+        now(),
+    );
+    assert_eq!(r.reason, Reason::InvalidPolicy, "{r}");
     // The same shape with a good policy is accepted, so the refusals above are about the policy.
     let ok = signed(&a, &payload_json(serde_json::json!({"schema": 1})));
     verify(&ok, &t, now(), AGENT, src()).unwrap();
