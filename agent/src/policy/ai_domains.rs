@@ -223,14 +223,16 @@ impl AiDomains {
         let mut apps = Vec::new();
         let mut by_domain = HashMap::new();
         if policy.builtin {
-            let doc = Self::shipped()?;
-            add(
-                &mut apps,
-                &mut by_domain,
-                &doc.app,
-                "policies/ai-domains.toml",
-                false,
-            )?;
+            let shipped = Self::shipped_compiled()?;
+            if policy.ignore.is_empty() && policy.app.is_empty() {
+                // The common case shares the compiled shipped list (every policy swap compiles one).
+                return Ok(AiDomains {
+                    enabled: policy.enabled,
+                    ..shipped.clone()
+                });
+            }
+            apps = shipped.apps.as_ref().clone();
+            by_domain = shipped.by_domain.as_ref().clone();
             for raw in &policy.ignore {
                 let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
                 if by_domain.remove(&d).is_none() {
@@ -257,6 +259,31 @@ impl AiDomains {
             by_domain: Arc::new(by_domain),
             enabled: policy.enabled,
         })
+    }
+
+    /// The shipped list, parsed and compiled once per process.
+    fn shipped_compiled() -> Result<&'static AiDomains, String> {
+        static SHIPPED: std::sync::OnceLock<Result<AiDomains, String>> = std::sync::OnceLock::new();
+        SHIPPED
+            .get_or_init(|| {
+                let doc = Self::shipped()?;
+                let mut apps = Vec::new();
+                let mut by_domain = HashMap::new();
+                add(
+                    &mut apps,
+                    &mut by_domain,
+                    &doc.app,
+                    "policies/ai-domains.toml",
+                    false,
+                )?;
+                Ok(AiDomains {
+                    apps: Arc::new(apps),
+                    by_domain: Arc::new(by_domain),
+                    enabled: true,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     fn shipped() -> Result<ListDocument, String> {
