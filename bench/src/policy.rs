@@ -110,8 +110,11 @@ async fn run_async(args: PolicyArgs) -> Result<()> {
     let state_dir = tempdir()?;
     let mk = |n: usize| {
         Policy::from_toml(
-            &padded_policy(args.size_kib * 1024, &overrides)
-                .replacen("airlock-default", &format!("bench-{n}"), 1),
+            &padded_policy(args.size_kib * 1024, &overrides).replacen(
+                "airlock-default",
+                &format!("bench-{n}"),
+                1,
+            ),
             PolicySource::Embedded,
         )
     };
@@ -130,11 +133,17 @@ async fn run_async(args: PolicyArgs) -> Result<()> {
     let during = Arc::new(Mutex::new(Vec::new()));
     let mut clients = Vec::new();
     for n in 0..4 {
-        let (stop, swapping, before, during) =
-            (stop.clone(), swapping.clone(), before.clone(), during.clone());
+        let (stop, swapping, before, during) = (
+            stop.clone(),
+            swapping.clone(),
+            before.clone(),
+            during.clone(),
+        );
         let addr = running.addr;
         clients.push(tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.context("connect")?;
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .context("connect")?;
             let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
             tokio::spawn(conn);
             let mut i = 0usize;
@@ -153,8 +162,14 @@ async fn run_async(args: PolicyArgs) -> Result<()> {
                 anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
                 resp.into_body().collect().await?;
                 let took = t.elapsed();
-                let into = if swapping.load(Ordering::Relaxed) { &during } else { &before };
-                into.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(took);
+                let into = if swapping.load(Ordering::Relaxed) {
+                    &during
+                } else {
+                    &before
+                };
+                into.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push((stream, took));
                 i += 1;
             }
             anyhow::Ok(i)
@@ -180,40 +195,48 @@ async fn run_async(args: PolicyArgs) -> Result<()> {
     }
     running.shutdown(Duration::from_secs(2)).await;
     swaps.sort();
-    let mut b = before.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let mut d = during.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    b.sort();
-    d.sort();
+    let split = |v: &Mutex<Vec<(bool, Duration)>>, want: bool| -> Result<Vec<Duration>> {
+        let mut out: Vec<Duration> = v
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .iter()
+            .filter(|(s, _)| *s == want)
+            .map(|(_, d)| *d)
+            .collect();
+        out.sort();
+        Ok(out)
+    };
 
-    println!("| policy ({} KiB bundle) | p50 | p99 | max |", envelope.len() / 1024);
+    println!(
+        "| policy ({} KiB bundle) | p50 | p99 | max |",
+        envelope.len() / 1024
+    );
     println!("|---|---|---|---|");
-    println!(
-        "| verify + compile | {} | {} | {} |",
-        ms(pct(&times, 0.5)),
-        ms(pct(&times, 0.99)),
-        ms(pct(&times, 1.0))
+    let row = |name: String, v: &[Duration]| {
+        println!(
+            "| {name} | {} | {} | {} |",
+            ms(pct(v, 0.5)),
+            ms(pct(v, 0.99)),
+            ms(pct(v, 1.0))
+        );
+    };
+    row("verify + compile".into(), &times);
+    row(
+        format!(
+            "swap (apply, {} swaps every 100 ms under load)",
+            swaps.len()
+        ),
+        &swaps,
     );
-    println!(
-        "| swap (apply, {} swaps every 100 ms under load) | {} | {} | {} |",
-        swaps.len(),
-        ms(pct(&swaps, 0.5)),
-        ms(pct(&swaps, 0.99)),
-        ms(pct(&swaps, 1.0))
-    );
-    println!(
-        "| request latency before swaps ({} requests) | {} | {} | {} |",
-        b.len(),
-        ms(pct(&b, 0.5)),
-        ms(pct(&b, 0.99)),
-        ms(pct(&b, 1.0))
-    );
-    println!(
-        "| request latency during swaps ({} requests) | {} | {} | {} |",
-        d.len(),
-        ms(pct(&d, 0.5)),
-        ms(pct(&d, 0.99)),
-        ms(pct(&d, 1.0))
-    );
+    for (kind, stream) in [
+        ("whole answer", false),
+        ("stream (12 frames, 5 ms apart)", true),
+    ] {
+        let b = split(&before, stream)?;
+        let d = split(&during, stream)?;
+        row(format!("{kind}, before swaps ({} requests)", b.len()), &b);
+        row(format!("{kind}, during swaps ({} requests)", d.len()), &d);
+    }
     println!("\n{requests} requests, none failed.");
     Ok(())
 }

@@ -40,6 +40,7 @@ fn stdout_failed(e: std::io::Error) {
 
 mod baseurl;
 mod client;
+mod enroll;
 mod envvars;
 mod inventory;
 mod javaopts;
@@ -116,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
+    /// Enroll this device in a fleet: pin its signing keys and where its bundles come from
+    /// (writes the daemon's enrollment file; needs root or the daemon's user). --show prints it.
+    Enroll(enroll::EnrollArgs),
+    /// Leave the fleet: remove the enrollment file (the daemon then runs its own policy).
+    Unenroll(enroll::UnenrollArgs),
     /// Signed policy bundles: keygen, build, verify, lint, diff (admin commands on files).
     Policy {
         #[command(subcommand)]
@@ -176,9 +182,12 @@ impl Session {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Policy { action } = &cli.command {
+    match &cli.command {
         // Files only: no agent and no state directory needed (an admin's machine has neither).
-        return policy::run(action);
+        Command::Policy { action } => return policy::run(action),
+        Command::Enroll(args) => return enroll::enroll(args),
+        Command::Unenroll(args) => return enroll::unenroll(args),
+        _ => {}
     }
     let ctx = Session {
         named: client::named_addr(cli.addr.as_deref())?,
@@ -197,6 +206,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inventory { json } => inventory::run(ctx.find_agent()?, json),
         Command::Ca { action } => ca(&ctx, action),
         Command::Policy { action } => policy::run(&action),
+        Command::Enroll(args) => enroll::enroll(&args),
+        Command::Unenroll(args) => enroll::unenroll(&args),
     }
 }
 

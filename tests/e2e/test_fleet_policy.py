@@ -333,3 +333,27 @@ def test_without_any_valid_policy_the_enrollments_fail_mode_decides(mock, keys, 
             assert e.value.response.json()["airlock"]["type"] != "policy_unavailable"
     finally:
         stop(agent.proc)
+
+
+def test_airlock_enroll_writes_the_enrollment_the_daemon_follows_and_unenroll_removes_it(mock, keys, tmp_path):
+    config = tmp_path / "config"
+    p = airlock("enroll", "--fleet", FLEET, "--pubkey", str(keys / "a.key.pub"), "--pubkey", str(keys / "b.key.pub"),
+                "--interval", "1", "--fail-mode", "closed", "--config-dir", str(config))
+    assert f'enrolled in fleet "{FLEET}": 2 pinned key(s)' in p.stdout and "restart airlockd" in p.stdout
+    shown = json.loads(airlock("enroll", "--show", "--json", "--config-dir", str(config)).stdout)
+    assert (shown["fleet"], shown["fail_mode"], len(shown["pinned_keys"]), shown["url"]) == (FLEET, "closed", 2, None)
+    agent = start_enrolled(tmp_path / "agent", config)
+    try:
+        p = agent.status()["policy"]
+        assert p["enrollment"]["pinned_keys"] == shown["pinned_keys"] and p["refusing_ai_hosts"]
+        # No URL: a bundle signed by the second pinned key, dropped in, ends the fail-closed state.
+        shutil.copyfile(build(keys, tmp_path, named(mock, "dropped"), 1, key="b"), config / "policy.d" / "v1.bundle")
+        wait_policy(agent, version=1, name="dropped", refusing_ai_hosts=None)
+        sdk_call(agent, "enrolled-by-cli")
+    finally:
+        stop(agent.proc)
+    p = airlock("unenroll", "--config-dir", str(config))
+    assert "left the fleet" in p.stdout and not (config / "enrollment.toml").exists()
+    r = subprocess.run([str(binary("airlock")), "enroll", "--show", "--config-dir", str(config)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "not enrolled" in r.stdout
