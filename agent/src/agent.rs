@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
-use crate::fleet::{Ledger, PolicySink};
+use crate::fleet::{Governor, Ledger, Offered, PolicySink};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
@@ -55,6 +55,8 @@ pub struct AgentConfig {
 pub struct Shared {
     /// What the fleet's sources and verifier did (empty for a device that is not enrolled).
     ledger: Arc<Ledger>,
+    /// The enrolled device's governor.
+    governor: std::sync::OnceLock<Arc<Governor>>,
     /// The listener's state for the policy in force (policy, pipeline, upstream), swapped whole.
     live: LiveState,
     /// Serialises policy swaps (building the next state reads the current one).
@@ -215,6 +217,35 @@ impl Shared {
     /// The fleet ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// The enrolled device's governor, once its sources run (`airlock policy apply` feeds it).
+    pub fn attach_governor(&self, gov: Arc<Governor>) {
+        let _ = self.governor.set(gov);
+    }
+
+    /// `airlock policy apply`: offers a bundle to the governor. `Ok` with what it came to, or the
+    /// refusal (reason code and message); an agent that is not enrolled has no trust to verify with.
+    pub fn apply_bundle(
+        &self,
+        bytes: &[u8],
+    ) -> std::result::Result<serde_json::Value, serde_json::Value> {
+        let Some(gov) = self.governor.get() else {
+            return Err(json!({
+                "reason": "not_enrolled",
+                "message": "this agent is not enrolled in a fleet, so it has no keys to verify a bundle with; \
+                            enroll it first (airlock enroll --fleet ID --pubkey KEYFILE.pub) and restart airlockd",
+            }));
+        };
+        match gov.offer(bytes, "airlock policy apply") {
+            Ok(Offered::Applied { version }) => {
+                Ok(json!({"result": "applied", "version": version}))
+            }
+            Ok(Offered::Unchanged { version }) => {
+                Ok(json!({"result": "unchanged", "version": version}))
+            }
+            Err(r) => Err(json!({"reason": r.reason.code(), "message": r.message})),
+        }
     }
 
     /// The status report served at `/airlock/v1/status` and shown by `airlock status`.
@@ -504,6 +535,7 @@ pub async fn start_with_response_stages(
     }));
     let shared = Arc::new(Shared {
         ledger: ledger.unwrap_or_default(),
+        governor: std::sync::OnceLock::new(),
         live: live.clone(),
         swapping: std::sync::Mutex::new(()),
         ca: ca.clone(),

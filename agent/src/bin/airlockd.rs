@@ -190,6 +190,7 @@ fn start_sources(
     config: &ConfigDir,
 ) -> anyhow::Result<Sources> {
     gov.attach(running.shared.clone());
+    running.shared.attach_governor(gov.clone());
     let e = gov.enrollment().clone();
     tracing::info!(fleet = %e.fleet, url = ?e.url, "enrolled: policy comes from signed bundles");
     let mut tasks = Vec::new();
