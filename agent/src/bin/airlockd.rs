@@ -63,14 +63,40 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let state = StateDir::resolve(args.state_dir.as_deref())?;
-    let config = ConfigDir::resolve(args.config_dir.as_deref())?;
-    let enrollment = Enrollment::load(&config.enrollment_file())?;
+    // A user without a home (a service account) has no per-user config dir: not enrolled. An
+    // enrollment that exists but cannot be read is an error, never a silent unenrolled start.
+    let config = ConfigDir::resolve(args.config_dir.as_deref()).ok();
+    let chosen = args.config_dir.is_some()
+        || std::env::var_os(airlock_agent::paths::config::CONFIG_DIR_ENV).is_some();
+    let enrollment = match &config {
+        Some(c) => match Enrollment::load(&c.enrollment_file()) {
+            Ok(e) => e,
+            // A per-user default under a HOME this user may not read (a service account started
+            // with another user's environment) is not this user's configuration.
+            Err(airlock_agent::AgentError::Io { source, path, .. })
+                if !chosen
+                    && c.root()
+                        != std::path::Path::new(
+                            airlock_agent::paths::config::SYSTEM_CONFIG_DIR,
+                        )
+                    && source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                tracing::warn!(path = %path.display(), "cannot read the per-user enrollment (not this user's home?); running unenrolled");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     if let (Some(e), Some(p)) = (&enrollment, &args.policy) {
         anyhow::bail!(
             "this device is enrolled in fleet {:?} ({}), so its policy comes only from the fleet's signed bundles; \
              --policy {} is refused. Remove --policy (and AIRLOCK_POLICY), or leave the fleet with `airlock unenroll`",
             e.fleet,
-            config.enrollment_file().display(),
+            config
+                .as_ref()
+                .map(|c| c.enrollment_file().display().to_string())
+                .unwrap_or_default(),
             p.display()
         );
     }
@@ -121,7 +147,7 @@ async fn run(
     args: Args,
     policy: Policy,
     state: StateDir,
-    config: ConfigDir,
+    config: Option<ConfigDir>,
     enrollment: Option<Enrollment>,
 ) -> anyhow::Result<()> {
     // An enrolled device starts under its last good bundle (or its fail mode) before any network.
@@ -144,9 +170,9 @@ async fn run(
         ledger: Some(ledger),
     })
     .await?;
-    let _sources = match &governor {
-        Some(gov) => Some(start_sources(gov.clone(), &running, &config)?),
-        None => None,
+    let _sources = match (&governor, &config) {
+        (Some(gov), Some(config)) => Some(start_sources(gov.clone(), &running, config)?),
+        _ => None,
     };
     let addr = running.addr;
     let status = running.shared.status();
