@@ -311,10 +311,11 @@ impl Policy {
     /// Compiles the policy a signed bundle carries: the [`PolicyDocument`] as JSON.
     pub fn from_json(value: serde_json::Value, source: PolicySource) -> Result<Policy> {
         let origin = source.to_string();
-        let doc: PolicyDocument = serde_json::from_value(value).map_err(|e| AgentError::Policy {
-            origin,
-            message: format!("{e}"),
-        })?;
+        let doc: PolicyDocument =
+            serde_json::from_value(value).map_err(|e| AgentError::Policy {
+                origin,
+                message: format!("{e}"),
+            })?;
         Self::compile(doc, source)
     }
 
