@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
+use crate::caller::Callers;
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
@@ -395,6 +396,7 @@ pub async fn start_with_response_stages(
         connections,
         refusals,
         control: shared.clone(),
+        callers: Callers::start(),
         inventory,
         tunnels,
     });

@@ -11,6 +11,7 @@
 //! - [`policy`]: the policy file, its embedded default and the compiled interception set.
 //! - [`ca`]: the device certificate authority and per-host leaves.
 //! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and the local status API.
+//! - [`caller`]: which local user owns each client connection, looked up off the request path.
 //! - [`pipeline`]: the ordered stages every AI request passes through.
 //! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
 //! - [`upstream`]: the pooled client that talks to providers and gateways.
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod body;
 pub mod budget;
 pub mod ca;
+pub mod caller;
 pub mod error;
 pub mod inventory;
 pub mod paths;

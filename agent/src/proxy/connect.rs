@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use super::tunnels::{self, Counted};
 use super::{ConnPermit, ProxyState};
 use crate::body::{empty, full, ProxyBody};
+use crate::caller::Caller;
 use crate::inventory::Carried;
 use crate::pipeline::Target;
 use crate::policy::hosts::normalize_host;
@@ -43,6 +44,7 @@ pub(super) async fn handle(
     shared: Arc<ProxyState>,
     permit: ConnPermit,
     peer: SocketAddr,
+    caller: Caller,
 ) -> Response<ProxyBody> {
     let Some(authority) = req.uri().authority().cloned() else {
         return plain_error(
@@ -86,7 +88,7 @@ pub(super) async fn handle(
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         let io = TokioIo::new(upgraded);
-                        intercept_tls(io, host, port, entry, shared.clone()).await
+                        intercept_tls(io, host, port, entry, shared.clone(), caller).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
@@ -156,6 +158,7 @@ async fn intercept_tls(
     port: u16,
     entry: crate::policy::HostEntry,
     shared: Arc<ProxyState>,
+    caller: Caller,
 ) {
     let handshake = shared.limits.tls_handshake_timeout();
     let deadline = tokio::time::Instant::now() + handshake;
@@ -214,7 +217,8 @@ async fn intercept_tls(
             (port != 443).then_some(port),
             &entry,
             path_and_query,
-        );
+        )
+        .with_caller(caller.clone());
         let in_scope = entry.paths.covers(req.uri().path());
         async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });

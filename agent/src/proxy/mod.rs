@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
+use crate::caller::{Caller, Callers};
 use crate::inventory::Inventory;
 use crate::pipeline::{Pipeline, Target};
 use crate::policy::{InterceptionSet, Limits};
@@ -125,6 +126,8 @@ pub struct ProxyState {
     pub refusals: Arc<Refusals>,
     /// The agent, for the local API.
     pub control: Arc<dyn Control>,
+    /// Who owns each client connection (looked up off the request path, for records).
+    pub callers: Callers,
     /// The shadow-AI inventory.
     pub inventory: Arc<Inventory>,
     /// Tunnels opened and failed.
@@ -289,11 +292,16 @@ async fn serve_connection(
     peer: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
+    // Who owns the client's socket is looked up now, in the background, while it is surely open;
+    // records take the answer when they finish.
+    let ours = stream.local_addr().unwrap_or(state.listen);
+    let caller = state.callers.lookup(peer, ours);
     let st = state.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = st.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, state, permit, peer).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(dispatch(req, state, permit, peer, caller).await) }
     });
     let conn = state
         .http1()
@@ -309,19 +317,24 @@ async fn dispatch(
     state: Arc<ProxyState>,
     permit: ConnPermit,
     peer: SocketAddr,
+    caller: Caller,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, state, permit, peer).await;
+        return connect::handle(req, state, permit, peer, caller).await;
     }
     if req.uri().authority().is_some() {
-        return absolute_form(req, state).await;
+        return absolute_form(req, state, caller).await;
     }
-    origin_form(req, state).await
+    origin_form(req, state, caller).await
 }
 
 /// `GET http://host/path` sent to the proxy: intercepted hosts go through the pipeline (upstream over
 /// HTTPS, since AI APIs are HTTPS only); other hosts are forwarded as they are.
-async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
+async fn absolute_form(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    caller: Caller,
+) -> Response<ProxyBody> {
     let uri = req.uri().clone();
     let host = uri.host().unwrap_or_default().to_ascii_lowercase();
     if let Some(entry) = state.hosts.lookup(&host) {
@@ -332,7 +345,8 @@ async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Respon
             if default_port { None } else { uri.port_u16() },
             entry,
             path_and_query(&uri),
-        );
+        )
+        .with_caller(caller);
         let in_scope = entry.paths.covers(uri.path());
         return handle_in_scope(req, target, in_scope, state).await;
     }
@@ -358,7 +372,11 @@ async fn handle_in_scope(
     }
 }
 
-async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
+async fn origin_form(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    caller: Caller,
+) -> Response<ProxyBody> {
     if let Some(resp) = local::guard(&req, &state) {
         return resp;
     }
@@ -377,7 +395,8 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
         };
         let in_scope = entry.paths.covers(tail);
         (
-            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query),
+            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
+                .with_caller(caller),
             in_scope,
         )
     });

@@ -45,6 +45,7 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
         connections: Arc::new(Connections::new(max_connections)),
         refusals: Arc::new(Refusals::default()),
         control: Arc::new(NoControl),
+        callers: crate::caller::Callers::disabled(),
         inventory: Arc::new(crate::inventory::Inventory::new(policy.ai_domains.clone())),
         tunnels: Arc::new(tunnels::TunnelStats::default()),
     };
