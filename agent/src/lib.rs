@@ -10,8 +10,9 @@
 //! - [`paths`]: where state lives on disk and how files in it are protected.
 //! - [`policy`]: the policy file, its embedded default and the compiled interception set.
 //! - [`ca`]: the device certificate authority and per-host leaves.
-//! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and the local status API.
+//! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and a bare health check.
 //! - [`caller`]: which local user owns each client connection, looked up off the request path.
+//! - [`control`]: the control API — HTTP over a unix socket, access decided by peer credentials.
 //! - [`pipeline`]: the ordered stages every AI request passes through.
 //! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
 //! - [`upstream`]: the pooled client that talks to providers and gateways.
@@ -25,6 +26,7 @@ pub mod body;
 pub mod budget;
 pub mod ca;
 pub mod caller;
+pub mod control;
 pub mod error;
 pub mod inventory;
 pub mod paths;

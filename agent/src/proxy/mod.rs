@@ -1,5 +1,6 @@
 //! The loopback listener. One address serves the forward proxy (CONNECT and absolute-form HTTP),
-//! base-URL mode (`/openai/v1/...`), the PAC file and the local status API. It owns accepting
+//! base-URL mode (`/openai/v1/...`), the PAC file and a bare health check (the control API is on a
+//! unix socket, [`crate::control`]). It owns accepting
 //! connections, refusing non-loopback peers, bounding slow and numerous clients (connection cap, header
 //! and TLS handshake timeouts), and deciding per connection or request which path applies — a request
 //! outside its host's path scope is forwarded unread ([`passthrough`]); everything
@@ -16,6 +17,7 @@ pub mod tunnels;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,14 +39,6 @@ use crate::policy::{InterceptionSet, Limits};
 use crate::record::InterceptMode;
 use crate::upstream::UpstreamClient;
 use crate::{AgentError, Result};
-
-/// What the local API asks of the agent: its status and a CA reload. Implemented by the agent wiring.
-pub trait Control: Send + Sync {
-    /// The status report (`GET /airlock/v1/status`).
-    fn status(&self) -> serde_json::Value;
-    /// Re-reads the CA after `airlock ca rotate`; the new status, or what went wrong.
-    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String>;
-}
 
 /// Counts of what the listener turned away, for the status report.
 #[derive(Debug, Default)]
@@ -124,8 +118,8 @@ pub struct ProxyState {
     pub connections: Arc<Connections>,
     /// What was turned away.
     pub refusals: Arc<Refusals>,
-    /// The agent, for the local API.
-    pub control: Arc<dyn Control>,
+    /// The control API's unix socket, for the 404 that points there.
+    pub control_socket: Option<PathBuf>,
     /// Who owns each client connection (looked up off the request path, for records).
     pub callers: Callers,
     /// The shadow-AI inventory.
@@ -385,7 +379,7 @@ async fn origin_form(
         return local::pac(&state);
     }
     if path.starts_with("/airlock/") || path == "/airlock" {
-        return local::api(req, state).await;
+        return local::api(&req, &state);
     }
     let routed = state.hosts.route_base_url(path).map(|(entry, host, tail)| {
         let tail = if tail.is_empty() { "/" } else { tail };
