@@ -128,7 +128,8 @@ def test_another_user_reads_the_status_but_may_not_write(shared_agent, other_use
     assert code == 200 and st["pid"] == a.proc.pid
     assert st["caller"] == {"uid": other_user.pw_uid, "pid": st["caller"]["pid"], "access": "read", "records": "own"}
     assert socket_call(other_user, sock, "GET", "/airlock/v1/health") == (200, {"status": "ok"})
-    assert socket_call(other_user, sock, "GET", "/airlock/v1/inventory")[0] == 200
+    code, inv = socket_call(other_user, sock, "GET", "/airlock/v1/inventory")
+    assert code == 200 and inv["all_users"] is False, inv
 
     p = cli_as(other_user, a, "status")
     assert p.returncode == 0, p.stderr

@@ -3,7 +3,7 @@
 //! is decided from the connection's peer credentials, never from anything it carries: every route
 //! declares an [`Access`] in the [`routes::ROUTES`] table — [`Access::Read`] for any local user,
 //! [`Access::Write`] only for root and the agent's own user — and a reader who is neither sees only
-//! the records of their own uid. Requests a browser could have sent (an `Origin` or a `Referer`) are
+//! the records (and inventory processes) of their own uid. Requests a browser could have sent (an `Origin` or a `Referer`) are
 //! refused, bodies are bounded ([`MAX_BODY`]), unknown paths answer 404 with the routes there are, a
 //! wrong method 405. Handlers run on the blocking pool with the body already read. This module owns the
 //! routing and the access decision; the socket's life is [`server`]'s, the credentials [`peer`]'s, and
@@ -35,7 +35,7 @@ use crate::Result;
 pub use peer::{DaemonUser, Peer};
 
 /// The largest request body a route is given (a signed policy bundle fits many times over); a longer
-/// one is answered 413 without being read.
+/// one is answered 413 (unread, when its `Content-Length` says so).
 pub const MAX_BODY: usize = 8 << 20;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,7 +56,8 @@ pub trait Control: Send + Sync {
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Any local user: reads that show nothing of another user's (records are filtered per caller).
+    /// Any local user: reads that show them nothing of another user's beyond machine-wide counts
+    /// (records and the inventory's processes are filtered per caller).
     Read,
     /// Root and the agent's own user only: anything that changes the agent.
     Write,

@@ -2,10 +2,11 @@
 //! it and which handler answers, and the handlers. Adding a route is one line in the table and a
 //! [`Handler`](super::Handler) here — `fn(&dyn Control, &Call) -> Reply`, run on the blocking pool with
 //! the caller's credentials and the whole body. A handler must show a non-privileged caller nothing of
-//! another user's ([`Call::may_see`]); access itself is decided before it runs, by the table.
+//! another user's beyond machine-wide counts ([`Call::may_see`]); access itself is decided before it
+//! runs, by the table.
 
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{Access, Call, Control, Reply, Route};
 use crate::record::Record;
@@ -52,9 +53,35 @@ fn requests(agent: &dyn Control, call: &Call) -> Reply {
     }))
 }
 
-/// The shadow-AI inventory, `?recent=N` sightings.
+/// The shadow-AI inventory, `?recent=N` sightings. Its per-host sums are the machine's; which
+/// processes and users are behind them, and the sightings, a non-privileged caller sees only of
+/// their own.
 fn inventory(agent: &dyn Control, call: &Call) -> Reply {
-    Reply::ok(agent.inventory().snapshot(call.number("recent", 100)))
+    let mut v = agent.inventory().snapshot(call.number("recent", 100));
+    if !call.privileged {
+        hide_other_users(&mut v, call);
+    }
+    v["all_users"] = json!(call.privileged);
+    Reply::ok(v)
+}
+
+fn uid_of(v: &Value) -> Option<u32> {
+    v["uid"].as_u64().and_then(|u| u32::try_from(u).ok())
+}
+
+fn hide_other_users(v: &mut Value, call: &Call) {
+    if let Some(apps) = v["apps"].as_array_mut() {
+        for row in apps {
+            if let Some(ps) = row["processes"].as_array_mut() {
+                let before = ps.len();
+                ps.retain(|p| call.may_see(uid_of(p)));
+                row["processes_of_other_users"] = json!(before - ps.len());
+            }
+        }
+    }
+    if let Some(recent) = v["recent"].as_array_mut() {
+        recent.retain(|s| call.may_see(uid_of(&s["process"])));
+    }
 }
 
 /// Re-reads the device CA (after `airlock ca rotate` wrote a new one).

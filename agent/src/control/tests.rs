@@ -275,6 +275,59 @@ async fn a_reader_sees_only_their_own_records_and_the_privileged_see_all() {
 }
 
 #[tokio::test]
+async fn a_reader_sees_the_inventorys_sums_but_only_their_own_processes() {
+    let (ctx, fake) = ctx();
+    let app = crate::policy::ai_domains::AiApp {
+        name: "Acme".into(),
+        category: crate::policy::ai_domains::Category::Chat,
+    };
+    for (uid, exe) in [(ALICE, "curl"), (BOB, "python3")] {
+        let s = crate::inventory::Sighting {
+            started_at: String::new(),
+            host: "chat.acme.example".into(),
+            port: 443,
+            app: "Acme".into(),
+            category: app.category,
+            inspected: false,
+            process: crate::inventory::PeerProcess {
+                pid: Some(uid),
+                exe: Some(exe.into()),
+                uid: Some(uid),
+                user: None,
+                note: None,
+            },
+            bytes_up: Some(1),
+            bytes_down: Some(2),
+            requests: None,
+            duration_ms: 1,
+        };
+        fake.inventory.record(s, &app);
+    }
+    let (_, alice, _) = call(
+        &ctx,
+        peer(ALICE),
+        "GET",
+        "/airlock/v1/inventory",
+        &[],
+        vec![],
+    )
+    .await;
+    let row = &alice["apps"][0];
+    assert_eq!(row["connections"], 2, "the sums are the machine's");
+    assert_eq!(row["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(row["processes"][0]["exe"], "curl");
+    assert_eq!(row["processes_of_other_users"], 1);
+    let recent = alice["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0]["process"]["uid"], ALICE);
+    assert_eq!(alice["all_users"], false);
+    let (_, root, _) = call(&ctx, peer(0), "GET", "/airlock/v1/inventory", &[], vec![]).await;
+    assert_eq!(root["apps"][0]["processes"].as_array().unwrap().len(), 2);
+    assert_eq!(root["recent"].as_array().unwrap().len(), 2);
+    assert_eq!(root["all_users"], true);
+}
+
+#[tokio::test]
 async fn requests_a_browser_could_send_are_refused_whoever_sends_them() {
     let (ctx, fake) = ctx();
     for (h, v) in [
