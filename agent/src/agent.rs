@@ -1,8 +1,10 @@
 //! Wiring: builds the running agent from a policy and a state directory — binds the listener first (so a
-//! taken port fails fast), checks the state directory is private, loads or creates the device CA,
-//! writes the merged trust bundle and the runtime file the CLI reads, builds the upstream client, the
-//! recorder and the pipeline, hands the listener its narrow [`ProxyState`], and serves until shut down.
-//! It owns the status report ([`Shared`]); it must not handle requests.
+//! taken port fails fast), checks the state directory is private, takes the control socket (refusing
+//! to start if another agent answers on it), loads or creates the device CA, writes the merged trust
+//! bundle and the runtime file the CLI reads, builds the upstream client, the recorder and the
+//! pipeline, hands the listener its narrow [`ProxyState`] and the control server the agent as
+//! [`Control`], and serves until shut down. It owns the status report ([`Shared`]); it must not handle
+//! requests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::ca::{self, CertificateAuthority};
+use crate::caller::Callers;
+use crate::control::{self, Control, ControlServer};
 use crate::fleet::{Governor, Ledger, Offered, PolicySink};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
@@ -23,7 +27,7 @@ use crate::pipeline::settle::CostStage;
 use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
-use crate::proxy::{Connections, Control, LiveState, ProxyState, Refusals};
+use crate::proxy::{Connections, LiveState, ProxyState, Refusals};
 use crate::record::{now_rfc3339, Recorder, RecordsFile};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
@@ -57,6 +61,8 @@ pub struct Shared {
     ledger: Arc<Ledger>,
     /// The enrolled device's governor.
     governor: std::sync::OnceLock<Arc<Governor>>,
+    /// Where records go (one recorder for every policy's pipeline).
+    recorder: Arc<Recorder>,
     /// The listener's state for the policy in force (policy, pipeline, upstream), swapped whole.
     live: LiveState,
     /// Serialises policy swaps (building the next state reads the current one).
@@ -71,6 +77,8 @@ pub struct Shared {
     started: Instant,
     bundle_path: Option<PathBuf>,
     open_files_limit: Option<u64>,
+    inventory: Arc<Inventory>,
+    control_socket: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -155,7 +163,8 @@ impl Shared {
             listen: current.listen,
             connections: current.connections.clone(),
             refusals: current.refusals.clone(),
-            control: current.control.clone(),
+            control_socket: current.control_socket.clone(),
+            callers: current.callers.clone(),
             inventory: current.inventory.clone(),
             tunnels: current.tunnels.clone(),
         };
@@ -163,12 +172,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts an answer on
-    /// the port only if it matches this file (pid, uid, CA fingerprint), and trusts this file only
-    /// because it sits in a state directory nobody else may write.
+    /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts the control
+    /// socket only if its peer is this file's pid and uid (and the answer carries the CA fingerprint),
+    /// and trusts this file only because it sits in a state directory nobody else may write.
     pub fn write_runtime_file(&self) -> Result<()> {
         let runtime = json!({
             "listen": self.listen.to_string(),
+            "control_socket": self.control_socket,
             "pid": std::process::id(),
             "uid": paths::current_uid(),
             "version": env!("CARGO_PKG_VERSION"),
@@ -307,6 +317,7 @@ impl Shared {
             "started_at": self.started_at,
             "uptime_secs": self.started.elapsed().as_secs(),
             "state_dir": self.state.root(),
+            "control_socket": self.control_socket,
             "policy": self.policy_status(&live),
             "ca": {
                 "cert_path": info.cert_path,
@@ -366,19 +377,13 @@ impl Control for Shared {
         Shared::reload_ca(self).map_err(|e| e.to_string())?;
         Ok(Shared::status(self))
     }
-}
 
-/// The local API's answer while the agent is being wired (before [`Shared`] exists): nothing is
-/// served yet, so it is never asked.
-struct NoControl;
-
-impl Control for NoControl {
-    fn status(&self) -> serde_json::Value {
-        json!({"status": "starting"})
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
-    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String> {
-        Err("the agent is still starting; try again in a moment".into())
+    fn inventory(&self) -> &Inventory {
+        &self.inventory
     }
 }
 
@@ -390,6 +395,7 @@ pub struct RunningAgent {
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    control: Option<ControlServer>,
 }
 
 impl std::fmt::Debug for RunningAgent {
@@ -401,8 +407,13 @@ impl std::fmt::Debug for RunningAgent {
 }
 
 impl RunningAgent {
+    /// The control socket's path (`None` where the OS has no control server yet).
+    pub fn control_socket(&self) -> Option<&std::path::Path> {
+        self.control.as_ref().map(ControlServer::path)
+    }
+
     /// Stops accepting, waits up to `grace` for requests in flight, flushes records and removes the
-    /// runtime file.
+    /// control socket and the runtime file.
     pub async fn shutdown(mut self, grace: Duration) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -415,6 +426,9 @@ impl RunningAgent {
         }
         let flush = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
         let _ = tokio::task::spawn_blocking(move || recorder.close(flush)).await;
+        if let Some(control) = self.control.take() {
+            control.shutdown().await;
+        }
         let _ = std::fs::remove_file(self.shared.state.runtime_file());
     }
 }
@@ -454,6 +468,9 @@ pub async fn start_with_response_stages(
         .map_err(|e| crate::AgentError::io("cannot read the listen address of", state.root(), e))?;
 
     paths::ensure_private_dir(state.root())?;
+    warn_if_unreachable(&state);
+    // Before the runtime file is written: a live agent on this state directory keeps its files.
+    let control = control::bind(&state.control_socket()).await?;
     let domains = policy.hosts.ca_domains();
     let ca = CertificateAuthority::load_or_create(&state, &domains)?;
     let uncovered = ca.info().uncovered(&domains);
@@ -529,13 +546,15 @@ pub async fn start_with_response_stages(
         listen: addr,
         connections: connections.clone(),
         refusals: refusals.clone(),
-        control: Arc::new(NoControl),
-        inventory,
+        control_socket: control.as_ref().map(|_| state.control_socket()),
+        callers: Callers::start(),
+        inventory: inventory.clone(),
         tunnels: tunnels.clone(),
     }));
     let shared = Arc::new(Shared {
         ledger: ledger.unwrap_or_default(),
         governor: std::sync::OnceLock::new(),
+        recorder: live.load().pipeline.recorder().clone(),
         live: live.clone(),
         swapping: std::sync::Mutex::new(()),
         ca: ca.clone(),
@@ -548,14 +567,11 @@ pub async fn start_with_response_stages(
         started: Instant::now(),
         bundle_path,
         open_files_limit,
+        inventory: inventory.clone(),
+        control_socket: control.as_ref().map(|_| state.control_socket()),
     });
     shared.write_runtime_file()?;
-    // The local API on the port answers for this agent.
-    let first = live.load_full();
-    live.store(Arc::new(ProxyState {
-        control: shared.clone(),
-        ..ProxyState::clone(&first)
-    }));
+    let control = control.map(|l| l.serve(control::Context::new(shared.clone())));
 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(proxy::serve(listener, live, async move {
@@ -566,5 +582,19 @@ pub async fn start_with_response_stages(
         shared,
         stop: Some(stop),
         task,
+        control,
     })
+}
+
+/// Warns when other users cannot reach the control socket: the state directory must let them pass
+/// (`x` for others, as the 0711 it is created with does) for `airlock status` to work for them.
+fn warn_if_unreachable(state: &StateDir) {
+    if let Some(mode) = paths::mode_of(state.root()) {
+        if mode & 0o001 == 0 {
+            tracing::warn!(
+                dir = %state.root().display(), mode = format!("{mode:04o}"),
+                "other users cannot reach the control socket in the state directory, so `airlock status` works only for this user and root; `chmod 711` it to let them (they still cannot list it)"
+            );
+        }
+    }
 }

@@ -55,6 +55,16 @@ pub enum AgentError {
         /// What to do.
         fix: String,
     },
+    /// The control socket cannot be taken.
+    #[error("control socket {path}: it {problem}; {fix}")]
+    Control {
+        /// The socket's path.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// TLS configuration for the upstream client failed.
     #[error("upstream TLS setup: {0}")]
     UpstreamTls(String),

@@ -12,7 +12,9 @@
 //! - [`bundle`]: signed policy bundles — the DSSE format, Ed25519 keys, building and verifying,
 //!   and the trust (fleet, pinned keys, version ratchets) accepted bundles advance.
 //! - [`ca`]: the device certificate authority and per-host leaves.
-//! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and the local status API.
+//! - [`proxy`]: the loopback listener — forward proxy, base-URL mode, PAC and a bare health check.
+//! - [`caller`]: which local user owns each client connection, looked up off the request path.
+//! - [`control`]: the control API — HTTP over a unix socket, access decided by peer credentials.
 //! - [`pipeline`]: the ordered stages every AI request passes through.
 //! - [`providers`]: what each provider's wire format means (operation, model, usage, error dialect).
 //! - [`upstream`]: the pooled client that talks to providers and gateways.
@@ -26,6 +28,8 @@ pub mod body;
 pub mod budget;
 pub mod bundle;
 pub mod ca;
+pub mod caller;
+pub mod control;
 pub mod error;
 pub mod fleet;
 pub mod inventory;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::caller::Caller;
+
 /// How a request reached the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +163,15 @@ pub struct Record {
     /// For traffic on a WebSocket (Responses WebSocket mode, Realtime): which socket and message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WsFacts>,
+    /// The local user (uid) whose process sent the request — the owner of the client's connection to
+    /// the listener — when the agent could tell. The control API shows a user only the records with
+    /// their own uid; one without a uid only to root and the agent's user.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The lookup that fills in `uid` when the record finishes (it runs off the request path, from
+    /// the moment the connection was accepted). Never written anywhere.
+    #[serde(skip)]
+    pub caller: Caller,
 }
 
 /// Where a record sits on a WebSocket: the socket's own record (`message == 0`: the upgrade, how
@@ -454,6 +465,26 @@ impl Recorder {
         }
     }
 
+    /// The most recent `limit` finished records that `keep` accepts, oldest first.
+    pub fn recent_matching(
+        &self,
+        limit: usize,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Vec<Arc<Record>> {
+        let Ok(ring) = self.ring.lock() else {
+            return Vec::new();
+        };
+        let mut newest_first: Vec<Arc<Record>> = ring
+            .iter()
+            .rev()
+            .filter(|r| keep(r))
+            .take(limit)
+            .cloned()
+            .collect();
+        newest_first.reverse();
+        newest_first
+    }
+
     /// The records file and its writer, for `airlock status`.
     pub fn file_status(&self) -> serde_json::Value {
         let Some(f) = &self.file else {
@@ -692,6 +723,8 @@ mod tests {
             error: None,
             decided_by: None,
             websocket: None,
+            uid: None,
+            caller: crate::caller::Caller::unknown(),
         }
     }
 
@@ -759,6 +792,12 @@ mod tests {
         }
         let ids: Vec<_> = r.recent(10).iter().map(|x| x.id.clone()).collect();
         assert_eq!(ids, ["1", "2"]);
+        let ids: Vec<_> = r
+            .recent_matching(1, |x| x.id != "2")
+            .iter()
+            .map(|x| x.id.clone())
+            .collect();
+        assert_eq!(ids, ["1"], "the newest that match, not the newest filtered");
         assert_eq!((r.seen(), r.in_flight()), (3, 0));
         assert_ne!(r.next_id(), r.next_id());
     }

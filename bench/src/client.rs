@@ -395,17 +395,16 @@ impl Client {
     }
 }
 
-/// A plain-HTTP GET to a loopback address (airlockd's status API); the body of a 200.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Result<Bytes> {
-    if !addr.ip().is_loopback() {
-        bail!("refusing to connect to non-loopback {addr}");
-    }
-    let tcp = TcpStream::connect(addr).await?;
-    let mut conn = handshake(tcp).await?;
+/// A GET on airlockd's control API (HTTP over its unix socket); the body of a 200.
+pub async fn control_get(socket: &Path, path: &str) -> Result<Bytes> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to the control socket {}", socket.display()))?;
+    let mut conn = handshake(stream).await?;
     let req = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(header::HOST, addr.to_string())
+        .header(header::HOST, "airlock")
         .body(Full::new(Bytes::new()))?;
     let (status, body) = conn.send(req).await?;
     if status != StatusCode::OK {

@@ -92,6 +92,8 @@ pub struct Agent {
     pub addr: SocketAddr,
     /// Its device CA.
     pub ca_file: PathBuf,
+    /// Its control API's unix socket.
+    pub control_socket: PathBuf,
 }
 
 /// The benchmark policy: api.openai.com intercepted and routed to the mock.
@@ -160,6 +162,7 @@ pub async fn start_agent(
         proc,
         addr: info.listen,
         ca_file,
+        control_socket: state.join("airlock.sock"),
     })
 }
 

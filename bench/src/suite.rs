@@ -1059,7 +1059,7 @@ fn ns(d: Duration) -> u64 {
 async fn agent_status(agent: &Agent) -> Option<serde_json::Value> {
     let body = tokio::time::timeout(
         Duration::from_secs(5),
-        client::http_get(agent.addr, "/airlock/v1/status"),
+        client::control_get(&agent.control_socket, "/airlock/v1/status"),
     )
     .await
     .ok()?

@@ -1,14 +1,13 @@
-//! Talking to the agent over loopback HTTP, and the addresses the user may name for it (`--addr`,
-//! `$AIRLOCK_ADDR`, the default). Calls go straight to loopback, never through a proxy from the
-//! environment. It must not interpret what the agent says, nor decide whether to believe it: `trust`
-//! verifies the listener before and after every call made here.
+//! The agent's proxy address as the user may name it (`--addr`, `$AIRLOCK_ADDR`, the default), and
+//! whether anything accepts connections there. Nothing is ever sent to the port: the agent is asked
+//! things on its control socket ([`crate::control`]); the port is only where tools are pointed, once
+//! `trust` has tied its listener to the agent.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use airlock_agent::paths::DEFAULT_LISTEN;
 use anyhow::{anyhow, Context, Result};
-use serde_json::Value;
 
 /// An address for the agent, and where it came from.
 #[derive(Debug, Clone)]
@@ -55,60 +54,4 @@ fn parse(a: &str) -> Result<SocketAddr> {
 /// listens" from "something we cannot identify listens" where the OS hides socket owners.
 pub fn answers(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// GETs a JSON document from the agent. `Ok(None)` means nothing is listening there.
-pub fn get_json(addr: SocketAddr, path: &str) -> Result<Option<Value>> {
-    let url = format!("http://{addr}{path}");
-    answer(addr, path, agent().get(&url).call())
-}
-
-/// POSTs to the agent and returns its JSON answer. `Ok(None)` means nothing is listening there.
-pub fn post_json(addr: SocketAddr, path: &str) -> Result<Option<Value>> {
-    let url = format!("http://{addr}{path}");
-    answer(addr, path, agent().post(&url).send_empty())
-}
-
-/// Reads the agent's JSON answer, turning errors into sentences and "nothing listens" into `None`.
-fn answer(
-    addr: SocketAddr,
-    path: &str,
-    sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<Option<Value>> {
-    match sent {
-        Ok(mut resp) => {
-            let status = resp.status();
-            let v: Value = resp.body_mut().read_json().with_context(|| {
-                format!("the agent at {addr} sent something that is not JSON for {path}")
-            })?;
-            if !status.is_success() {
-                return Err(anyhow!(
-                    "the agent at {addr} answered {status} for {path}: {}",
-                    v["error"]["message"]
-                ));
-            }
-            Ok(Some(v))
-        }
-        Err(ureq::Error::Io(e)) if is_not_listening(&e) => Ok(None),
-        Err(ureq::Error::ConnectionFailed) => Ok(None),
-        Err(e) => Err(anyhow!("cannot reach the agent at {addr}: {e}")),
-    }
-}
-
-fn is_not_listening(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::NotFound
-    )
 }

@@ -1,8 +1,8 @@
 //! `airlock`: the command people use to see and use the agent — `status`, `env`, `run -- CMD`,
-//! `inventory`, and the device CA (`ca path|show|export|rotate`). It reads the agent's state directory and talks to `airlockd`
-//! over its loopback status API, but only after `trust` has verified that what answers is the agent the
-//! state directory names; every path it hands out comes from that directory. It never handles AI
-//! traffic itself. Exit codes: 0 done, 1 error, 3 (`status`) the agent is not running, 4 something
+//! `inventory`, and the device CA (`ca path|show|export|rotate`). It reads the agent's state
+//! directory and talks to `airlockd` over its control socket (HTTP over a unix socket), but only after
+//! `trust` has verified that what answers is the agent the state directory names; every path it hands
+//! out comes from that directory. It never handles AI traffic itself. Exit codes: 0 done, 1 error, 3 (`status`) the agent is not running, 4 something
 //! else answers where the agent should be, 5 the state directory could have been written by others.
 
 /// `println!` that ends the program quietly when stdout is a closed pipe (`airlock status | head`),
@@ -40,6 +40,7 @@ fn stdout_failed(e: std::io::Error) {
 
 mod baseurl;
 mod client;
+mod control;
 mod enroll;
 mod envvars;
 mod inventory;
@@ -74,6 +75,10 @@ struct Cli {
     /// /var/lib/airlock for root or when only it has a running agent).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
+    /// The agent's control socket (default: $AIRLOCK_SOCKET, else airlock.sock in the state
+    /// directory). Whatever serves it must be the process the state directory's runtime file names.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -165,11 +170,12 @@ fn main() -> ExitCode {
 struct Session {
     state: TrustedState,
     named: Option<client::AgentAddr>,
+    socket: Option<PathBuf>,
 }
 
 impl Session {
     fn find_agent(&self) -> Result<Agent> {
-        trust::find_agent(&self.state, self.named.as_ref())
+        trust::find_agent(&self.state, self.named.as_ref(), self.socket.as_deref())
     }
 
     /// The verified agent, or an error saying it is not running.
@@ -192,6 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Session {
         named: client::named_addr(cli.addr.as_deref())?,
         state: trust::state_dir(cli.state_dir.as_deref())?,
+        socket: cli.socket,
     };
     match cli.command {
         Command::Status { json } => status(&ctx, json),
@@ -226,7 +233,8 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         Agent::Verified(v) => v,
         Agent::NotRunning(n) => {
             if json {
-                let v = serde_json::json!({"running": false, "listen": n.target.addr.to_string()});
+                let v = serde_json::json!({"running": false, "listen": n.target.addr.to_string(),
+                                           "control_socket": n.socket.path});
                 outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 outln!("Airlock agent: not running");
@@ -244,6 +252,7 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         out["listen"] = Value::String(listen.to_string());
         out["proxy_url"] = Value::String(v.proxy_url());
         out["state_dir"] = serde_json::json!(v.state.dir.root());
+        out["control_socket"] = serde_json::json!(v.socket.path);
         out["ca"]["cert_path"] = serde_json::json!(v.ca.cert);
         out["ca"]["bundle_path"] = serde_json::json!(v.ca.bundle);
         out["ca"]["java_trust_store_path"] = serde_json::json!(v.ca.java_trust_store);
@@ -259,6 +268,15 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
     );
     outln!("  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac)");
     outln!("  Verified:      {}", v.how());
+    outln!(
+        "  Control:       {} ({})",
+        v.socket.path.display(),
+        if v.may_write() {
+            "you may change the agent"
+        } else {
+            "you may read it, and see your own requests; changes need root or the agent's user"
+        }
+    );
     outln!(
         "  Policy:        {} ({})",
         s["policy"]["name"].as_str().unwrap_or("?"),
@@ -438,6 +456,12 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
 /// (agent down) from the embedded policy; never from something that merely answers on the port.
 fn rotate(ctx: &Session, policy: Option<PathBuf>) -> Result<()> {
     let agent = ctx.find_agent()?;
+    if let Agent::Verified(v) = &agent {
+        // The agent would refuse the reload; refuse before the CA on disk is replaced.
+        if !v.may_write() {
+            bail!("{}", not_yours("airlock ca rotate", v));
+        }
+    }
     let domains = match (&policy, &agent) {
         (Some(p), _) => Policy::from_file(p)?.hosts.ca_domains(),
         (None, Agent::Verified(v)) => domains_from_status(&v.status),
@@ -472,6 +496,20 @@ fn rotate(ctx: &Session, policy: Option<PathBuf>) -> Result<()> {
         "Tools that trusted the old CA must trust the new one: re-run `eval \"$(airlock env)\"` in open shells."
     );
     Ok(())
+}
+
+/// Why this user may not change the verified agent: the agent's rule (root or its own user), in the
+/// words of the control API's refusal.
+fn not_yours(what: &str, v: &Verified) -> String {
+    let agent_user = match v.runtime.uid {
+        Some(0) | None => "root".to_string(),
+        Some(uid) => format!("root or {}", owner::who(uid)),
+    };
+    let you = owner::current_uid().map_or_else(|| "another user".to_string(), owner::who);
+    format!(
+        "`{what}` may only be done by {agent_user}, the agent's user; you are {you}. Run it with sudo \
+         (`sudo {what}`)"
+    )
 }
 
 /// The CA domains for the hosts a running agent intercepts.

@@ -1,12 +1,14 @@
-//! Deciding whether what answers on the agent's port is this machine's own agent, before the CLI uses
-//! a word it says. The chain of trust starts at the state directory, which the CLI picks locally and
-//! never from an answer: the directory (owned by the agent's user, writable by nobody else) → the
-//! runtime file in it (same owner; its `uid` is that owner) → the socket listening on the file's
-//! `listen` address (owned by that uid, held by the file's pid) → the status answer (the same pid; the
-//! CA fingerprint of the certificate on disk). The listener is looked up again after each exchange,
-//! so a program that takes the port in between is caught. Every path the CLI hands out comes from the
-//! state directory. It owns these checks and the refusal messages; it must not print anything or
-//! build environments.
+//! Deciding whether what answers is this machine's own agent, before the CLI uses a word it says. The
+//! chain of trust starts at the state directory, which the CLI picks locally and never from an
+//! answer: the directory (owned by the agent's user, writable by nobody else) → the runtime file in it
+//! (same owner; its `uid` is that owner) → the control socket (`airlock.sock` in the directory, or
+//! `--socket`): its file owned by root or that uid, and the kernel's peer credentials of the very
+//! connection a request goes over naming the file's pid and uid, checked before a byte is sent, on
+//! every connection → the status answer (the same pid; the CA fingerprint of the certificate on disk)
+//! → the proxy port in the file, where tools get pointed (its listening socket owned by that uid, held
+//! by that pid). With the control socket silent, something holding the agent's port is refused, not
+//! taken for the agent. Every path the CLI hands out comes from the state directory. It owns these
+//! checks and the refusal messages; it must not print anything or build environments.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use crate::client::{self, AgentAddr};
+use crate::control::{self, PeerCred, SocketPath};
 use crate::owner::{self, Kind};
 use crate::peer::{self, Listener, Lookup, PidProof};
 
@@ -394,6 +397,15 @@ pub fn same_fingerprint(a: &str, b: &str) -> bool {
     matches!((digits(a), digits(b)), (Some(a), Some(b)) if a == b)
 }
 
+/// How the control socket was tied to the runtime file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketProof {
+    /// The kernel's peer credentials of the connection are the runtime file's pid and uid.
+    PeerCred,
+    /// This OS gives no peer credentials: the socket file's owner and the answer's pid matched.
+    FileOwner,
+}
+
 /// The agent the state directory names, verified.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -405,10 +417,12 @@ pub struct Verified {
     pub status: Value,
     /// The CA in the state directory (the one the agent presents).
     pub ca: CaFiles,
-    /// The listening socket, where the OS shows it.
-    listener: Option<Listener>,
-    /// How the pid was tied to the socket.
-    proof: Option<PidProof>,
+    /// The control socket the agent answers on.
+    pub socket: SocketPath,
+    /// How the socket was tied to the runtime file.
+    socket_proof: SocketProof,
+    /// How the pid was tied to the proxy port's listening socket, where the OS shows it.
+    port_proof: Option<PidProof>,
 }
 
 impl Verified {
@@ -429,54 +443,87 @@ impl Verified {
             .uid
             .map(owner::who)
             .unwrap_or_else(|| "its user".into());
-        match (&self.listener, self.proof) {
-            (Some(_), Some(PidProof::HoldsSocket)) => format!(
-                "pid {} of {owner} holds the listening socket; CA matches the state directory",
-                self.runtime.pid
+        let pid = self.runtime.pid;
+        let socket = match self.socket_proof {
+            SocketProof::PeerCred => {
+                format!("pid {pid} of {owner} answers on the control socket (peer credentials)")
+            }
+            SocketProof::FileOwner => format!(
+                "the control socket belongs to {owner} and its answer names pid {pid} (this OS gives \
+                 no peer credentials)"
             ),
-            (Some(_), _) => format!(
-                "the listening socket belongs to {owner}, and pid {} runs as that user; CA matches \
-                 the state directory",
-                self.runtime.pid
-            ),
-            (None, _) => format!(
-                "pid {} and CA match the state directory (this OS does not show socket owners)",
-                self.runtime.pid
-            ),
-        }
+        };
+        let port = match self.port_proof {
+            Some(PidProof::HoldsSocket) => " and holds the proxy port's listening socket",
+            Some(PidProof::RunsAsOwner) => {
+                " and the proxy port's listening socket belongs to that user"
+            }
+            None => " (this OS does not show who holds the proxy port)",
+        };
+        format!("{socket}{port}; CA matches the state directory")
     }
 
-    /// GETs from the verified agent, checking first and afterwards that the same socket still listens.
+    /// Whether the agent lets this user change it (root, or the agent's user), as it told us.
+    pub fn may_write(&self) -> bool {
+        self.status["caller"]["access"] == "write"
+    }
+
+    /// GETs from the verified agent over a new connection to its control socket, whose peer must
+    /// still be the runtime file's pid.
     pub fn get(&self, path: &str) -> Result<Value> {
-        self.recheck()?;
-        let answer = client::get_json(self.addr(), path)?
-            .ok_or_else(|| anyhow!("the agent at {} stopped answering", self.addr()))?;
-        self.recheck()?;
-        Ok(answer)
+        self.call("GET", path)
     }
 
-    /// POSTs to the verified agent, checking first and afterwards that the same socket still listens.
+    /// POSTs to the verified agent, the same way.
     pub fn post(&self, path: &str) -> Result<Value> {
-        self.recheck()?;
-        let answer = client::post_json(self.addr(), path)?
-            .ok_or_else(|| anyhow!("the agent at {} stopped answering", self.addr()))?;
-        self.recheck()?;
-        Ok(answer)
+        self.call("POST", path)
     }
 
-    fn recheck(&self) -> Result<()> {
-        match &self.listener {
-            Some(before) => still_listening(self.addr(), before),
-            None => Ok(()),
+    fn call(&self, method: &str, path: &str) -> Result<Value> {
+        let shown = self.socket.path.display();
+        let conn = control::connect(&self.socket.path)?.ok_or_else(|| {
+            anyhow!(
+                "the agent stopped answering on its control socket {shown}. Start airlockd and run \
+                 the command again"
+            )
+        })?;
+        if let Some(cred) = conn.peer() {
+            if !same_process(cred, &self.runtime) {
+                return Err(Refused::untrusted(format!(
+                    "the control socket {shown} is served by pid {} of {} now, not by the agent \
+                     airlock verified (pid {}): the agent restarted, or another program took the \
+                     socket. Run the command again",
+                    cred.pid,
+                    owner::who(cred.uid),
+                    self.runtime.pid
+                )));
+            }
         }
+        let answer = conn.request(method, path, &[])?;
+        if answer.status == 403 {
+            return Err(anyhow!(
+                "the agent refused {method} {path}: {}",
+                answer.message()
+            ));
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(anyhow!(
+                "the agent answered {} for {method} {path}: {}",
+                answer.status,
+                answer.message()
+            ));
+        }
+        Ok(answer.body)
     }
 }
 
 /// No agent answers where the state directory says it would be.
 #[derive(Debug, Clone)]
 pub struct NotRunning {
-    /// Where we looked.
+    /// The proxy address we looked at.
     pub target: AgentAddr,
+    /// The control socket we tried.
+    pub socket: SocketPath,
     /// A runtime file left by an agent that is gone.
     pub stale: Option<Runtime>,
 }
@@ -493,9 +540,13 @@ impl NotRunning {
             None => String::new(),
         };
         format!(
-            "the Airlock agent is not running (nothing answers at {}, {}{stale}). Start it with \
-             `airlockd` (or pass --state-dir if it keeps its state elsewhere)",
-            self.target.addr, self.target.source
+            "the Airlock agent is not running (nothing answers on the control socket {} ({}) nor at \
+             {}, {}{stale}). Start it with `airlockd` (or pass --state-dir if it keeps its state \
+             elsewhere)",
+            self.socket.path.display(),
+            self.socket.source,
+            self.target.addr,
+            self.target.source
         )
     }
 }
@@ -509,53 +560,180 @@ pub enum Agent {
     NotRunning(NotRunning),
 }
 
-/// Looks for the agent that `state` names and verifies it. `named` is an address the user gave
-/// (`--addr`, `$AIRLOCK_ADDR`): it must be where the runtime file says the agent listens, so that it
-/// can never point the CLI at another program; without a runtime file it is only where to look, and
-/// whatever answers there is refused, since nothing vouches for it.
-pub fn find_agent(state: &TrustedState, named: Option<&AgentAddr>) -> Result<Agent> {
+/// Looks for the agent that `state` names and verifies it. Its control socket must be served by the
+/// runtime file's pid and uid (the kernel's peer credentials of the connection, before a byte is
+/// sent), the socket file must belong to root or that uid, the answer must carry that pid and the
+/// fingerprint of the CA on disk, and the proxy port's listener must be the agent's too (it is where
+/// tools get pointed). `named` is an address the user gave (`--addr`, `$AIRLOCK_ADDR`): it must be
+/// where the runtime file says the agent listens, so that it can never point the CLI at another
+/// program; without a runtime file nothing vouches for whatever answers, and it is refused.
+pub fn find_agent(
+    state: &TrustedState,
+    named: Option<&AgentAddr>,
+    socket: Option<&Path>,
+) -> Result<Agent> {
     let runtime = read_runtime(state)?;
     let target = target(state, runtime.as_ref(), named)?;
-    let not_running = || {
-        Ok(Agent::NotRunning(NotRunning {
-            target: target.clone(),
-            stale: runtime.clone(),
-        }))
+    let socket = SocketPath::choose(socket, state.dir.control_socket());
+    let Some(conn) = control::connect(&socket.path)? else {
+        return nobody_on_the_socket(state, target, socket, runtime);
     };
-    let listener = match peer::lookup(target.addr)? {
-        Lookup::Nobody => return not_running(),
-        Lookup::Found(l) => Some(l),
+    let Some(rt) = runtime else {
+        let why = format!(
+            "{} does not exist, so no agent using that state directory is running",
+            state.dir.runtime_file().display()
+        );
+        return Err(someone_else_on_socket(&socket, conn.peer(), &why));
+    };
+    check_socket_file(&socket, &rt)?;
+    let socket_proof = match conn.peer() {
+        Some(cred) if same_process(cred, &rt) => SocketProof::PeerCred,
+        Some(cred) => {
+            let why = if rt.uid.is_some_and(|u| u != cred.uid) {
+                format!(
+                    "{}, but the socket is served by {}",
+                    runtime_says(&rt),
+                    owner::who(cred.uid)
+                )
+            } else {
+                format!(
+                    "{}, but the socket is served by pid {}",
+                    runtime_says(&rt),
+                    cred.pid
+                )
+            };
+            return Err(someone_else_on_socket(&socket, Some(cred), &why));
+        }
+        None => SocketProof::FileOwner,
+    };
+    let answer = conn.request("GET", STATUS_PATH, &[])?;
+    if answer.status != 200 {
+        return Err(anyhow!(
+            "the agent on {} answered {} for GET {STATUS_PATH}: {}",
+            socket.path.display(),
+            answer.status,
+            answer.message()
+        ));
+    }
+    let status = answer.body;
+    let ca = check_answer(state, &socket, &rt, &status)?;
+    let port_proof = match peer::lookup(rt.listen)? {
+        Lookup::Found(l) => Some(check_listener(&target, &l, &rt)?),
+        Lookup::Nobody => {
+            return Err(anyhow!(
+            "the agent (pid {}) answers on its control socket, but nothing listens on its proxy \
+                 address {} that {} names. Restart airlockd",
+            rt.pid,
+            rt.listen,
+            rt.path.display()
+        ))
+        }
         Lookup::Unsupported => None,
     };
-    let Some(rt) = runtime.clone() else {
-        if listener.is_none() && !client::answers(target.addr) {
-            return not_running();
-        }
+    Ok(Agent::Verified(Box::new(Verified {
+        state: state.clone(),
+        runtime: rt,
+        status,
+        ca,
+        socket,
+        socket_proof,
+        port_proof,
+    })))
+}
+
+/// Nothing answers on the control socket: the agent is not running — unless something holds its
+/// proxy port, where the user's tools may still be pointed, which is refused as not the agent.
+fn nobody_on_the_socket(
+    state: &TrustedState,
+    target: AgentAddr,
+    socket: SocketPath,
+    runtime: Option<Runtime>,
+) -> Result<Agent> {
+    let listener = match peer::lookup(target.addr)? {
+        Lookup::Nobody => None,
+        Lookup::Found(l) => Some(Some(l)),
+        Lookup::Unsupported => client::answers(target.addr).then_some(None),
+    };
+    let Some(listener) = listener else {
+        return Ok(Agent::NotRunning(NotRunning {
+            target,
+            socket,
+            stale: runtime,
+        }));
+    };
+    let Some(rt) = runtime else {
         let why = format!(
             "{} does not exist, so no agent using that state directory is running",
             state.dir.runtime_file().display()
         );
         return Err(someone_else(&target, listener.as_ref(), &why));
     };
-    let proof = match &listener {
-        Some(l) => Some(check_listener(&target, l, &rt)?),
-        None => None,
+    let Some(l) = listener else {
+        let why = format!(
+            "{}, but nothing answers on its control socket {}",
+            runtime_says(&rt),
+            socket.path.display()
+        );
+        return Err(someone_else(&target, None, &why));
     };
-    let Some(status) = client::get_json(target.addr, STATUS_PATH)? else {
-        return not_running();
-    };
-    if let Some(l) = &listener {
-        still_listening(target.addr, l)?;
+    check_listener(&target, &l, &rt)?;
+    Err(anyhow!(
+        "the agent (pid {}) listens on {} but does not answer on its control socket {} ({}): the \
+         socket was removed, or the agent is older than this airlock. Restart airlockd",
+        rt.pid,
+        target.addr,
+        socket.path.display(),
+        socket.source
+    ))
+}
+
+/// Whether the kernel's peer credentials are the runtime file's pid and uid.
+fn same_process(cred: PeerCred, rt: &Runtime) -> bool {
+    cred.pid == rt.pid && rt.uid.is_none_or(|u| u == cred.uid)
+}
+
+/// The socket file must belong to root or the agent's user: nobody else can have made it.
+fn check_socket_file(socket: &SocketPath, rt: &Runtime) -> Result<()> {
+    let facts = owner::facts(&socket.path, true)
+        .with_context(|| format!("cannot read the control socket {}", socket.path.display()))?;
+    match (facts.uid, rt.uid) {
+        (Some(f), Some(agent)) if f != 0 && f != agent => Err(Refused::untrusted(format!(
+            "the control socket {} ({}) belongs to {}, but {}: only root or the agent's user can \
+             have made the agent's socket, so airlock does not talk to it. Remove it and restart \
+             airlockd, or pass the --socket of your agent",
+            socket.path.display(),
+            socket.source,
+            owner::who(f),
+            runtime_says(rt)
+        ))),
+        _ => Ok(()),
     }
-    let ca = check_answer(state, &target, &rt, &status, listener.as_ref())?;
-    Ok(Agent::Verified(Box::new(Verified {
-        state: state.clone(),
-        runtime: rt,
-        status,
-        ca,
-        listener,
-        proof,
-    })))
+}
+
+/// The refusal for a control socket served by something that is not the agent.
+fn someone_else_on_socket(socket: &SocketPath, cred: Option<PeerCred>, why: &str) -> anyhow::Error {
+    let (who, stop) = match cred {
+        Some(c) => {
+            let comm = peer::command_name(c.pid)
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            (
+                format!("pid {}{comm}, running as {}", c.pid, owner::who(c.uid)),
+                format!("Stop that process (`kill {}`)", c.pid),
+            )
+        }
+        None => (
+            "a program airlock cannot identify on this system".to_string(),
+            "Stop that program".to_string(),
+        ),
+    };
+    Refused::untrusted(format!(
+        "something else answers on the control socket {} ({}): {who}. It is not your Airlock agent: \
+         {why}. airlock will not use its answers. {stop}, then start airlockd; or, if your agent \
+         keeps its state elsewhere, pass its --state-dir",
+        socket.path.display(),
+        socket.source
+    ))
 }
 
 /// Where to look: the runtime file's address (which a named address must equal), else the named
@@ -620,35 +798,18 @@ fn check_listener(target: &AgentAddr, l: &Listener, rt: &Runtime) -> Result<PidP
     })
 }
 
-/// The same socket still listens on `addr`: nothing took the port while we were talking to it.
-fn still_listening(addr: SocketAddr, before: &Listener) -> Result<()> {
-    match peer::lookup(addr)? {
-        Lookup::Found(now) if now == *before => Ok(()),
-        Lookup::Nobody => Err(anyhow!(
-            "the agent at {addr} stopped listening while airlock was talking to it. Start airlockd \
-             and run the command again"
-        )),
-        _ => Err(Refused::untrusted(format!(
-            "the socket listening on {addr} changed while airlock was talking to it (the agent \
-             restarted, or another program took the port), so airlock does not use the answer. Run \
-             the command again"
-        ))),
-    }
-}
-
 /// The answer must carry the runtime file's pid and the fingerprint of the CA certificate on disk.
 fn check_answer(
     state: &TrustedState,
-    target: &AgentAddr,
+    socket: &SocketPath,
     rt: &Runtime,
     status: &Value,
-    listener: Option<&Listener>,
 ) -> Result<CaFiles> {
     let answered_pid = status["pid"].as_u64();
     if answered_pid != Some(u64::from(rt.pid)) {
         let answered = answered_pid.map_or_else(|| "no pid".to_string(), |p| format!("pid {p}"));
         let why = format!("{}, but the answer says {answered}", runtime_says(rt));
-        return Err(someone_else(target, listener, &why));
+        return Err(someone_else_on_socket(socket, None, &why));
     }
     let ca = ca_files(state)?;
     let presented = status["ca"]["fingerprint_sha256"].as_str().unwrap_or("");
@@ -660,16 +821,11 @@ fn check_answer(
     } else {
         format!("the device CA SHA-256 {presented}")
     };
-    let unverified = if listener.is_none() {
-        " If you did not start that agent, something else answers there: stop it."
-    } else {
-        ""
-    };
     Err(Refused::untrusted(format!(
-        "the agent at {} (pid {}) presents {presented}, but the CA certificate in its state directory \
+        "the agent on {} (pid {}) presents {presented}, but the CA certificate in its state directory \
          ({}) has SHA-256 {}. airlock will not point your tools at a CA the agent does not use. If the \
-         certificate on disk was replaced, restart airlockd so it loads it.{unverified}",
-        target.addr,
+         certificate on disk was replaced, restart airlockd so it loads it.",
+        socket.path.display(),
         rt.pid,
         ca.cert.display(),
         ca.info.fingerprint_sha256
@@ -833,7 +989,7 @@ mod tests {
                 addr: "127.0.0.1:9999".parse().unwrap(),
                 source: "given with --addr".into(),
             };
-            let e = find_agent(&state, Some(&named)).unwrap_err();
+            let e = find_agent(&state, Some(&named), None).unwrap_err();
             assert_eq!(refusal(&e), Some(RefusalKind::Untrusted));
             assert!(e.to_string().contains("Drop --addr"), "{e}");
         }

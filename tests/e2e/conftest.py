@@ -150,8 +150,16 @@ class Agent:
     def base_url(self, prefix: str) -> str:
         return f"http://{self.addr}/{prefix}"
 
+    @property
+    def control_socket(self) -> Path:
+        return self.state_dir / "airlock.sock"
+
+    def control(self, method: str, path: str, **kw) -> httpx.Response:
+        """A request to the control API over its unix socket (as this test process's user)."""
+        return control_request(self.control_socket, method, path, **kw)
+
     def api(self, path: str) -> dict:
-        r = httpx.get(f"http://{self.addr}{path}", trust_env=False, timeout=10)
+        r = self.control("GET", path)
         r.raise_for_status()
         return r.json()
 
@@ -185,6 +193,14 @@ class Agent:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+def control_request(socket_path: Path, method: str, path: str, **kw) -> httpx.Response:
+    """One request over the control socket at `socket_path` (HTTP over a unix socket)."""
+    kw.setdefault("timeout", 10)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://airlock",
+                      trust_env=False) as c:
+        return c.request(method, path, **kw)
 
 
 def start_agent(workdir: Path, policy_text: str | None, env: dict | None = None,

@@ -4,8 +4,8 @@ agent cannot leave the machine.
 
 `unshare -n` makes the namespace (lo brought up first); everything that must meet in it — the mock,
 airlockd, `airlock run` and the tool — is started in it with `nsenter --net`, and the test reads the
-agent's API and the mock's request log from inside it too (loopback there is not the host's). Both
-need root, as the test machines and CI have.
+mock's request log from inside it too (loopback there is not the host's); the agent's control API is a
+unix socket, which the namespace does not hide. Both need root, as the test machines and CI have.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ class NsMock(Mock):
 class NsAgent(Agent):
     netns: Netns
 
-    def api(self, path: str) -> dict:
-        return json.loads(self.netns.curl(f"http://{self.addr}{path}"))
+    # The control API is a unix socket in the state directory: reachable from outside the namespace
+    # (a path socket belongs to the file system, not to a network namespace), so `Agent.api` serves.
 
     def cli(self, *args: str, env: dict | None = None, check: bool = True,
             timeout: float = 60) -> subprocess.CompletedProcess:

@@ -1,7 +1,8 @@
-"""The CLI trusts only its own agent: with the agent down, a program of another user (or of the same
-user) answering on the agent's port is refused by `airlock env`, `run`, `status` and `ca show|rotate`,
-which print no exports and take none of its paths or hosts; a real agent keeps working and every path
-comes from the state directory; a state directory others could write is refused; and the user's own
+"""The CLI trusts only its own agent: with the agent down (its control socket silent), a program of
+another user (or of the same user) answering on the agent's port is refused by `airlock env`, `run`,
+`status` and `ca show|rotate`, which print no exports, send it nothing and take none of its paths or
+hosts; a real agent keeps working, verified by its control socket's peer credentials and its port's
+listener, and every path comes from the state directory; a state directory others could write is refused; and the user's own
 HTTPS_PROXY is replaced, kept in AIRLOCK_UPSTREAM_PROXY, and explained on stderr."""
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def test_a_real_agent_is_verified_and_every_path_comes_from_the_state_dir(fresh_
 
     st = cli("status", state=a.state_dir)
     assert st.returncode == 0 and "Airlock agent: running" in st.stdout
-    assert f"pid {a.proc.pid} of uid 0 (root) holds the listening socket" in st.stdout
+    assert (f"pid {a.proc.pid} of uid 0 (root) answers on the control socket (peer credentials) and holds the "
+            "proxy port's listening socket" in st.stdout), st.stdout
     js = json.loads(cli("status", "--json", state=link).stdout)
     assert js["running"] is True and js["listen"] == a.addr
     assert js["ca"]["cert_path"] == str(link / "ca" / "airlock-ca.pem") and js["state_dir"] == str(link)
@@ -324,10 +326,12 @@ def test_an_agent_of_another_user_is_verified_by_a_third(tmp_path):
             wait_for_file(state / "airlockd.json", proc, "airlockd as nobody")
             as_root = cli("status", state=state)
             assert as_root.returncode == 0, as_root.stderr
-            assert f"pid {proc.pid} of uid 65534 (nobody) holds the listening socket" in as_root.stdout
+            assert (f"pid {proc.pid} of uid 65534 (nobody) answers on the control socket (peer credentials) and "
+                    "holds the proxy port's listening socket" in as_root.stdout), as_root.stdout
             as_daemon = cli("status", state=state, user="daemon")
             assert as_daemon.returncode == 0, as_daemon.stderr
-            assert "belongs to uid 65534 (nobody), and pid" in as_daemon.stdout, as_daemon.stdout
+            assert (f"pid {proc.pid} of uid 65534 (nobody) answers on the control socket (peer credentials) and "
+                    "the proxy port's listening socket belongs to that user" in as_daemon.stdout), as_daemon.stdout
             env = cli("env", state=state, user="daemon")
             assert env.returncode == 0 and f"NODE_EXTRA_CA_CERTS='{state}/ca/airlock-ca.pem'" in env.stdout
         finally:

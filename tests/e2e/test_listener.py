@@ -133,7 +133,7 @@ def test_browsers_are_kept_out_of_the_local_api(agent):
     # DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends Host: evil.example
     r = httpx.get(f"http://{agent.addr}/airlock/v1/status", headers={"host": "evil.example"}, trust_env=False)
     assert r.status_code == 421
-    r = httpx.get(f"http://localhost:{agent.port}/airlock/v1/status", trust_env=False)
+    r = httpx.get(f"http://localhost:{agent.port}/airlock/v1/health", trust_env=False)
     assert r.status_code == 200
 
 

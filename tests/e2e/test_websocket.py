@@ -412,8 +412,7 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     model = creates[-1]["model"]
     assert f"This is a mock reply from {model}." in p.stdout
 
-    records = json.loads(subprocess.run(ns.cmd(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
-                                        capture_output=True, text=True, timeout=30).stdout)["records"]
+    records = agent.records()
     turns = sorted([r for r in records if r["operation"] == "responses" and r.get("websocket")],
                    key=lambda r: (r["websocket"]["socket"], r["websocket"]["message"]))
     assert len(turns) == len(creates), (turns, creates)
@@ -438,8 +437,7 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "model_not_allowed" in out or f"the model {DENIED} is not allowed" in out, out
-    records = json.loads(subprocess.run(ns.cmd(["curl", "-sS", f"http://{agent.addr}/airlock/v1/requests?limit=1000"]),
-                                        capture_output=True, text=True, timeout=30).stdout)["records"]
+    records = agent.records()
     refused = [r for r in records if r["model"] == DENIED and r.get("websocket")]
     assert refused and all(r["outcome"] == "rejected" and r["decided_by"] == "authorize:deny_models" for r in refused)
     mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",

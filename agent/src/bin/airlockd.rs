@@ -183,10 +183,13 @@ async fn run(
          Point a shell at it:  eval \"$({cli} env)\"\n\
          Run one command:      {cli} run -- curl https://api.openai.com/v1/models\n\
          Base-URL mode:        OPENAI_BASE_URL=http://{addr}/openai/v1  ANTHROPIC_BASE_URL=http://{addr}/anthropic\n\
-         Status:               {cli} status",
+         Status:               {cli} status   (control API: unix socket {control})",
         env!("CARGO_PKG_VERSION"),
         status["ca"]["cert_path"].as_str().unwrap_or("?"),
         status["ca"]["fingerprint_sha256"].as_str().unwrap_or("?"),
+        control = running
+            .control_socket()
+            .map_or_else(|| "not available on this OS".into(), |p| p.display().to_string()),
     );
     tracing::info!(%addr, policy = %source, "airlockd started");
     wait_for_signal().await;

@@ -1,5 +1,5 @@
 //! Where the agent keeps its state and how files there are protected. It owns the layout of the state
-//! directory (CA, bundles, runtime info, records) and the helpers that create private directories and
+//! directory (CA, bundles, runtime info, records, the control socket) and the helpers that create private directories and
 //! write files atomically with a given mode. It must not decide what goes into those files.
 
 pub mod config;
@@ -124,10 +124,20 @@ impl StateDir {
     pub fn records_file(&self) -> PathBuf {
         self.root.join("records.jsonl")
     }
+
+    /// The control API's unix socket (mode 0666: any local user may connect, and the agent decides
+    /// per request from the caller's peer credentials what they may do).
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join(CONTROL_SOCKET)
+    }
 }
 
+/// File name of the control API's unix socket in the state directory.
+pub const CONTROL_SOCKET: &str = "airlock.sock";
+
 /// Makes sure the state directory is private to this user: a missing one is created with mode 0711
-/// (others may reach the public CA certificate inside by name, nothing more); an existing one is
+/// (others may reach the public CA certificate and the control socket inside by name, and list
+/// nothing; the CA key and the records are 0600 files of their own); an existing one is
 /// refused if someone else owns it or others may write to it, and its mode is never changed — a
 /// `--state-dir /tmp` must not lose its sticky bit, and a directory others can write is one where
 /// they could plant the runtime file the CLI trusts.

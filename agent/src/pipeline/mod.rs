@@ -32,6 +32,7 @@ use http_body::Body;
 
 use crate::body::{BoxError, ProxyBody};
 pub use crate::budget::BodyBudget;
+use crate::caller::Caller;
 use crate::policy::{ApiKind, Billing, HostEntry, Limits, StreamUsage};
 use crate::providers;
 use crate::providers::dialect::AirlockError;
@@ -120,6 +121,8 @@ pub struct Target {
     pub billing: Billing,
     /// Plain HTTP to a model server on this machine (only local rules; everything else is HTTPS).
     pub plain_http: bool,
+    /// Who sent it: the lookup of the client connection's owner, for the record.
+    pub caller: Caller,
 }
 
 impl Target {
@@ -148,7 +151,14 @@ impl Target {
             billing: entry.billing,
             plain_http: entry.local.is_some(),
             path_and_query,
+            caller: Caller::unknown(),
         }
+    }
+
+    /// The same target, sent by `caller`.
+    pub fn with_caller(mut self, caller: Caller) -> Self {
+        self.caller = caller;
+        self
     }
 
     /// The upstream authority as records show it: the host, with the port for a local server.
@@ -491,6 +501,8 @@ impl Pipeline {
             error: None,
             decided_by: None,
             websocket: None,
+            uid: None,
+            caller: target.caller.clone(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The record stage: the last thing that happens to every request, whatever its ending. The settle
 //! stages run on the finished record, its fields are cut to their bounds, a debug line is logged
-//! (never bodies or credentials) and the record goes to the recorder. It must not decide outcomes or
-//! usage (the guard and settle do).
+//! (never bodies or credentials), the caller's uid is taken from its connection's lookup, and the
+//! record goes to the recorder. It must not decide outcomes or usage (the guard and settle do).
 
 use std::sync::Arc;
 
 use super::stage::SettleStage;
+use crate::caller;
 use crate::record::{Record, Recorder};
 
 /// The settle stages and the recorder: what finishing a record means.
@@ -43,7 +44,9 @@ impl Finisher {
         &self.recorder
     }
 
-    /// Settles, bounds, logs and stores a finished record.
+    /// Settles, bounds, logs and stores a finished record, with its caller's uid: at once when the
+    /// caller's lookup is over (nearly always: it started when the connection was accepted), else from
+    /// a task of its own that waits for it at most [`caller::WAIT`] — the response is never held.
     pub(super) fn finish(&self, mut record: Record) {
         for s in &self.settle {
             s.settle(&mut record);
@@ -55,6 +58,18 @@ impl Finisher {
             outcome = ?record.outcome, latency_ms = record.latency_ms.unwrap_or(0.0),
             "request finished"
         );
-        self.recorder.finish(record);
+        if let Some(facts) = record.caller.now() {
+            record.uid = record.uid.or(facts.uid);
+            return self.recorder.finish(record);
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return self.recorder.finish(record);
+        };
+        let recorder = self.recorder.clone();
+        rt.spawn(async move {
+            let facts = record.caller.clone().wait(caller::WAIT).await;
+            record.uid = record.uid.or(facts.uid);
+            recorder.finish(record);
+        });
     }
 }

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use super::tunnels::{self, Counted};
 use super::{ConnPermit, ProxyState};
 use crate::body::{empty, full, ProxyBody};
+use crate::caller::Caller;
 use crate::inventory::Carried;
 use crate::pipeline::Target;
 use crate::policy::hosts::normalize_host;
@@ -44,6 +45,7 @@ pub(super) async fn handle(
     live: super::LiveState,
     permit: ConnPermit,
     peer: SocketAddr,
+    caller: Caller,
 ) -> Response<ProxyBody> {
     let Some(authority) = req.uri().authority().cloned() else {
         return plain_error(
@@ -90,7 +92,7 @@ pub(super) async fn handle(
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         let io = TokioIo::new(upgraded);
-                        intercept_tls(io, host, port, entry, shared.clone(), live).await
+                        intercept_tls(io, host, port, entry, shared.clone(), live, caller).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
@@ -161,6 +163,7 @@ async fn intercept_tls(
     entry: crate::policy::HostEntry,
     shared: Arc<ProxyState>,
     live: super::LiveState,
+    caller: Caller,
 ) {
     let handshake = shared.limits.tls_handshake_timeout();
     let deadline = tokio::time::Instant::now() + handshake;
@@ -223,7 +226,8 @@ async fn intercept_tls(
             (port != 443).then_some(port),
             current.unwrap_or(&entry),
             path_and_query,
-        );
+        )
+        .with_caller(caller.clone());
         let in_scope = current.is_some_and(|e| e.paths.covers(req.uri().path()));
         async move { Ok::<_, Infallible>(super::handle_in_scope(req, target, in_scope, shared).await) }
     });

@@ -1,12 +1,11 @@
-//! What the listener answers itself: the PAC file, the local status API (`/airlock/v1/...`, a stand-in
-//! until the unix-socket control API lands) and helpful 404s — and the guard every origin-form request
-//! passes first (base-URL mode included, since a page that could post to `/openai/v1/...` would turn the
-//! agent into an open relay once it injects credentials). Browsers are kept out: a `Host` that is not
-//! this listener's loopback name and port is refused (DNS rebinding), and so is any request a web page
-//! sent — an `Origin` other than `null`, or `Sec-Fetch-Site: cross-site | same-site`; the API also
-//! refuses `Referer`. Nothing here ever returns a credential or a body of a recorded request.
-
-use std::sync::Arc;
+//! What the listener answers itself: the PAC file, a bare health check (`GET /airlock/v1/health`),
+//! a 404 pointing at the control socket for the rest of `/airlock/...`, and helpful 404s — and the
+//! guard every origin-form request passes first (base-URL mode included, since a page that could
+//! post to `/openai/v1/...` would turn the agent into an open relay once it injects credentials).
+//! Browsers are kept out: a `Host` that is not this listener's loopback name and port is refused (DNS
+//! rebinding), and so is any request a web page sent — an `Origin` other than `null`, or
+//! `Sec-Fetch-Site: cross-site | same-site`; `/airlock/...` also refuses `Referer`. Nothing here ever
+//! returns a credential, a record or anything else of the agent's state.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -15,33 +14,12 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 
 use super::ProxyState;
-use crate::body::{full, ProxyBody};
-
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
-    let mut r = Response::new(full(value.to_string()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    r
-}
+use crate::body::{full, json, ProxyBody};
 
 fn error(status: StatusCode, kind: &str, message: String) -> Response<ProxyBody> {
-    json_response(
+    json(
         status,
-        json!({"error": {"message": message, "type": "invalid_request_error", "code": kind}, "airlock": {"type": kind}}),
+        &json!({"error": {"message": message, "type": "invalid_request_error", "code": kind}, "airlock": {"type": kind}}),
     )
 }
 
@@ -140,57 +118,40 @@ pub(super) fn pac(shared: &ProxyState) -> Response<ProxyBody> {
     r
 }
 
-/// `/airlock/v1/...`.
-pub(super) async fn api(req: Request<Incoming>, shared: Arc<ProxyState>) -> Response<ProxyBody> {
+/// `/airlock/...` on the proxy port: a bare health check, and for everything else a pointer to the
+/// control socket, where the control API lives (peer credentials decide access there; a TCP port
+/// cannot tell one local user from another).
+pub(super) fn api(req: &Request<Incoming>, shared: &ProxyState) -> Response<ProxyBody> {
     let path = req.uri().path().trim_end_matches('/');
     match (req.method(), path) {
-        (&Method::GET, "/airlock/v1/health") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/airlock/v1/status") => {
-            json_response(StatusCode::OK, shared.control.status())
-        }
-        (&Method::GET, "/airlock/v1/requests") => {
-            let limit = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(100);
-            let recent = shared.pipeline.recorder().recent(limit);
-            let records: Vec<&crate::record::Record> = recent.iter().map(|r| &**r).collect();
-            json_response(StatusCode::OK, json!({ "records": records }))
-        }
-        (&Method::GET, "/airlock/v1/inventory") => {
-            let recent = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("recent=")))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(100);
-            json_response(StatusCode::OK, shared.inventory.snapshot(recent))
-        }
-        (&Method::POST, "/airlock/v1/ca/reload") => match shared.control.reload_ca() {
-            Ok(status) => json_response(StatusCode::OK, status),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "ca_reload_failed", e),
-        },
-        (
-            _,
-            "/airlock/v1/health" | "/airlock/v1/status" | "/airlock/v1/requests" | "/airlock/v1/inventory"
-            | "/airlock/v1/ca/reload",
-        ) => error(
+        (&Method::GET, HEALTH) => json(StatusCode::OK, &json!({"status": "ok"})),
+        (_, HEALTH) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{} is not allowed on {path}", req.method()),
+            format!("{} is not allowed on {HEALTH}; use GET", req.method()),
         ),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "no Airlock API at {path}; available: GET /airlock/v1/status, GET /airlock/v1/requests?limit=N, \
-                 GET /airlock/v1/inventory?recent=N, GET /airlock/v1/health, POST /airlock/v1/ca/reload"
-            ),
-        ),
+        _ => {
+            let socket = shared
+                .control_socket
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default();
+            error(
+                StatusCode::NOT_FOUND,
+                "control_api_moved",
+                format!(
+                    "the proxy port serves no {path}: Airlock's control API (status, requests, inventory, \
+                     CA reload) is served on the unix socket{socket}, where the caller's user decides \
+                     what it may read and do. Use the airlock CLI (`airlock status`); only GET {HEALTH} \
+                     is answered here"
+                ),
+            )
+        }
     }
 }
+
+/// The one path of the local API the proxy port still answers.
+const HEALTH: &str = "/airlock/v1/health";
 
 /// A local server rule that points at this listener itself: refused, or every request would loop.
 pub(super) fn looped(target: &crate::pipeline::Target) -> Response<ProxyBody> {

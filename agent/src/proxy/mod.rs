@@ -1,5 +1,6 @@
 //! The loopback listener. One address serves the forward proxy (CONNECT and absolute-form HTTP),
-//! base-URL mode (`/openai/v1/...`), the PAC file and the local status API. It owns accepting
+//! base-URL mode (`/openai/v1/...`), the PAC file and a bare health check (the control API is on a
+//! unix socket, [`crate::control`]). It owns accepting
 //! connections, refusing non-loopback peers, bounding slow and numerous clients (connection cap, header
 //! and TLS handshake timeouts), and deciding per connection or request which path applies — a request
 //! outside its host's path scope is forwarded unread ([`passthrough`]); everything
@@ -16,6 +17,7 @@ pub mod tunnels;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,20 +32,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
+use crate::caller::{Caller, Callers};
 use crate::inventory::Inventory;
 use crate::pipeline::{Pipeline, Target};
 use crate::policy::{BlockedHosts, InterceptionSet, Limits};
 use crate::record::InterceptMode;
 use crate::upstream::UpstreamClient;
 use crate::{AgentError, Result};
-
-/// What the local API asks of the agent: its status and a CA reload. Implemented by the agent wiring.
-pub trait Control: Send + Sync {
-    /// The status report (`GET /airlock/v1/status`).
-    fn status(&self) -> serde_json::Value;
-    /// Re-reads the CA after `airlock ca rotate`; the new status, or what went wrong.
-    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String>;
-}
 
 /// Counts of what the listener turned away, for the status report.
 #[derive(Debug, Default)]
@@ -132,8 +127,10 @@ pub struct ProxyState {
     pub connections: Arc<Connections>,
     /// What was turned away.
     pub refusals: Arc<Refusals>,
-    /// The agent, for the local API.
-    pub control: Arc<dyn Control>,
+    /// The control API's unix socket, for the 404 that points there.
+    pub control_socket: Option<PathBuf>,
+    /// Who owns each client connection (looked up off the request path, for records).
+    pub callers: Callers,
     /// The shadow-AI inventory.
     pub inventory: Arc<Inventory>,
     /// Tunnels opened and failed.
@@ -300,11 +297,19 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let http1 = live.load().http1();
+    // Who owns the client's socket is looked up now, in the background, while it is surely open;
+    // records take the answer when they finish.
+    let caller = {
+        let state = live.load();
+        let ours = stream.local_addr().unwrap_or(state.listen);
+        state.callers.lookup(peer, ours)
+    };
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = live.load_full();
         let live = live.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, state, live, permit, peer).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(dispatch(req, state, live, permit, peer, caller).await) }
     });
     let conn = http1
         .serve_connection(TokioIo::new(stream), svc)
@@ -320,14 +325,15 @@ async fn dispatch(
     live: LiveState,
     permit: ConnPermit,
     peer: SocketAddr,
+    caller: Caller,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle(req, state, live, permit, peer).await;
+        return connect::handle(req, state, live, permit, peer, caller).await;
     }
     if req.uri().authority().is_some() {
-        return absolute_form(req, state).await;
+        return absolute_form(req, state, caller).await;
     }
-    origin_form(req, state).await
+    origin_form(req, state, caller).await
 }
 
 /// The refusal of a host the policy blocks: in the caller's dialect when the API is known (a
@@ -349,7 +355,11 @@ fn blocked(
 
 /// `GET http://host/path` sent to the proxy: intercepted hosts go through the pipeline (upstream over
 /// HTTPS, since AI APIs are HTTPS only); other hosts are forwarded as they are.
-async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
+async fn absolute_form(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    caller: Caller,
+) -> Response<ProxyBody> {
     let uri = req.uri().clone();
     let host = uri.host().unwrap_or_default().to_ascii_lowercase();
     if state.blocked.is_blocked(host.trim_end_matches('.')) {
@@ -363,7 +373,8 @@ async fn absolute_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Respon
             if default_port { None } else { uri.port_u16() },
             entry,
             path_and_query(&uri),
-        );
+        )
+        .with_caller(caller);
         let in_scope = entry.paths.covers(uri.path());
         return handle_in_scope(req, target, in_scope, state).await;
     }
@@ -401,7 +412,11 @@ async fn handle_in_scope(
     }
 }
 
-async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response<ProxyBody> {
+async fn origin_form(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    caller: Caller,
+) -> Response<ProxyBody> {
     if let Some(resp) = local::guard(&req, &state) {
         return resp;
     }
@@ -410,7 +425,7 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
         return local::pac(&state);
     }
     if path.starts_with("/airlock/") || path == "/airlock" {
-        return local::api(req, state).await;
+        return local::api(&req, &state);
     }
     let routed = state.hosts.route_base_url(path).map(|(entry, host, tail)| {
         let tail = if tail.is_empty() { "/" } else { tail };
@@ -420,7 +435,8 @@ async fn origin_form(req: Request<Incoming>, state: Arc<ProxyState>) -> Response
         };
         let in_scope = entry.paths.covers(tail);
         (
-            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query),
+            Target::new(InterceptMode::BaseUrl, host, None, entry, path_and_query)
+                .with_caller(caller),
             in_scope,
         )
     });

@@ -7,17 +7,6 @@ use super::*;
 use crate::paths::StateDir;
 use crate::policy::Policy;
 
-struct NoControl;
-
-impl Control for NoControl {
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn reload_ca(&self) -> std::result::Result<serde_json::Value, String> {
-        Err("not in tests".into())
-    }
-}
-
 fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let policy = Policy::embedded().unwrap();
@@ -46,7 +35,8 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
         limits: policy.limits.clone(),
         connections: Arc::new(Connections::new(max_connections)),
         refusals: Arc::new(Refusals::default()),
-        control: Arc::new(NoControl),
+        control_socket: None,
+        callers: crate::caller::Callers::disabled(),
         inventory: Arc::new(crate::inventory::Inventory::new(policy.ai_domains.clone())),
         tunnels: Arc::new(tunnels::TunnelStats::default()),
         policy: Arc::new(policy),

@@ -113,6 +113,9 @@ fn processes(row: &Value) -> String {
     if let Some(n) = row["more_processes"].as_u64().filter(|n| *n > 0) {
         out.push(format!("{n} more"));
     }
+    if let Some(n) = row["processes_of_other_users"].as_u64().filter(|n| *n > 0) {
+        out.push(format!("{n} of other users"));
+    }
     if out.is_empty() {
         "-".into()
     } else {

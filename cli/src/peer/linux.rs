@@ -91,6 +91,12 @@ pub(super) fn holders(listener: &Listener) -> Vec<(u32, Option<String>)> {
     found
 }
 
+pub(super) fn command_name(pid: u32) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let comm = comm.trim();
+    (!comm.is_empty()).then(|| comm.to_string())
+}
+
 fn socket_link(inode: u64) -> String {
     format!("socket:[{inode}]")
 }

@@ -64,3 +64,8 @@ pub fn check_pid(listener: &Listener, pid: u32) -> Result<PidProof, String> {
 pub fn holders(listener: &Listener) -> Vec<(u32, Option<String>)> {
     os::holders(listener)
 }
+
+/// The command name of `pid`, where the OS shows it (for messages only).
+pub fn command_name(pid: u32) -> Option<String> {
+    os::command_name(pid)
+}

@@ -17,3 +17,7 @@ pub(super) fn check_pid(_listener: &Listener, _pid: u32) -> Result<PidProof, Str
 pub(super) fn holders(_listener: &Listener) -> Vec<(u32, Option<String>)> {
     Vec::new()
 }
+
+pub(super) fn command_name(_pid: u32) -> Option<String> {
+    None
+}

@@ -1,8 +1,11 @@
-//! Linux process lookup for [`super`]: the client socket's owner uid and inode from
-//! `/proc/net/tcp` and `/proc/net/tcp6` (readable by every user), the pid from the `socket:[inode]`
-//! links under `/proc/<pid>/fd` (readable for the agent's own user's processes, or all as root), the
-//! executable from `/proc/<pid>/exe` (else `comm`), and the user name from `/etc/passwd`.
+//! Linux process lookup for [`super`]: the client socket's owner uid and inode from the kernel's
+//! `sock_diag` (an exact lookup by address, in microseconds; where netlink is not allowed, from
+//! `/proc/net/tcp` and `/proc/net/tcp6`, readable by every user, whose one read answers a whole batch
+//! of connections), the pid from the `socket:[inode]` links under `/proc/<pid>/fd` (readable for the
+//! agent's own user's processes, or all as root), the executable from `/proc/<pid>/exe` (else
+//! `comm`), and the user name from `/etc/passwd`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
@@ -10,6 +13,7 @@ use std::path::Path;
 
 use super::PeerProcess;
 use crate::sys::procfs::{parse_tcp_table, read_bounded, user_name, SocketRow};
+use crate::sys::sockdiag::Diag;
 
 /// Most bytes read from one socket table (about 100,000 sockets).
 const MAX_TABLE_BYTES: u64 = 16 << 20;
@@ -56,7 +60,89 @@ pub(super) fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerP
     }
 }
 
+pub(super) fn owners(conns: &[(SocketAddr, SocketAddr)]) -> Vec<Option<u32>> {
+    // The kernel's socket hash answers each exactly; the tables are read only where netlink is not
+    // allowed.
+    if let Ok(diag) = Diag::open(true) {
+        let mut quick = Quick(diag);
+        let found: std::io::Result<Vec<Option<u32>>> =
+            conns.iter().map(|(p, o)| quick.owner(*p, *o)).collect();
+        if let Ok(found) = found {
+            return found;
+        }
+    }
+    owners_from_tables(conns)
+}
+
+/// Exact owner lookups through `sock_diag`.
+pub(super) struct Quick(Diag);
+
+impl Quick {
+    pub(super) fn open() -> Option<Quick> {
+        Diag::open(false).ok().map(Quick)
+    }
+
+    /// The owner uid of a live socket; `Err` when the kernel could not be asked.
+    pub(super) fn owner(
+        &mut self,
+        peer: SocketAddr,
+        ours: SocketAddr,
+    ) -> std::io::Result<Option<u32>> {
+        // A socket being torn down (TIME_WAIT, or orphaned) has no inode, and its uid reads 0.
+        Ok(self
+            .0
+            .find(peer, ours)?
+            .filter(|s| s.inode != 0)
+            .map(|s| s.uid))
+    }
+}
+
+fn owners_from_tables(conns: &[(SocketAddr, SocketAddr)]) -> Vec<Option<u32>> {
+    let mut found: Vec<Option<u32>> = vec![None; conns.len()];
+    // Client port and our port name a loopback connection; the addresses are checked on a match.
+    let mut wanted: HashMap<(u16, u16), Vec<usize>> = HashMap::with_capacity(conns.len());
+    for (i, (peer, ours)) in conns.iter().enumerate() {
+        wanted
+            .entry((peer.port(), ours.port()))
+            .or_default()
+            .push(i);
+    }
+    for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        let Some(text) = read_bounded(Path::new(path), MAX_TABLE_BYTES) else {
+            continue;
+        };
+        for row in parse_tcp_table(&text, v6) {
+            // A socket being torn down (TIME_WAIT) has no inode, and its uid reads 0: not an owner.
+            if row.inode == 0 {
+                continue;
+            }
+            let Some(indexes) = wanted.get(&(row.local.port(), row.remote.port())) else {
+                continue;
+            };
+            for &i in indexes {
+                let (peer, ours) = conns[i];
+                if found[i].is_none() && same(row.local, peer) && same(row.remote, ours) {
+                    found[i] = Some(row.uid);
+                }
+            }
+        }
+    }
+    found
+}
+
 fn find_socket(peer: SocketAddr, ours: SocketAddr) -> Option<SocketRow> {
+    if let Ok(found) = Diag::open(true).and_then(|mut d| d.find(peer, ours)) {
+        return found.map(|s| SocketRow {
+            local: peer,
+            remote: ours,
+            state: s.state,
+            uid: s.uid,
+            inode: s.inode,
+        });
+    }
     // A client's IPv4 connection shows in tcp; a dual-stack IPv6 socket's (mapped) one in tcp6.
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -190,6 +276,15 @@ mod tests {
             lookup(peer, ours, &[std::process::id()]).pid,
             Some(std::process::id())
         );
+        // The batch lookup reads the owner uid alone (from the kernel's socket hash, or the tables),
+        // for this connection and not for a closed one.
+        let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for read in [owners, owners_from_tables] {
+            assert_eq!(
+                read(&[(gone, ours), (peer, ours)]),
+                vec![None, crate::paths::current_uid()]
+            );
+        }
         let nobody = lookup("127.0.0.1:1".parse().unwrap(), ours, &[]);
         assert_eq!(nobody.pid, None);
         assert!(nobody.note.is_some());

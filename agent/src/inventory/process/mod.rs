@@ -51,3 +51,33 @@ impl PeerProcess {
 pub fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerProcess {
     os::lookup(peer, ours, hints)
 }
+
+/// The uid owning each client connection `(peer, ours)`, as [`lookup`] finds it but without the
+/// walk for the pid: one read of the socket tables answers them all, so a batch costs what one does.
+/// `None` where the connection is gone or the OS does not tell.
+pub fn owners(conns: &[(SocketAddr, SocketAddr)]) -> Vec<Option<u32>> {
+    os::owners(conns)
+}
+
+/// Exact lookups of a connection's owner that never block — microseconds each, so they may run on an
+/// async worker — where the OS has them (Linux: `sock_diag`).
+pub struct QuickOwners(os::Quick);
+
+impl std::fmt::Debug for QuickOwners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuickOwners")
+    }
+}
+
+impl QuickOwners {
+    /// `None` where the OS has no such lookup (or it is not allowed here).
+    pub fn open() -> Option<QuickOwners> {
+        os::Quick::open().map(QuickOwners)
+    }
+
+    /// The uid owning the live client connection `(peer, ours)`, `Ok(None)` if there is none; `Err`
+    /// when the OS could not be asked (then [`owners`] can).
+    pub fn owner(&mut self, peer: SocketAddr, ours: SocketAddr) -> std::io::Result<Option<u32>> {
+        self.0.owner(peer, ours)
+    }
+}

@@ -72,6 +72,8 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         error: None,
         decided_by: None,
         websocket: None,
+        uid: None,
+        caller: crate::caller::Caller::unknown(),
     }
 }
 

@@ -389,6 +389,8 @@ mod tests {
                 message: n,
                 ..WsFacts::default()
             }),
+            uid: None,
+            caller: crate::caller::Caller::unknown(),
         };
         let mut guard = RecordGuard::open(r, Arc::new(Finisher::new(recorder.clone())));
         guard.set_facts(crate::pipeline::guard::RequestFacts {

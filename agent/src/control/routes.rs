@@ -1,0 +1,97 @@
+//! The control API's routes: the table ([`ROUTES`]) that says for every method and path who may use
+//! it and which handler answers, and the handlers. Adding a route is one line in the table and a
+//! [`Handler`](super::Handler) here — `fn(&dyn Control, &Call) -> Reply`, run on the blocking pool with
+//! the caller's credentials and the whole body. A handler must show a non-privileged caller nothing of
+//! another user's beyond machine-wide counts ([`Call::may_see`]); access itself is decided before it
+//! runs, by the table.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{Access, Call, Control, Reply, Route};
+use crate::record::Record;
+
+/// Every route of the control API, with who may use it.
+pub static ROUTES: &[Route] = &[
+    Route::get("/airlock/v1/health", Access::Read, health),
+    Route::get("/airlock/v1/status", Access::Read, status),
+    Route::get("/airlock/v1/requests", Access::Read, requests),
+    Route::get("/airlock/v1/inventory", Access::Read, inventory),
+    Route::post("/airlock/v1/ca/reload", Access::Write, reload_ca),
+];
+
+/// Records a `GET /airlock/v1/requests` returns when it names no `limit`.
+const DEFAULT_LIMIT: usize = 100;
+
+fn health(_: &dyn Control, _: &Call) -> Reply {
+    Reply::ok(json!({"status": "ok"}))
+}
+
+/// The status report, and what the caller may do (so a client can say so before it tries).
+fn status(agent: &dyn Control, call: &Call) -> Reply {
+    let mut s = agent.status();
+    s["caller"] = json!({
+        "uid": call.peer.uid,
+        "pid": call.peer.pid,
+        "access": if call.privileged { "write" } else { "read" },
+        "records": if call.privileged { "all users" } else { "own" },
+    });
+    Reply::ok(s)
+}
+
+/// `?limit=N` most recent finished records the caller may see, oldest first.
+fn requests(agent: &dyn Control, call: &Call) -> Reply {
+    let limit = call.number("limit", DEFAULT_LIMIT);
+    let recent = agent
+        .recorder()
+        .recent_matching(limit, |r| call.may_see(r.uid));
+    let records: Vec<&Record> = recent.iter().map(|r| &**r).collect();
+    Reply::ok(json!({
+        "records": records,
+        "all_users": call.privileged,
+        "uid": call.peer.uid,
+    }))
+}
+
+/// The shadow-AI inventory, `?recent=N` sightings. Its per-host sums are the machine's; which
+/// processes and users are behind them, and the sightings, a non-privileged caller sees only of
+/// their own.
+fn inventory(agent: &dyn Control, call: &Call) -> Reply {
+    let mut v = agent.inventory().snapshot(call.number("recent", 100));
+    if !call.privileged {
+        hide_other_users(&mut v, call);
+    }
+    v["all_users"] = json!(call.privileged);
+    Reply::ok(v)
+}
+
+fn uid_of(v: &Value) -> Option<u32> {
+    v["uid"].as_u64().and_then(|u| u32::try_from(u).ok())
+}
+
+fn hide_other_users(v: &mut Value, call: &Call) {
+    if let Some(apps) = v["apps"].as_array_mut() {
+        for row in apps {
+            if let Some(ps) = row["processes"].as_array_mut() {
+                let before = ps.len();
+                ps.retain(|p| call.may_see(uid_of(p)));
+                row["processes_of_other_users"] = json!(before - ps.len());
+            }
+        }
+    }
+    if let Some(recent) = v["recent"].as_array_mut() {
+        recent.retain(|s| call.may_see(uid_of(&s["process"])));
+    }
+}
+
+/// Re-reads the device CA (after `airlock ca rotate` wrote a new one).
+fn reload_ca(agent: &dyn Control, _: &Call) -> Reply {
+    match agent.reload_ca() {
+        Ok(status) => Reply::ok(status),
+        Err(e) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ca_reload_failed",
+            format!("the agent could not reload the device CA: {e}"),
+        ),
+    }
+}
