@@ -385,6 +385,17 @@ impl Control for Shared {
     fn inventory(&self) -> &Inventory {
         &self.inventory
     }
+
+    fn policy(&self) -> serde_json::Value {
+        self.policy_status(&self.live.load())
+    }
+
+    fn apply_bundle(
+        &self,
+        bytes: &[u8],
+    ) -> std::result::Result<serde_json::Value, serde_json::Value> {
+        Shared::apply_bundle(self, bytes)
+    }
 }
 
 /// A running agent.

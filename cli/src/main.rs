@@ -190,7 +190,14 @@ impl Session {
 fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         // Files only: no agent and no state directory needed (an admin's machine has neither).
-        Command::Policy { action } => return policy::run(action),
+        Command::Policy { action }
+            if !matches!(
+                action,
+                policy::PolicyAction::Apply { .. } | policy::PolicyAction::Show { .. }
+            ) =>
+        {
+            return policy::run(action)
+        }
         Command::Enroll(args) => return enroll::enroll(args),
         Command::Unenroll(args) => return enroll::unenroll(args),
         _ => {}
@@ -212,6 +219,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inventory { json } => inventory::run(ctx.find_agent()?, json),
         Command::Ca { action } => ca(&ctx, action),
+        Command::Policy {
+            action: policy::PolicyAction::Apply { bundle },
+        } => policy::apply(&ctx.verified()?, &bundle),
+        Command::Policy {
+            action: policy::PolicyAction::Show { json },
+        } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
         Command::Enroll(args) => enroll::enroll(&args),
         Command::Unenroll(args) => enroll::unenroll(&args),

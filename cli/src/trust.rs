@@ -479,6 +479,36 @@ impl Verified {
         self.call("POST", path)
     }
 
+    /// Sends `body` to the verified agent and returns the status and answer as they are (a refusal
+    /// is an answer here, not an error).
+    pub fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
+        let answer = self.connect()?.request(method, path, body)?;
+        Ok((answer.status, answer.body))
+    }
+
+    fn connect(&self) -> Result<control::Conn> {
+        let shown = self.socket.path.display();
+        let conn = control::connect(&self.socket.path)?.ok_or_else(|| {
+            anyhow!(
+                "the agent stopped answering on its control socket {shown}. Start airlockd and run \
+                 the command again"
+            )
+        })?;
+        if let Some(cred) = conn.peer() {
+            if !same_process(cred, &self.runtime) {
+                return Err(Refused::untrusted(format!(
+                    "the control socket {shown} is served by pid {} of {} now, not by the agent \
+                     airlock verified (pid {}): the agent restarted, or another program took the \
+                     socket. Run the command again",
+                    cred.pid,
+                    owner::who(cred.uid),
+                    self.runtime.pid
+                )));
+            }
+        }
+        Ok(conn)
+    }
+
     fn call(&self, method: &str, path: &str) -> Result<Value> {
         let shown = self.socket.path.display();
         let conn = control::connect(&self.socket.path)?.ok_or_else(|| {

@@ -357,3 +357,33 @@ def test_airlock_enroll_writes_the_enrollment_the_daemon_follows_and_unenroll_re
     r = subprocess.run([str(binary("airlock")), "enroll", "--show", "--config-dir", str(config)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "not enrolled" in r.stdout
+
+
+def test_airlock_policy_apply_and_show_go_through_the_control_socket(mock, keys, tmp_path):
+    config = tmp_path / "config"
+    enroll(config, keys, None, None)
+    agent = start_enrolled(tmp_path / "agent", config)
+    try:
+        good = build(keys, tmp_path, named(mock, "applied-by-cli"), 1)
+        p = agent.cli("policy", "apply", str(good))
+        assert "applied: version 1" in p.stdout
+        assert "unchanged: version 1" in agent.cli("policy", "apply", str(good)).stdout
+        env = json.loads(build(keys, tmp_path, named(mock, "applied-by-cli"), 2).read_text())
+        env["payload"] = base64.b64encode(base64.b64decode(env["payload"]).replace(b"applied-by-cli", b"forged-by-cli")).decode()
+        forged = tmp_path / "forged.bundle"
+        forged.write_text(json.dumps(env))
+        p = agent.cli("policy", "apply", str(forged), check=False)
+        assert p.returncode == 1 and p.stderr.startswith("refused: bad_signature:"), (p.stdout, p.stderr)
+        shown = json.loads(agent.cli("policy", "show", "--json").stdout)
+        assert (shown["version"], shown["name"], shown["source"]) == (1, "applied-by-cli", "bundle from airlock policy apply")
+        assert shown["last_refusal"]["reason"] == "bad_signature"
+        text = agent.cli("policy", "show").stdout
+        assert "version:      1" in text and "last refusal: bad_signature from airlock policy apply" in text
+        sdk_call(agent, "applied-by-cli")
+    finally:
+        stop(agent.proc)
+
+
+def test_an_agent_that_is_not_enrolled_says_so_when_given_a_bundle(agent, keys, tmp_path):
+    p = agent.cli("policy", "apply", str(build(keys, tmp_path, "schema = 1\n", 1)), check=False)
+    assert p.returncode == 1 and p.stderr.startswith("refused: not_enrolled:") and "airlock enroll" in p.stderr

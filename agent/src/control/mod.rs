@@ -51,6 +51,11 @@ pub trait Control: Send + Sync {
     fn recorder(&self) -> &Recorder;
     /// The shadow-AI inventory.
     fn inventory(&self) -> &Inventory;
+    /// The policy in force and the fleet's ledger (`GET /airlock/v1/policy`).
+    fn policy(&self) -> Value;
+    /// Offers a bundle to the fleet's verifier (`POST /airlock/v1/policy/apply`): what it came to,
+    /// or the refusal (`reason`, `message`).
+    fn apply_bundle(&self, bytes: &[u8]) -> std::result::Result<Value, Value>;
 }
 
 /// Who may use a route.

@@ -18,7 +18,30 @@ pub static ROUTES: &[Route] = &[
     Route::get("/airlock/v1/requests", Access::Read, requests),
     Route::get("/airlock/v1/inventory", Access::Read, inventory),
     Route::post("/airlock/v1/ca/reload", Access::Write, reload_ca),
+    Route::get("/airlock/v1/policy", Access::Read, policy),
+    Route::post("/airlock/v1/policy/apply", Access::Write, apply_policy),
 ];
+
+/// The policy in force: source, fleet, version, bundle, last refusal, counters.
+fn policy(agent: &dyn Control, _: &Call) -> Reply {
+    Reply::ok(agent.policy())
+}
+
+/// A signed bundle from `airlock policy apply`, through the same verifier as the other sources.
+fn apply_policy(agent: &dyn Control, call: &Call) -> Reply {
+    match agent.apply_bundle(&call.body) {
+        Ok(v) => Reply::ok(v),
+        Err(v) => {
+            let reason = v["reason"].as_str().unwrap_or("refused").to_string();
+            let status = if reason == "not_enrolled" {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            Reply::error(status, &reason, v["message"].as_str().unwrap_or_default())
+        }
+    }
+}
 
 /// Records a `GET /airlock/v1/requests` returns when it names no `limit`.
 const DEFAULT_LIMIT: usize = 100;

@@ -30,6 +30,16 @@ impl Control for Fake {
     fn inventory(&self) -> &Inventory {
         &self.inventory
     }
+    fn policy(&self) -> Value {
+        json!({"name": "fake"})
+    }
+    fn apply_bundle(&self, bytes: &[u8]) -> std::result::Result<Value, Value> {
+        if bytes == b"good" {
+            Ok(json!({"result": "applied", "version": 7}))
+        } else {
+            Err(json!({"reason": "bad_signature", "message": "altered after signing"}))
+        }
+    }
 }
 
 fn record(id: &str, uid: Option<u32>) -> crate::record::Record {
@@ -150,7 +160,10 @@ fn the_route_table_finds_routes_wrong_methods_and_nothing() {
         .filter(|r| r.access == Access::Write)
         .map(|r| r.path)
         .collect();
-    assert_eq!(writes, ["/airlock/v1/ca/reload"]);
+    assert_eq!(
+        writes,
+        ["/airlock/v1/ca/reload", "/airlock/v1/policy/apply"]
+    );
     assert!(t
         .iter()
         .filter(|r| r.method == Method::POST)
@@ -419,4 +432,45 @@ fn query_parameters_are_read_by_name() {
     assert_eq!(c.param("flag"), Some(""));
     assert_eq!(c.param("nope"), None);
     assert!(!c.may_see(None));
+}
+
+#[tokio::test]
+async fn a_bundle_is_applied_only_by_the_privileged_and_a_refusal_keeps_its_reason() {
+    let (ctx, _fake) = ctx();
+    let (s, v, _) = call(
+        &ctx,
+        peer(ALICE),
+        "POST",
+        "/airlock/v1/policy/apply",
+        &[],
+        b"good".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v, _) = call(
+        &ctx,
+        peer(0),
+        "POST",
+        "/airlock/v1/policy/apply",
+        &[],
+        b"good".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["result"].as_str(), v["version"].as_u64()),
+        (StatusCode::OK, Some("applied"), Some(7))
+    );
+    let (s, v, _) = call(
+        &ctx,
+        peer(DAEMON),
+        "POST",
+        "/airlock/v1/policy/apply",
+        &[],
+        b"forged".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["type"], "bad_signature");
+    let (s, v, _) = call(&ctx, peer(ALICE), "GET", "/airlock/v1/policy", &[], vec![]).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("fake")));
 }

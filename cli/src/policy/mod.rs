@@ -18,6 +18,19 @@ use clap::Subcommand;
 /// The `airlock policy` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyAction {
+    /// Hand a signed bundle to the running agent (root or the agent's user): it goes through the same
+    /// checks as the fleet's other sources; exit 0 applied or unchanged, 1 refused with its reason.
+    Apply {
+        /// The bundle file.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+    },
+    /// The policy in force: its source, fleet, version, age, signing key and the last refusal.
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a signing key pair: KEYFILE (private, mode 0600, PKCS#8 PEM) and KEYFILE.pub
     /// (public, SPKI PEM, the file agents pin). Refuses to overwrite either.
     Keygen {
@@ -116,6 +129,10 @@ pub fn run(action: &PolicyAction) -> Result<ExitCode> {
         } => verify::verify(bundle, pubkeys, fleet.as_deref()),
         PolicyAction::Lint { src } => verify::lint(src),
         PolicyAction::Diff { a, b } => Ok(diff::run(a, b)),
+        // Dispatched by main with a verified agent.
+        PolicyAction::Apply { .. } | PolicyAction::Show { .. } => {
+            anyhow::bail!("this command talks to the running agent")
+        }
     }
 }
 
@@ -139,3 +156,62 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
 
 /// The version of this airlock, which is also the agent version it checks bundles against.
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `airlock policy apply BUNDLE` against the verified agent.
+pub fn apply(agent: &crate::trust::Verified, bundle: &Path) -> Result<ExitCode> {
+    let bytes = std::fs::read(bundle)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", bundle.display()))?;
+    let (status, v) = agent.send("POST", "/airlock/v1/policy/apply", &bytes)?;
+    if (200..300).contains(&status) {
+        outln!(
+            "{}: version {}",
+            v["result"].as_str().unwrap_or("applied"),
+            v["version"]
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reason = v["error"]["type"].as_str().unwrap_or("refused");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    if status == 403 {
+        anyhow::bail!("the agent refused: {message}");
+    }
+    eprintln!("refused: {reason}: {message}");
+    Ok(ExitCode::from(1))
+}
+
+/// `airlock policy show [--json]`.
+pub fn show(agent: &crate::trust::Verified, json: bool) -> Result<ExitCode> {
+    let p = agent.get("/airlock/v1/policy")?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    outln!("policy:       {}", s(&p["name"]));
+    outln!("source:       {}", s(&p["source"]));
+    outln!("fleet:        {}", s(&p["fleet"]));
+    outln!("version:      {}", s(&p["version"]));
+    outln!("signing key:  {}", s(&p["bundle"]["key_id"]));
+    outln!("issued at:    {}", s(&p["bundle"]["issued_at"]));
+    outln!("applied at:   {}", s(&p["bundle"]["applied_at"]));
+    outln!("expires at:   {}", s(&p["bundle"]["expires_at"]));
+    outln!("fail mode:    {}", s(&p["fail_mode"]));
+    if let Some(why) = p["refusing_ai_hosts"].as_str() {
+        outln!("REFUSING AI:  {why}");
+    }
+    match p["last_refusal"].as_object() {
+        Some(r) => outln!(
+            "last refusal: {} from {} at {}: {}",
+            s(&r["reason"]),
+            s(&r["source"]),
+            s(&r["at"]),
+            s(&r["message"])
+        ),
+        None => outln!("last refusal: none"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
