@@ -151,6 +151,12 @@ def test_another_user_reads_the_status_but_may_not_write(shared_agent, other_use
     assert "`airlock ca rotate` may only be done by root" in p.stderr, p.stderr
     assert f"you are uid {other_user.pw_uid} ({other_user.pw_name})" in p.stderr and "sudo" in p.stderr
     assert a.ca_cert.read_bytes() == ca_before
+    # Nor may they apply a policy bundle: refused before the body is read, the policy unchanged.
+    code, err = socket_call(other_user, sock, "POST", "/airlock/v1/policy/apply")
+    assert code == 403 and err["error"]["type"] == "forbidden", err
+    assert err["error"]["message"].startswith("POST /airlock/v1/policy/apply may only be done by root"), err
+    code, pol = socket_call(other_user, sock, "GET", "/airlock/v1/policy")
+    assert code == 200 and pol["source"] == a.status()["policy"]["source"], pol
     # Root may.
     code, after = socket_call(None, sock, "POST", "/airlock/v1/ca/reload")
     assert code == 200 and after["ca"]["fingerprint_sha256"] == a.status()["ca"]["fingerprint_sha256"]
