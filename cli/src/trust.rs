@@ -510,25 +510,7 @@ impl Verified {
     }
 
     fn call(&self, method: &str, path: &str) -> Result<Value> {
-        let shown = self.socket.path.display();
-        let conn = control::connect(&self.socket.path)?.ok_or_else(|| {
-            anyhow!(
-                "the agent stopped answering on its control socket {shown}. Start airlockd and run \
-                 the command again"
-            )
-        })?;
-        if let Some(cred) = conn.peer() {
-            if !same_process(cred, &self.runtime) {
-                return Err(Refused::untrusted(format!(
-                    "the control socket {shown} is served by pid {} of {} now, not by the agent \
-                     airlock verified (pid {}): the agent restarted, or another program took the \
-                     socket. Run the command again",
-                    cred.pid,
-                    owner::who(cred.uid),
-                    self.runtime.pid
-                )));
-            }
-        }
+        let conn = self.connect()?;
         let answer = conn.request(method, path, &[])?;
         if answer.status == 403 {
             return Err(anyhow!(

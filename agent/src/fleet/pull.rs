@@ -99,7 +99,7 @@ async fn fetch(
     let resp = tokio::time::timeout(FETCH_TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("no answer from {url} in {}s", FETCH_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("cannot fetch {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("cannot fetch {url}: {}", crate::upstream::error_chain(&e)))?;
     match resp.status() {
         StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
         StatusCode::OK => {}
@@ -126,17 +126,6 @@ async fn fetch(
         }
     }
     Ok(Fetched::Body { bytes, etag })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// `base` ± 10 %.

@@ -347,7 +347,7 @@ impl UpstreamClient {
 }
 
 /// An error and its causes as one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut causes = vec![e.to_string()];
     let mut src = e.source();
     while let Some(s) = src {
