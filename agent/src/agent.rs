@@ -137,13 +137,7 @@ impl Shared {
                 Some(self.listen),
             )?
         };
-        let uncovered = self.ca().info().uncovered(&policy.hosts.ca_domains());
-        if !uncovered.is_empty() {
-            tracing::warn!(
-                hosts = ?uncovered,
-                "the new policy intercepts hosts the device CA does not cover; they are tunnelled uninspected until `airlock ca rotate`"
-            );
-        }
+        warn_uncovered(&self.ca(), &policy.hosts.ca_domains());
         let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
         let pipeline = Arc::new(current.pipeline.reconfigured(
             upstream.clone(),
@@ -398,6 +392,17 @@ impl Control for Shared {
     }
 }
 
+/// Warns when the policy intercepts hosts the device CA does not cover (at start and on every swap).
+fn warn_uncovered(ca: &CertificateAuthority, domains: &[String]) {
+    let uncovered = ca.info().uncovered(domains);
+    if !uncovered.is_empty() {
+        tracing::warn!(
+            hosts = ?uncovered,
+            "the policy intercepts hosts the device CA does not cover; they are tunnelled uninspected until `airlock ca rotate`"
+        );
+    }
+}
+
 /// A running agent.
 pub struct RunningAgent {
     /// The bound address.
@@ -484,13 +489,7 @@ pub async fn start_with_response_stages(
     let control = control::bind(&state.control_socket()).await?;
     let domains = policy.hosts.ca_domains();
     let ca = CertificateAuthority::load_or_create(&state, &domains)?;
-    let uncovered = ca.info().uncovered(&domains);
-    if !uncovered.is_empty() {
-        tracing::warn!(
-            hosts = ?uncovered,
-            "the policy intercepts hosts the device CA does not cover; they are tunnelled uninspected until `airlock ca rotate`"
-        );
-    }
+    warn_uncovered(&ca, &domains);
     let bundle_path = match ca::write_merged_bundle(&state, ca.info()) {
         Ok(p) => Some(p),
         Err(e) => {

@@ -23,6 +23,8 @@ use time::OffsetDateTime;
 pub use enrollment::Enrollment;
 pub use ledger::{BundleFacts, Ledger, RefusalFacts};
 
+use ledger::lock;
+
 use crate::bundle::{self, Reason, Refusal, TrustState, Verified};
 use crate::paths::StateDir;
 use crate::policy::{FailMode, Policy, PolicySource};
@@ -87,10 +89,6 @@ impl std::fmt::Debug for Governor {
             .field("fleet", &self.enrollment.fleet)
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Governor {
