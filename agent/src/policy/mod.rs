@@ -439,7 +439,7 @@ impl Policy {
         })?;
         let ai_domains =
             AiDomains::compile(&doc.inventory).map_err(|m| err(KeyPath::parse("inventory"), m))?;
-        let prices = crate::pricing::PriceTable::embedded()?.with_overrides(&doc.prices);
+        let prices = crate::pricing::PriceTable::embedded()?.with_overrides(doc.prices);
         Ok(Policy {
             source,
             name: doc.name.unwrap_or_else(|| "unnamed".into()),

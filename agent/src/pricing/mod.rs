@@ -137,10 +137,14 @@ pub enum Cost {
     },
 }
 
-/// The price table: `provider/model` (lower case) → prices. Cheap to clone (shared until overridden).
+/// The price table: `provider/model` (lower case) → prices. Two shared layers: the table it was
+/// parsed from and a policy's overrides above it, so compiling a policy never copies the embedded
+/// table and cloning a compiled one copies nothing.
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     models: Arc<BTreeMap<String, ModelPrice>>,
+    /// Policy overrides, looked up first; an entry here shadows the same key in `models`.
+    overrides: Arc<BTreeMap<String, ModelPrice>>,
     source: String,
 }
 
@@ -199,28 +203,45 @@ impl PriceTable {
 
     /// Applies policy overrides (keys `provider/model`, case-insensitive); an override replaces the whole
     /// entry, and may add a model the table lacks. Check overrides with [`ModelPrice::check`] first.
-    pub fn with_overrides(mut self, overrides: &BTreeMap<String, ModelPrice>) -> PriceTable {
+    pub fn with_overrides(mut self, overrides: BTreeMap<String, ModelPrice>) -> PriceTable {
         if overrides.is_empty() {
             return self;
         }
-        let models = Arc::make_mut(&mut self.models);
-        for (key, price) in overrides {
-            let mut price = price.clone();
-            price.tiers.sort_by_key(|t| t.above_input_tokens);
-            models.insert(normalise_key(key), price);
-        }
         let n = overrides.len();
+        let normalised = overrides
+            .keys()
+            .all(|k| k.trim().len() == k.len() && !k.bytes().any(|b| b.is_ascii_uppercase()));
+        let mut overrides = if normalised && self.overrides.is_empty() {
+            // The usual case: keys already as the table keeps them, so the map is taken as it is
+            // rather than built a second time (a large policy's prices are most of its compile).
+            overrides
+        } else {
+            let mut layer = std::mem::take(Arc::make_mut(&mut self.overrides));
+            layer.extend(overrides.into_iter().map(|(k, v)| (normalise_key(&k), v)));
+            layer
+        };
+        for price in overrides.values_mut() {
+            price.tiers.sort_by_key(|t| t.above_input_tokens);
+        }
+        self.overrides = Arc::new(overrides);
         let plural = if n == 1 { "" } else { "s" };
         self.source = format!("{}; {n} policy override{plural}", self.source);
         self
+    }
+
+    /// The entry for exactly `key` (normalised), an override before the table's own.
+    fn get(&self, key: &str) -> Option<(&str, &ModelPrice)> {
+        self.overrides
+            .get_key_value(key)
+            .or_else(|| self.models.get_key_value(key))
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Finds the prices for `provider`'s `model` (see the module's lookup rules) and the key that matched.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<(&str, &ModelPrice)> {
         lookup::candidates(provider, model)
             .into_iter()
-            .find_map(|key| self.models.get_key_value(key.as_str()))
-            .map(|(k, v)| (k.as_str(), v))
+            .find_map(|key| self.get(key.as_str()))
     }
 
     /// The cost of `usage` on `provider`'s `model`. Unknown models are [`Cost::Unknown`], never zero.
@@ -265,12 +286,17 @@ impl PriceTable {
 
     /// Number of models in the table.
     pub fn len(&self) -> usize {
-        self.models.len()
+        let shadowed = self
+            .overrides
+            .keys()
+            .filter(|k| self.models.contains_key(*k))
+            .count();
+        self.models.len() + self.overrides.len() - shadowed
     }
 
     /// Whether the table has no models.
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.models.is_empty() && self.overrides.is_empty()
     }
 
     /// Where the data came from (source name, package, date, overrides).
@@ -278,9 +304,16 @@ impl PriceTable {
         &self.source
     }
 
-    /// All entries, by key.
+    /// All entries: the overrides, then the table's entries they do not shadow (each layer by key).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ModelPrice)> {
-        self.models.iter().map(|(k, v)| (k.as_str(), v))
+        let own = self
+            .models
+            .iter()
+            .filter(|(k, _)| !self.overrides.contains_key(*k));
+        self.overrides
+            .iter()
+            .chain(own)
+            .map(|(k, v)| (k.as_str(), v))
     }
 }
 
@@ -361,6 +394,7 @@ fn parse(text: &str) -> std::result::Result<PriceTable, String> {
     };
     Ok(PriceTable {
         models: Arc::new(models),
+        overrides: Arc::default(),
         source,
     })
 }
@@ -693,14 +727,21 @@ mod tests {
                 ..ModelPrice::default()
             },
         );
-        let t = small_table().with_overrides(&overrides);
+        let before = small_table().len();
+        let t = small_table().with_overrides(overrides.clone());
+        // A shadowed entry is listed once, with the override's prices.
+        assert_eq!(t.len(), before);
+        assert_eq!(t.iter().count(), before);
+        let listed: Vec<_> = t.iter().filter(|(k, _)| *k == "openai/gpt-4o").collect();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].1.input, 1.0);
         // Whole entry replaced: cache reads now at the input rate. 10000 × 1 + 500 × 2 = 11000 → $0.011
         let (usd, key) = priced(t.cost("openai", "gpt-4o", &usage(10_000, 8_000, 0, 0, 500, 0)));
         assert_eq!(key, "openai/gpt-4o");
         assert_usd(usd, 0.011);
         assert!(t.source().contains("1 policy override"), "{}", t.source());
         // The embedded table is untouched by overrides on a copy.
-        let e = PriceTable::embedded().unwrap().with_overrides(&overrides);
+        let e = PriceTable::embedded().unwrap().with_overrides(overrides);
         assert_eq!(e.lookup("openai", "gpt-4o").unwrap().1.input, 1.0);
         assert_eq!(
             PriceTable::embedded()
@@ -729,7 +770,10 @@ mod tests {
             "[prices.\"openai/ft:gpt-4o:acme\"]\ninput = 3\noutput = 12.0\ncache_read = 1.5\n",
         )
         .unwrap();
-        let t = t.with_overrides(&policy.prices);
+        let before = t.len();
+        let t = t.with_overrides(policy.prices);
+        assert_eq!(t.len(), before + 1, "an added model counts");
+        assert!(t.iter().any(|(k, _)| k == "openai/ft:gpt-4o:acme"));
         // 1000 × 3 + 2000 × 12 = 27000 → $0.027
         let (usd, key) = priced(t.cost("openai", "ft:gpt-4o:acme", &Usage::plain(1_000, 2_000)));
         assert_eq!(key, "openai/ft:gpt-4o:acme");

@@ -7,13 +7,9 @@
 //! 3's connector API is semver-exempt ("unversioned") and hides the socket — and a blocking CLI has no
 //! use for hyper's runtime. It must not interpret what the agent says, nor decide whether to believe it.
 
-#[cfg(target_os = "linux")]
-mod linux;
-#[cfg(target_os = "linux")]
-use linux as os;
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(unix)]
 mod unix;
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(unix)]
 use unix as os;
 #[cfg(not(unix))]
 mod other;

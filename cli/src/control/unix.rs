@@ -1,12 +1,18 @@
-//! The control socket on unix systems other than Linux (macOS, the BSDs) for [`super`]: a `std`
-//! unix stream. Reading its server's credentials (`getpeereid`, and `LOCAL_PEERPID` on macOS) is not
-//! implemented yet, so `trust` rests on the socket file's owner, the answer's pid and the CA
-//! fingerprint there.
+//! The control socket on unix systems for [`super`]: a `std` unix stream with timeouts. Only who
+//! serves the socket is per OS: [`peer`] comes from `linux.rs` (`SO_PEERCRED`) or from
+//! `bsd.rs` (macOS and the BSDs, not read yet).
 
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod peer_os;
+#[cfg(not(target_os = "linux"))]
+#[path = "bsd.rs"]
+mod peer_os;
 
 use super::PeerCred;
 
@@ -30,6 +36,6 @@ impl StreamExt for UnixStream {
     }
 
     fn peer(&self) -> Option<PeerCred> {
-        None
+        peer_os::peer(self)
     }
 }
