@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::ca::{self, CertificateAuthority};
 use crate::caller::Callers;
 use crate::control::{self, Control, ControlServer};
-use crate::fleet::{Governor, Ledger, Offered, PolicySink};
+use crate::fleet::{FleetHost, Governor, Ledger, Offered, PolicySink};
 use crate::inventory::Inventory;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
@@ -60,7 +60,7 @@ pub struct Shared {
     /// What the fleet's sources and verifier did (empty for a device that is not enrolled).
     ledger: Arc<Ledger>,
     /// The enrolled device's governor.
-    governor: std::sync::OnceLock<Arc<Governor>>,
+    governor: std::sync::Mutex<Option<Arc<Governor>>>,
     /// Where records go (one recorder for every policy's pipeline).
     recorder: Arc<Recorder>,
     /// The listener's state for the policy in force (policy, pipeline, upstream), swapped whole.
@@ -223,9 +223,13 @@ impl Shared {
         &self.ledger
     }
 
-    /// The enrolled device's governor, once its sources run (`airlock policy apply` feeds it).
-    pub fn attach_governor(&self, gov: Arc<Governor>) {
-        let _ = self.governor.set(gov);
+    /// The enrolled device's governor, once its sources run (`airlock policy apply` feeds it);
+    /// `None` when the device leaves its fleet.
+    pub fn attach_governor(&self, gov: Option<Arc<Governor>>) {
+        *self
+            .governor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = gov;
     }
 
     /// `airlock policy apply`: offers a bundle to the governor. `Ok` with what it came to, or the
@@ -234,11 +238,16 @@ impl Shared {
         &self,
         bytes: &[u8],
     ) -> std::result::Result<serde_json::Value, serde_json::Value> {
-        let Some(gov) = self.governor.get() else {
+        let gov = self
+            .governor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(gov) = gov else {
             return Err(json!({
                 "reason": "not_enrolled",
                 "message": "this agent is not enrolled in a fleet, so it has no keys to verify a bundle with; \
-                            enroll it first (airlock enroll --fleet ID --pubkey KEYFILE.pub) and restart airlockd",
+                            enroll it first (sudo airlock enroll --fleet ID --pubkey KEYFILE.pub); airlockd follows the enrollment within seconds",
             }));
         };
         match gov.offer(bytes, "airlock policy apply") {
@@ -359,6 +368,12 @@ impl Shared {
 impl PolicySink for Shared {
     fn put(&self, policy: Policy, unavailable: Option<String>) -> Result<()> {
         self.put_policy(policy, unavailable)
+    }
+}
+
+impl FleetHost for Shared {
+    fn set_governor(&self, gov: Option<Arc<Governor>>) {
+        self.attach_governor(gov);
     }
 }
 
@@ -563,7 +578,7 @@ pub async fn start_with_response_stages(
     }));
     let shared = Arc::new(Shared {
         ledger: ledger.unwrap_or_default(),
-        governor: std::sync::OnceLock::new(),
+        governor: std::sync::Mutex::new(None),
         recorder: live.load().pipeline.recorder().clone(),
         live: live.clone(),
         swapping: std::sync::Mutex::new(()),

@@ -1,17 +1,21 @@
 //! `airlock enroll`, `airlock enroll --show` and `airlock unenroll`: the fleet enrollment file in the
 //! daemon's configuration directory (`/etc/airlock/enrollment.toml` for the system daemon). Writing
 //! it needs the right to write that directory (root, or the daemon's own user for a per-user
-//! daemon); an MDM may install the same file instead. The daemon reads it when it starts. This
-//! module only writes and shows the file; the daemon verifies bundles.
+//! daemon); an MDM may install the same file instead. A running daemon follows the file within a
+//! second (and this command waits to say so); one that is not running reads it when it starts.
+//! This module only writes and shows the file; the daemon verifies bundles.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use airlock_agent::bundle;
 use airlock_agent::fleet::enrollment::{Enrollment, DEFAULT_INTERVAL_SECS};
 use airlock_agent::paths::ConfigDir;
 use airlock_agent::policy::FailMode;
 use anyhow::{bail, Context, Result};
+
+use crate::trust::{self, Agent};
 
 /// `airlock enroll` flags.
 #[derive(Debug, clap::Args)]
@@ -68,7 +72,7 @@ fn permission_hint(path: &Path, e: &std::io::Error) -> String {
 }
 
 /// `airlock enroll`.
-pub fn enroll(args: &EnrollArgs) -> Result<ExitCode> {
+pub fn enroll(args: &EnrollArgs, daemon: &Daemon<'_>) -> Result<ExitCode> {
     let config = ConfigDir::resolve(args.config_dir.as_deref())?;
     let path = config.enrollment_file();
     if args.show {
@@ -105,7 +109,7 @@ pub fn enroll(args: &EnrollArgs) -> Result<ExitCode> {
         return Err(err.into());
     }
     println!(
-        "enrolled in fleet {:?}: {} pinned key(s) ({}), {}, fail mode {}\nwrote {}\nrestart airlockd to apply it (the daemon reads the enrollment when it starts)",
+        "enrolled in fleet {:?}: {} pinned key(s) ({}), {}, fail mode {}\nwrote {}",
         e.fleet,
         e.pubkeys.len(),
         e.public_keys()
@@ -120,7 +124,73 @@ pub fn enroll(args: &EnrollArgs) -> Result<ExitCode> {
         e.fail_mode.as_str(),
         path.display()
     );
+    confirm(daemon, Some(&e.fleet));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to find the running daemon to confirm a change (the global `--state-dir`, `--socket`).
+#[derive(Debug, Clone, Copy)]
+pub struct Daemon<'a> {
+    /// The address it is expected on (`--addr`).
+    pub addr: Option<&'a str>,
+    /// Its state directory.
+    pub state_dir: Option<&'a Path>,
+    /// Its control socket.
+    pub socket: Option<&'a Path>,
+}
+
+/// How long to wait for a running daemon to follow a changed enrollment (it checks every second).
+const FOLLOW_WAIT: Duration = Duration::from_secs(5);
+
+/// Says whether the running daemon follows the enrollment now (`fleet`, or none), waiting a few
+/// seconds for it. Never an error: the file is written either way.
+fn confirm(daemon: &Daemon<'_>, fleet: Option<&str>) {
+    let found = crate::client::named_addr(daemon.addr).and_then(|named| {
+        let state = trust::state_dir(daemon.state_dir)?;
+        trust::find_agent(&state, named.as_ref(), daemon.socket)
+    });
+    let agent = match found {
+        Ok(Agent::Verified(v)) => v,
+        Ok(Agent::NotRunning(_)) => {
+            println!("airlockd is not running; it follows the enrollment when it starts");
+            return;
+        }
+        Err(e) => {
+            println!("cannot ask airlockd whether it follows the enrollment ({e:#}); see `airlock status`");
+            return;
+        }
+    };
+    let deadline = Instant::now() + FOLLOW_WAIT;
+    let last = loop {
+        let last = match agent.get("/airlock/v1/status") {
+            Ok(s) => {
+                let policy = &s["policy"];
+                let following = policy["enrollment"]["fleet"].as_str();
+                if following == fleet {
+                    let governs = policy["source"].as_str().unwrap_or("?");
+                    match fleet {
+                        Some(f) => println!("airlockd follows fleet {f:?} now (policy in force: {governs})"),
+                        None => println!("airlockd left the fleet (policy in force: {governs})"),
+                    }
+                    return;
+                }
+                policy["enrollment_error"].as_str().map(str::to_string)
+            }
+            Err(e) => Some(format!("{e:#}")),
+        };
+        if Instant::now() >= deadline {
+            break last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    match last {
+        Some(why) => println!("airlockd has not followed the enrollment: {why}"),
+        None => println!(
+            "airlockd has not followed the enrollment within {}s: is it using this configuration directory \
+             (airlockd --config-dir, $AIRLOCK_CONFIG_DIR)? See `airlock status`",
+            FOLLOW_WAIT.as_secs()
+        ),
+    }
 }
 
 fn show(path: &Path, json: bool) -> Result<ExitCode> {
@@ -156,15 +226,16 @@ fn show(path: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// `airlock unenroll`.
-pub fn unenroll(args: &UnenrollArgs) -> Result<ExitCode> {
+pub fn unenroll(args: &UnenrollArgs, daemon: &Daemon<'_>) -> Result<ExitCode> {
     let config = ConfigDir::resolve(args.config_dir.as_deref())?;
     let path = config.enrollment_file();
     match std::fs::remove_file(&path) {
         Ok(()) => {
             println!(
-                "left the fleet: removed {}\nrestart airlockd; it then runs its embedded default policy (or --policy FILE)",
+                "left the fleet: removed {}\nairlockd goes back to the policy it was started with (its embedded default, or --policy FILE)",
                 path.display()
             );
+            confirm(daemon, None);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

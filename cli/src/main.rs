@@ -198,10 +198,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         {
             return policy::run(action)
         }
-        Command::Enroll(args) => return enroll::enroll(args),
-        Command::Unenroll(args) => return enroll::unenroll(args),
+        Command::Enroll(args) => return enroll::enroll(args, &DaemonPaths::of(&cli).daemon()),
+        Command::Unenroll(args) => {
+            return enroll::unenroll(args, &DaemonPaths::of(&cli).daemon())
+        }
         _ => {}
     }
+    let paths = DaemonPaths::of(&cli);
     let ctx = Session {
         named: client::named_addr(cli.addr.as_deref())?,
         state: trust::state_dir(cli.state_dir.as_deref())?,
@@ -226,8 +229,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             action: policy::PolicyAction::Show { json },
         } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
-        Command::Enroll(args) => enroll::enroll(&args),
-        Command::Unenroll(args) => enroll::unenroll(&args),
+        Command::Enroll(args) => enroll::enroll(&args, &paths.daemon()),
+        Command::Unenroll(args) => enroll::unenroll(&args, &paths.daemon()),
+    }
+}
+
+/// The global flags that locate the daemon, kept for commands that confirm a change with it.
+struct DaemonPaths {
+    addr: Option<String>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+}
+
+impl DaemonPaths {
+    fn of(cli: &Cli) -> DaemonPaths {
+        DaemonPaths {
+            addr: cli.addr.clone(),
+            state_dir: cli.state_dir.clone(),
+            socket: cli.socket.clone(),
+        }
+    }
+
+    fn daemon(&self) -> enroll::Daemon<'_> {
+        enroll::Daemon {
+            addr: self.addr.as_deref(),
+            state_dir: self.state_dir.as_deref(),
+            socket: self.socket.as_deref(),
+        }
     }
 }
 

@@ -339,7 +339,7 @@ def test_airlock_enroll_writes_the_enrollment_the_daemon_follows_and_unenroll_re
     config = tmp_path / "config"
     p = airlock("enroll", "--fleet", FLEET, "--pubkey", str(keys / "a.key.pub"), "--pubkey", str(keys / "b.key.pub"),
                 "--interval", "1", "--fail-mode", "closed", "--config-dir", str(config))
-    assert f'enrolled in fleet "{FLEET}": 2 pinned key(s)' in p.stdout and "restart airlockd" in p.stdout
+    assert f'enrolled in fleet "{FLEET}": 2 pinned key(s)' in p.stdout
     shown = json.loads(airlock("enroll", "--show", "--json", "--config-dir", str(config)).stdout)
     assert (shown["fleet"], shown["fail_mode"], len(shown["pinned_keys"]), shown["url"]) == (FLEET, "closed", 2, None)
     agent = start_enrolled(tmp_path / "agent", config)
@@ -387,3 +387,66 @@ def test_airlock_policy_apply_and_show_go_through_the_control_socket(mock, keys,
 def test_an_agent_that_is_not_enrolled_says_so_when_given_a_bundle(agent, keys, tmp_path):
     p = agent.cli("policy", "apply", str(build(keys, tmp_path, "schema = 1\n", 1)), check=False)
     assert p.returncode == 1 and p.stderr.startswith("refused: not_enrolled:") and "airlock enroll" in p.stderr
+
+
+def test_enrolling_re_enrolling_and_leaving_take_effect_while_the_daemon_runs(mock, keys, tmp_path):
+    """No restart: `airlock enroll` on a running daemon makes it follow the fleet within seconds
+    (and says so), a new enrollment with another fleet and key replaces the old trust, a broken
+    enrollment file is shown and changes nothing, and `airlock unenroll` puts the policy the daemon
+    was started with back in force."""
+    config = tmp_path / "config"  # does not exist yet: the daemon must notice it appearing
+    agent = start_agent(tmp_path / "agent", named(mock, "started-with"), extra_args=["--config-dir", str(config)])
+    try:
+        p = agent.status()["policy"]
+        assert p["enrollment"] is None and p["name"] == "started-with"
+        bundle_a1 = build(keys, tmp_path, named(mock, "fleet-a"), 1)
+        r = agent.cli("policy", "apply", str(bundle_a1), check=False)
+        assert r.returncode == 1 and r.stderr.startswith("refused: not_enrolled:")
+
+        r = agent.cli("enroll", "--fleet", FLEET, "--pubkey", str(keys / "a.key.pub"), "--config-dir", str(config))
+        assert f'airlockd follows fleet "{FLEET}" now' in r.stdout, r.stdout
+        # Enrolled with no bundle yet and fail mode open: the embedded default governs, not the file.
+        p = wait_policy(agent, name="airlock-default")
+        assert p["enrollment"]["fleet"] == FLEET and p["version"] is None and p["refusing_ai_hosts"] is None
+        assert "applied: version 1" in agent.cli("policy", "apply", str(bundle_a1)).stdout
+        wait_policy(agent, name="fleet-a", version=1, fleet=FLEET)
+        sdk_call(agent, "live-enrolled")
+
+        # Another fleet, another key: the old fleet's bundles stop counting at once.
+        other = "acme-contractors"
+        r = agent.cli("enroll", "--fleet", other, "--pubkey", str(keys / "b.key.pub"), "--fail-mode", "closed",
+                      "--config-dir", str(config))
+        assert f'airlockd follows fleet "{other}" now' in r.stdout, r.stdout
+        p = wait_policy(agent, version=None)
+        assert p["enrollment"]["fleet"] == other and p["refusing_ai_hosts"], p
+        r = agent.cli("policy", "apply", str(build(keys, tmp_path, named(mock, "fleet-a-2"), 2)), check=False)
+        assert r.returncode == 1 and r.stderr.startswith("refused: unknown_key:"), r.stderr
+        bundle_b1 = build(keys, tmp_path, named(mock, "fleet-b"), 1, key="b", fleet=other)
+        assert "applied: version 1" in agent.cli("policy", "apply", str(bundle_b1)).stdout
+        wait_policy(agent, name="fleet-b", fleet=other, refusing_ai_hosts=None)
+        sdk_call(agent, "re-enrolled")
+
+        # A broken file: shown, and nothing changes.
+        good = (config / "enrollment.toml").read_text()
+        (config / "enrollment.toml").write_text(good + "\nfleeet = 'typo'\n")
+        deadline = time.monotonic() + 10
+        while not agent.status()["policy"].get("enrollment_error"):
+            assert time.monotonic() < deadline, agent.status()["policy"]
+            time.sleep(0.1)
+        p = agent.status()["policy"]
+        assert "enrollment.toml" in p["enrollment_error"] and "fleeet" in p["enrollment_error"], p
+        assert (p["enrollment"]["fleet"], p["name"]) == (other, "fleet-b")
+        sdk_call(agent, "broken-enrollment-file")
+        (config / "enrollment.toml").write_text(good)
+        wait_policy(agent, enrollment_error=None)
+
+        r = agent.cli("unenroll", "--config-dir", str(config))
+        assert "airlockd left the fleet" in r.stdout, r.stdout
+        p = wait_policy(agent, name="started-with", enrollment=None, version=None)
+        assert p["source"].endswith("policy.toml"), p
+        r = agent.cli("policy", "apply", str(bundle_b1), check=False)
+        assert r.returncode == 1 and r.stderr.startswith("refused: not_enrolled:")
+        sdk_call(agent, "left-the-fleet")
+    finally:
+        stop(agent.proc)
+    assert agent.proc.returncode == 0, agent.log()

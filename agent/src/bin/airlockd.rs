@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_agent::agent::{self, AgentConfig};
-use airlock_agent::fleet::{self, Enrollment, Governor, Ledger};
+use airlock_agent::fleet::{Enrollment, Governor, Ledger, Supervisor};
 use airlock_agent::paths::{ConfigDir, StateDir, DEFAULT_LISTEN};
 use airlock_agent::policy::Policy;
 use anyhow::Context;
@@ -152,6 +152,8 @@ async fn run(
 ) -> anyhow::Result<()> {
     // An enrolled device starts under its last good bundle (or its fail mode) before any network.
     let ledger = Arc::new(Ledger::default());
+    // What governs if the device leaves its fleet while running: what it was started with.
+    let unenrolled = policy.clone();
     let (governor, policy, unavailable) = match enrollment {
         Some(e) => {
             let (gov, boot) = Governor::boot(e, state.clone(), ledger.clone())?;
@@ -161,19 +163,28 @@ async fn run(
     };
     let hosts = host_counts(&policy);
     let source = policy.source.to_string();
+    let state_dir = state.clone();
     let running = agent::start(AgentConfig {
         listen: args.listen,
         state,
         policy,
         records_in_memory: args.records_in_memory,
         unavailable,
-        ledger: Some(ledger),
+        ledger: Some(ledger.clone()),
     })
     .await?;
-    let _sources = match (&governor, &config) {
-        (Some(gov), Some(config)) => Some(start_sources(gov.clone(), &running, config)?),
-        _ => None,
-    };
+    // Enrolling, re-enrolling and leaving take effect while running.
+    let _fleet = config.map(|config| {
+        let supervisor = Supervisor::new(
+            running.shared.clone(),
+            config,
+            state_dir,
+            ledger,
+            unenrolled,
+            governor,
+        );
+        AbortOnDrop(tokio::spawn(supervisor.run()))
+    });
     let addr = running.addr;
     let status = running.shared.status();
     let cli = cli_command();
@@ -198,61 +209,13 @@ async fn run(
     Ok(())
 }
 
-/// What keeps the fleet's sources running: the drop folder watcher, the pull and expiry tasks.
-struct Sources {
-    _watcher: Option<notify::RecommendedWatcher>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
-impl Drop for Sources {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.0.abort();
     }
-}
-
-/// Starts the enrolled device's policy sources, all feeding the one governor.
-fn start_sources(
-    gov: Arc<Governor>,
-    running: &agent::RunningAgent,
-    config: &ConfigDir,
-) -> anyhow::Result<Sources> {
-    gov.attach(running.shared.clone());
-    running.shared.attach_governor(gov.clone());
-    let e = gov.enrollment().clone();
-    tracing::info!(fleet = %e.fleet, url = ?e.url, "enrolled: policy comes from signed bundles");
-    let mut tasks = Vec::new();
-    if let Some(url) = e.url.clone() {
-        let client = fleet::pull::client(e.ca_file.as_deref())?;
-        let interval = Duration::from_secs(e.interval_secs);
-        tasks.push(tokio::spawn(fleet::pull::run(
-            gov.clone(),
-            url,
-            client,
-            interval,
-        )));
-    } else {
-        // No pull loop to check expiry on its schedule.
-        let g = gov.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                g.check_expiry();
-            }
-        }));
-    }
-    let watcher = match fleet::dropdir::watch(gov, config.drop_dir()) {
-        Ok(w) => Some(w),
-        Err(err) => {
-            tracing::warn!(dir = %config.drop_dir().display(), error = %err, "cannot watch the policy drop folder; bundles dropped there are not applied");
-            None
-        }
-    };
-    Ok(Sources {
-        _watcher: watcher,
-        tasks,
-    })
 }
 
 /// How to invoke the `airlock` CLI: by name if it is on PATH, else by the path of the one built

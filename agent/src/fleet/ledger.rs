@@ -52,6 +52,7 @@ pub struct Ledger {
     unavailable: Mutex<Option<String>>,
     expired: Mutex<bool>,
     enrolled: Mutex<Option<Value>>,
+    enrollment_error: Mutex<Option<String>>,
     /// Bundle downloads that returned a body.
     pub fetches: AtomicU64,
     /// Pulls answered 304 Not Modified (no verification spent).
@@ -113,6 +114,25 @@ impl Ledger {
         *lock(&self.enrolled) = e;
     }
 
+    /// The enrollment file changed but cannot be used (`Some(why)`), or is fine (`None`).
+    pub fn set_enrollment_error(&self, why: Option<String>) {
+        *lock(&self.enrollment_error) = why;
+    }
+
+    /// Why the enrollment file in place is not followed, if it is not.
+    pub fn enrollment_error(&self) -> Option<String> {
+        lock(&self.enrollment_error).clone()
+    }
+
+    /// The device leaves its enrollment (to another one, or none): nothing is in force from a
+    /// fleet any more. The counters and the last refusal stay, as history.
+    pub fn leave(&self) {
+        *lock(&self.current) = None;
+        *lock(&self.unavailable) = None;
+        *lock(&self.expired) = false;
+        *lock(&self.enrolled) = None;
+    }
+
     /// The fields merged into the status report's `policy` object.
     pub fn status(&self) -> Value {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -125,6 +145,7 @@ impl Ledger {
             "unavailable": lock(&self.unavailable).clone(),
             "last_refusal": self.last_refusal(),
             "enrollment": lock(&self.enrolled).clone(),
+            "enrollment_error": self.enrollment_error(),
             "counters": {
                 "fetches": c(&self.fetches),
                 "not_modified": c(&self.not_modified),

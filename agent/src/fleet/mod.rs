@@ -11,9 +11,11 @@ pub mod dropdir;
 pub mod enrollment;
 pub mod ledger;
 pub mod pull;
+pub mod sources;
+pub mod supervisor;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,8 @@ use time::OffsetDateTime;
 
 pub use enrollment::Enrollment;
 pub use ledger::{BundleFacts, Ledger, RefusalFacts};
+pub use sources::Sources;
+pub use supervisor::{FleetHost, Supervisor};
 
 use ledger::lock;
 
@@ -81,6 +85,8 @@ pub struct Governor {
     trust: Mutex<Persisted>,
     ledger: Arc<Ledger>,
     sink: Mutex<Option<Arc<dyn PolicySink>>>,
+    /// Replaced by another enrollment: offers are refused, nothing is put in force or persisted.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for Governor {
@@ -107,6 +113,7 @@ impl Governor {
             trust: Mutex::new(persisted),
             ledger,
             sink: Mutex::new(None),
+            retired: AtomicBool::new(false),
         };
         gov.ledger.set_enrolled(Some(gov.enrollment_status()));
         let boot = match gov.last_good() {
@@ -119,6 +126,15 @@ impl Governor {
     /// The running agent to apply policies to (set once it is up).
     pub fn attach(&self, sink: Arc<dyn PolicySink>) {
         *lock(&self.sink) = Some(sink);
+    }
+
+    /// Another enrollment replaces this one: once this returns, no offer of this governor puts a
+    /// policy in force or writes the state directory (an offer verifying now holds the trust lock,
+    /// so this waits for it, and it then sees the flag).
+    pub fn retire(&self) {
+        let _trust = lock(&self.trust);
+        self.retired.store(true, Ordering::SeqCst);
+        *lock(&self.sink) = None;
     }
 
     /// The enrollment.
@@ -171,6 +187,15 @@ impl Governor {
             AGENT_VERSION,
             PolicySource::Bundle(source.to_string()),
         )?;
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(Refusal::new(
+                Reason::WrongFleet,
+                format!(
+                    "the device no longer follows fleet {:?}'s enrollment: it was changed while this bundle was verified",
+                    self.enrollment.fleet
+                ),
+            ));
+        }
         if v.unchanged {
             return Ok(Offered::Unchanged {
                 version: v.payload.version,
