@@ -22,13 +22,14 @@ use crate::caller::Callers;
 use crate::control::{self, Control, ControlServer};
 use crate::fleet::{FleetHost, Governor, Ledger, Offered, PolicySink};
 use crate::inventory::Inventory;
+use crate::journal::Journal;
 use crate::paths::{self, StateDir};
 use crate::pipeline::settle::CostStage;
 use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, LiveState, ProxyState, Refusals};
-use crate::record::{now_rfc3339, Recorder, RecordsFile};
+use crate::record::{now_rfc3339, PolicyRef, Recorder};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
 
@@ -139,11 +140,16 @@ impl Shared {
         };
         warn_uncovered(&self.ca(), &policy.hosts.ca_domains());
         let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
-        let pipeline = Arc::new(current.pipeline.reconfigured(
-            upstream.clone(),
-            policy.limits.clone(),
-            vec![Box::new(cost)],
-        ));
+        let pipeline = Arc::new(
+            current
+                .pipeline
+                .reconfigured(
+                    upstream.clone(),
+                    policy.limits.clone(),
+                    vec![Box::new(cost)],
+                )
+                .for_policy(policy_ref(&policy)),
+        );
         current.inventory.set_domains(policy.ai_domains.clone());
         let next = ProxyState {
             unavailable: unavailable.map(Arc::from),
@@ -348,7 +354,7 @@ impl Shared {
             },
             "buffered_request_bytes": {"in_use": budget.in_use(), "max": budget.total()},
             "limits": limits,
-            "records": recorder.file_status(),
+            "journal": recorder.journal_status(),
             "refused": {
                 "non_loopback_peers": refused.non_loopback_peers.load(Ordering::Relaxed),
                 "over_connection_limit": refused.over_connection_limit.load(Ordering::Relaxed),
@@ -368,6 +374,12 @@ impl Shared {
 impl PolicySink for Shared {
     fn put(&self, policy: Policy, unavailable: Option<String>) -> Result<()> {
         self.put_policy(policy, unavailable)
+    }
+
+    fn event(&self, name: &str, details: serde_json::Value) {
+        if let Some(j) = self.recorder.journal() {
+            j.event(name, None, details);
+        }
     }
 }
 
@@ -427,6 +439,7 @@ pub struct RunningAgent {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     control: Option<ControlServer>,
+    retention: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RunningAgent {
@@ -434,6 +447,12 @@ impl std::fmt::Debug for RunningAgent {
         f.debug_struct("RunningAgent")
             .field("addr", &self.addr)
             .finish()
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.retention.abort();
     }
 }
 
@@ -450,6 +469,7 @@ impl RunningAgent {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        self.retention.abort();
         let deadline = Instant::now() + grace;
         let recorder = self.shared.pipeline().recorder().clone();
         while recorder.in_flight() > 0 && Instant::now() < deadline {
@@ -520,18 +540,12 @@ pub async fn start_with_response_stages(
         Some(addr),
     )?;
     let limits = policy.limits.clone();
-    let recorder = Arc::new(Recorder::new(
-        records_in_memory,
-        Some(RecordsFile {
-            path: state.records_file(),
-            rotate_at: limits.records_file_max(),
-            keep: limits.records_file_keep,
-            queue: limits.records_queue,
-        }),
-    ));
+    let journal = Journal::open(&state.journal_file(), policy.journal.sync)?;
+    let recorder = Arc::new(Recorder::new(records_in_memory, Some(journal)));
     let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
-    let mut pipeline =
-        Pipeline::new(upstream.clone(), recorder, limits.clone()).with_settle_stage(Box::new(cost));
+    let mut pipeline = Pipeline::new(upstream.clone(), recorder, limits.clone())
+        .with_settle_stage(Box::new(cost))
+        .for_policy(policy_ref(&policy));
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
     }
@@ -599,6 +613,7 @@ pub async fn start_with_response_stages(
     let control = control.map(|l| l.serve(control::Context::new(shared.clone())));
 
     let (stop, stopped) = oneshot::channel::<()>();
+    let retention = tokio::spawn(keep_journal_bounded(shared.clone()));
     let task = tokio::spawn(proxy::serve(listener, live, async move {
         let _ = stopped.await;
     }));
@@ -608,7 +623,34 @@ pub async fn start_with_response_stages(
         stop: Some(stop),
         task,
         control,
+        retention,
     })
+}
+
+/// How records name `policy`.
+fn policy_ref(policy: &Policy) -> PolicyRef {
+    PolicyRef {
+        name: policy.name.clone(),
+        version: policy.version,
+    }
+}
+
+/// How often journal retention runs (and first, a minute after start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Applies the policy in force's journal retention now and then, until the agent stops.
+async fn keep_journal_bounded(shared: Arc<Shared>) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    loop {
+        let journal = shared.pipeline().recorder().journal().cloned();
+        if let Some(j) = journal {
+            let policy = shared.live.load().policy.journal.clone();
+            if let Err(e) = j.prune(&policy).await {
+                tracing::warn!(error = %e, "journal retention could not remove old rows; it tries again in an hour");
+            }
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
+    }
 }
 
 /// Warns when other users cannot reach the control socket: the state directory must let them pass

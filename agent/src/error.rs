@@ -68,6 +68,9 @@ pub enum AgentError {
     /// TLS configuration for the upstream client failed.
     #[error("upstream TLS setup: {0}")]
     UpstreamTls(String),
+    /// The journal cannot be opened, written or read.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 impl AgentError {

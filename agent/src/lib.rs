@@ -33,6 +33,7 @@ pub mod control;
 pub mod error;
 pub mod fleet;
 pub mod inventory;
+pub mod journal;
 pub mod paths;
 pub mod pipeline;
 pub mod policy;

@@ -169,7 +169,9 @@ fn confirm(daemon: &Daemon<'_>, fleet: Option<&str>) {
                 if following == fleet {
                     let governs = policy["source"].as_str().unwrap_or("?");
                     match fleet {
-                        Some(f) => println!("airlockd follows fleet {f:?} now (policy in force: {governs})"),
+                        Some(f) => println!(
+                            "airlockd follows fleet {f:?} now (policy in force: {governs})"
+                        ),
                         None => println!("airlockd left the fleet (policy in force: {governs})"),
                     }
                     return;

@@ -41,10 +41,12 @@ fn stdout_failed(e: std::io::Error) {
 mod baseurl;
 mod client;
 mod control;
+mod duration;
 mod enroll;
 mod envvars;
 mod inventory;
 mod javaopts;
+mod journal;
 mod launch;
 mod nodecheck;
 mod owner;
@@ -127,6 +129,11 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// Leave the fleet: remove the enrollment file (the daemon then runs its own policy).
     Unenroll(enroll::UnenrollArgs),
+    /// The journal: verify its hash chain, export its rows.
+    Journal {
+        #[command(subcommand)]
+        action: journal::JournalAction,
+    },
     /// Signed policy bundles: keygen, build, verify, lint, diff (admin commands on files).
     Policy {
         #[command(subcommand)]
@@ -199,9 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return policy::run(action)
         }
         Command::Enroll(args) => return enroll::enroll(args, &DaemonPaths::of(&cli).daemon()),
-        Command::Unenroll(args) => {
-            return enroll::unenroll(args, &DaemonPaths::of(&cli).daemon())
-        }
+        Command::Unenroll(args) => return enroll::unenroll(args, &DaemonPaths::of(&cli).daemon()),
         _ => {}
     }
     let paths = DaemonPaths::of(&cli);
@@ -229,6 +234,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             action: policy::PolicyAction::Show { json },
         } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
+        Command::Journal { action } => journal::run(&action, &ctx.state, ctx.find_agent()),
         Command::Enroll(args) => enroll::enroll(&args, &paths.daemon()),
         Command::Unenroll(args) => enroll::unenroll(&args, &paths.daemon()),
     }
@@ -420,20 +426,27 @@ fn limits_lines(s: &Value) -> String {
         l["response_header_timeout_secs"],
         l["stream_idle_timeout_secs"],
     ));
-    let r = &s["records"];
-    if !r.is_null() {
+    let j = &s["journal"];
+    if !j.is_null() {
         out.push_str(&format!(
-            "  Records file:  {} ({} of {}, keeps {} rotated, {} queued)\n",
-            r["path"].as_str().unwrap_or("?"),
-            mib(&r["bytes"]),
-            mib(&r["rotate_at_bytes"]),
-            r["keep"],
-            r["queued"],
+            "  Journal:       {} ({}, {} rows, sync {})\n",
+            j["path"].as_str().unwrap_or("?"),
+            mib(&j["bytes"]),
+            j["head_seq"],
+            j["sync"].as_str().unwrap_or("?"),
         ));
-        if r["write_errors"].as_u64().unwrap_or(0) > 0 {
+        let failed = j["failed_commits"].as_u64().unwrap_or(0);
+        if failed > 0 || j["retrying"].as_u64().unwrap_or(0) > 0 {
             out.push_str(&format!(
-                "  WARNING: {} writes to the records file failed (is the disk full?); records are kept and retried\n",
-                r["write_errors"]
+                "  WARNING: {failed} journal commits failed ({}); finished records are kept and retried, \
+                 new requests are refused until it can write. Free disk space in the state directory\n",
+                j["last_error"].as_str().unwrap_or("unknown error"),
+            ));
+        }
+        if j["lost"].as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!(
+                "  WARNING: {} journal rows could not be written at all\n",
+                j["lost"]
             ));
         }
     }
@@ -601,15 +614,15 @@ mod tests {
     }
 
     #[test]
-    fn status_shows_the_limits_and_warns_about_a_failing_records_file() {
+    fn status_shows_the_limits_and_warns_about_a_failing_journal() {
         let s = serde_json::json!({
             "limits": {"max_request_body_mib": 64, "header_read_timeout_secs": 10,
                        "tls_handshake_timeout_secs": 10, "response_header_timeout_secs": 600,
                        "stream_idle_timeout_secs": 300},
             "buffered_request_bytes": {"in_use": 3 << 20, "max": 512u64 << 20},
             "connections": {"open": 7, "max": 10000},
-            "records": {"path": "/s/records.jsonl", "bytes": 1024, "rotate_at_bytes": 64u64 << 20,
-                        "keep": 4, "queued": 0, "write_errors": 2},
+            "journal": {"path": "/s/journal.db", "bytes": 1u64 << 20, "head_seq": 42, "sync": "normal",
+                        "failed_commits": 2, "retrying": 1, "lost": 0, "last_error": "database or disk is full"},
         });
         let out = limits_lines(&s);
         assert!(
@@ -619,8 +632,15 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("stream idle 300 s"), "{out}");
-        assert!(out.contains("1 KiB of 64 MiB, keeps 4 rotated"), "{out}");
-        assert!(out.contains("2 writes to the records file failed"), "{out}");
+        assert!(
+            out.contains("/s/journal.db (1 MiB, 42 rows, sync normal)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("2 journal commits failed (database or disk is full)"),
+            "{out}"
+        );
+        assert!(!out.contains("could not be written at all"), "{out}");
         assert_eq!(limits_lines(&serde_json::json!({})), "");
     }
 }

@@ -182,10 +182,23 @@ def test_each_user_sees_only_their_own_records_and_root_sees_all(shared_agent, o
     assert all(r["uid"] == other_user.pw_uid for r in seen["records"])
     every = a.records()
     assert {f"ctl-root-{tag}", *mine} <= {r["model"] for r in every}
-    # The records file keeps the uid too.
-    lines = [json.loads(l) for l in (a.state_dir / "records.jsonl").read_text().splitlines() if l.strip()]
-    assert {(r["model"], r["uid"]) for r in lines if r["model"] in mine} == {(m, other_user.pw_uid) for m in mine}
-    assert stat.S_IMODE(os.stat(a.state_dir / "records.jsonl").st_mode) == 0o600
+    # The journal keeps the uid too: exported through the socket, the other user gets their own
+    # requests (and no one else's), root gets everyone's; the file itself is the agent's alone.
+    p = cli_as(other_user, a, "journal", "export")
+    assert p.returncode == 0, p.stderr
+    theirs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    requests = [r for r in theirs if r["journal"]["kind"] != "event"]
+    assert {r["model"] for r in requests} == mine, theirs
+    assert all(r["journal"]["uid"] == other_user.pw_uid for r in requests)
+    everyone = [json.loads(l) for l in a.cli("journal", "export").stdout.splitlines() if l.strip()]
+    assert {(r.get("model"), r["journal"]["uid"]) for r in everyone if r.get("model") in mine | {f"ctl-root-{tag}"}} \
+        == {(m, other_user.pw_uid) for m in mine} | {(f"ctl-root-{tag}", 0)}
+    for f in ("journal.db", "journal.db-wal"):
+        assert stat.S_IMODE(os.stat(a.state_dir / f).st_mode) == 0o600, f
+    p = cli_as(other_user, a, "journal", "verify")
+    assert p.returncode == 0 and "chain intact" in p.stdout, (p.stdout, p.stderr)
+    p = cli_as(other_user, a, "journal", "export", "--file", a.state_dir / "journal.db")
+    assert p.returncode != 0 and "private to the agent's user" in p.stderr, (p.stdout, p.stderr)
 
 
 def test_the_agents_own_user_may_write_and_the_refusal_names_it(tmp_path, other_user):

@@ -379,7 +379,13 @@ def test_airlock_policy_apply_and_show_go_through_the_control_socket(mock, keys,
         assert shown["last_refusal"]["reason"] == "bad_signature"
         text = agent.cli("policy", "show").stdout
         assert "version:      1" in text and "last refusal: bad_signature from airlock policy apply" in text
-        sdk_call(agent, "applied-by-cli")
+        rec = sdk_call(agent, "applied-by-cli")
+        assert rec["policy"] == {"name": "applied-by-cli", "version": 1}, rec
+        # Both decisions are journal events, in order, in the verified chain.
+        rows = [json.loads(l) for l in agent.cli("journal", "export").stdout.splitlines() if l.strip()]
+        events = [(r["event"], r["details"].get("version"), r["details"].get("reason")) for r in rows if "event" in r]
+        assert events == [("policy_applied", 1, None), ("policy_refused", None, "bad_signature")], events
+        assert "chain intact" in agent.cli("journal", "verify").stdout
     finally:
         stop(agent.proc)
 

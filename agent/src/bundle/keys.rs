@@ -70,7 +70,7 @@ impl PublicKey {
     /// The key's id.
     pub fn id(&self) -> KeyId {
         let hash = Sha256::digest(self.key.as_bytes());
-        KeyId(super::verify::hex(&hash[..8]))
+        KeyId(hex::encode(&hash[..8]))
     }
 
     /// Whether `sig` is this key's signature over `msg` (strict: no malleable signatures).

@@ -34,20 +34,9 @@ pub struct Verified {
     pub digest: String,
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// Hex SHA-256 of a bundle's bytes: how a bundle is named in logs and `airlock policy` output.
 pub fn digest(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Checks a bundle against what the agent trusts. The checks run in this order and the first that
@@ -301,12 +290,14 @@ fn check(
     let policy = if unchanged {
         None
     } else {
-        Some(compile(payload.policy.get(), source).map_err(|e| {
+        let mut policy = compile(payload.policy.get(), source).map_err(|e| {
             Refusal::new(
                 Reason::InvalidPolicy,
                 format!("the bundle's policy does not compile: {e}; fix the source and rebuild"),
             )
-        })?)
+        })?;
+        policy.version = Some(payload.version);
+        Some(policy)
     };
     Ok(Verified {
         payload: payload.into_payload(serde_json::Value::Null),

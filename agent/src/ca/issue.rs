@@ -58,16 +58,11 @@ pub(crate) fn random_serial(provider: &CryptoProvider) -> Result<[u8; 8]> {
     Ok(b)
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Generates a new CA key and self-signed certificate permitting exactly `domains` (already normalised)
 /// and excluding every IPv4 and IPv6 address.
 pub(crate) fn new_ca(provider: &CryptoProvider, domains: &[String]) -> Result<NewCa> {
     let serial = random_serial(provider)?;
-    let serial_hex = hex(&serial);
+    let serial_hex = hex::encode(serial);
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| rcgen_err("cannot generate the CA key", e))?;
 

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::issue::{hex, NewCa};
+use super::issue::NewCa;
 use super::CaInfo;
 use crate::paths::{create_dir_with_mode, mode_of, write_atomic, StateDir};
 use crate::{AgentError, Result};
@@ -106,7 +106,7 @@ pub(crate) fn parse_ca_pem(pem_text: &str, path: &Path) -> Result<ParsedCa> {
         cert_pem: pem_text.to_string(),
         fingerprint_sha256: fingerprint(&der),
         subject,
-        serial: hex(x509.raw_serial()),
+        serial: hex::encode(x509.raw_serial()),
         permitted_domains,
         not_after: not_after_text,
         cert_path: path.to_path_buf(),
@@ -206,7 +206,7 @@ pub(crate) fn retire_current(state: &StateDir) -> Result<Option<PathBuf>> {
         .and_then(|t| parse_ca_pem(t, &path).ok())
     {
         Some(p) => p.info.serial,
-        None => format!("unparsed-{}", hex(&Sha256::digest(&bytes)[..8])),
+        None => format!("unparsed-{}", hex::encode(&Sha256::digest(&bytes)[..8])),
     };
     let dir = state.ca_retired_dir();
     create_dir_with_mode(&dir, CA_DIR_MODE)?;

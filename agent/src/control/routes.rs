@@ -20,7 +20,73 @@ pub static ROUTES: &[Route] = &[
     Route::post("/airlock/v1/ca/reload", Access::Write, reload_ca),
     Route::get("/airlock/v1/policy", Access::Read, policy),
     Route::post("/airlock/v1/policy/apply", Access::Write, apply_policy),
+    Route::get("/airlock/v1/journal", Access::Read, journal_rows),
+    Route::get("/airlock/v1/journal/verify", Access::Read, journal_verify),
 ];
+
+/// Most journal rows one `GET /airlock/v1/journal` returns; `next` pages on.
+const JOURNAL_PAGE: usize = 5_000;
+
+fn journal_unavailable(e: impl std::fmt::Display) -> Reply {
+    Reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "journal_unavailable",
+        format!("the agent cannot read its journal: {e}"),
+    )
+}
+
+/// `?since_ms=T&after=SEQ&limit=N`: journal rows in chain order (a request once, as it ended),
+/// the caller's own and the machine's events unless privileged; `next` is the `after` of the next
+/// page, `null` at the end.
+fn journal_rows(agent: &dyn Control, call: &Call) -> Reply {
+    let Some(journal) = agent.recorder().journal() else {
+        return journal_unavailable("it is not open");
+    };
+    let since = call
+        .param("since_ms")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let after = call
+        .param("after")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let limit = call.number("limit", JOURNAL_PAGE).clamp(1, JOURNAL_PAGE);
+    let uid = match (call.privileged, call.peer.uid) {
+        (true, _) => None,
+        (false, Some(uid)) => Some(uid),
+        (false, None) => return Reply::error(
+            StatusCode::FORBIDDEN,
+            "unknown_caller",
+            "the agent cannot tell which user is asking, so it shows no journal rows; ask as root",
+        ),
+    };
+    let rows = journal
+        .reader()
+        .and_then(|c| Ok(crate::journal::read::export(&c, since, after, limit, uid)?));
+    match rows {
+        Ok(rows) => {
+            let next = (rows.len() == limit)
+                .then(|| rows.last().map(|r| r.seq))
+                .flatten();
+            Reply::ok(json!({"rows": rows, "next": next, "all_users": call.privileged}))
+        }
+        Err(e) => journal_unavailable(e),
+    }
+}
+
+/// The hash chain, checked row by row.
+fn journal_verify(agent: &dyn Control, _: &Call) -> Reply {
+    let Some(journal) = agent.recorder().journal() else {
+        return journal_unavailable("it is not open");
+    };
+    match journal
+        .reader()
+        .and_then(|c| Ok(crate::journal::read::verify(&c)?))
+    {
+        Ok(v) => Reply::ok(json!({"path": journal.path(), "verification": v})),
+        Err(e) => journal_unavailable(e),
+    }
+}
 
 /// The policy in force: source, fleet, version, bundle, last refusal, counters.
 fn policy(agent: &dyn Control, _: &Call) -> Reply {

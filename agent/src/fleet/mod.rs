@@ -43,6 +43,9 @@ pub trait PolicySink: Send + Sync {
     /// Puts `policy` in force; with `unavailable`, AI hosts are refused with that explanation
     /// (`policy_unavailable`) while the policy's hosts still decide what is an AI host.
     fn put(&self, policy: Policy, unavailable: Option<String>) -> Result<()>;
+    /// Records a policy decision in the journal (`policy_applied`, `policy_refused` …); `details`
+    /// hold no secret.
+    fn event(&self, _name: &str, _details: serde_json::Value) {}
 }
 
 /// What the state directory keeps between runs.
@@ -166,6 +169,18 @@ impl Governor {
         let result = self.offer_inner(bytes, source);
         if let Err(r) = &result {
             tracing::warn!(reason = r.reason.code(), %source, message = %r.message, "policy bundle refused; the policy in force stays");
+            if let Some(sink) = lock(&self.sink).clone() {
+                sink.event(
+                    "policy_refused",
+                    serde_json::json!({
+                        "fleet": self.enrollment.fleet,
+                        "reason": r.reason.code(),
+                        "message": r.message,
+                        "source": source,
+                        "digest": bundle::digest(bytes),
+                    }),
+                );
+            }
             self.ledger.refuse(RefusalFacts {
                 reason: r.reason.code().to_string(),
                 message: r.message.clone(),
@@ -228,6 +243,18 @@ impl Governor {
         drop(persisted);
         self.ledger.set_enrolled(Some(self.enrollment_status()));
         tracing::info!(fleet = %v.payload.fleet, version, key = %v.key_id, %source, "policy bundle applied");
+        if let Some(sink) = lock(&self.sink).clone() {
+            sink.event(
+                "policy_applied",
+                serde_json::json!({
+                    "fleet": v.payload.fleet,
+                    "version": version,
+                    "key_id": v.key_id.to_string(),
+                    "digest": v.digest,
+                    "source": source,
+                }),
+            );
+        }
         Ok(Offered::Applied { version })
     }
 
@@ -269,9 +296,10 @@ impl Governor {
             Err(r) if r.reason == Reason::Expired => {
                 // Still the newest good policy: its own fail mode says whether it may govern.
                 let payload = bundle::inspect(&bytes).map_err(|r| r.to_string())?;
-                let policy =
+                let mut policy =
                     Policy::from_json(payload.policy.clone(), PolicySource::Bundle(source.into()))
                         .map_err(|e| e.to_string())?;
+                policy.version = Some(payload.version);
                 self.ledger.set_current(BundleFacts {
                     fleet: payload.fleet.clone(),
                     version: payload.version,
@@ -340,11 +368,12 @@ impl Governor {
         let Ok(payload) = bundle::inspect(&bytes) else {
             return;
         };
-        let Ok(policy) =
+        let Ok(mut policy) =
             Policy::from_json(payload.policy, PolicySource::Bundle(current.source.clone()))
         else {
             return;
         };
+        policy.version = Some(payload.version);
         if policy.fail_mode == FailMode::Closed {
             let why = expired_message(&current.expires_at);
             self.ledger.set_unavailable(Some(why.clone()));

@@ -201,6 +201,14 @@ impl<H: FleetHost + 'static> Supervisor<H> {
     fn switch(&mut self, next: Option<Enrollment>) -> Result<()> {
         self.retire();
         self.ledger.leave();
+        self.host.event(
+            "enrollment_changed",
+            serde_json::json!({
+                "fleet": next.as_ref().map(|e| e.fleet.clone()),
+                "url": next.as_ref().and_then(|e| e.url.clone()),
+                "pinned_keys": next.as_ref().map(|e| e.public_keys().iter().map(|k| k.id().to_string()).collect::<Vec<_>>()),
+            }),
+        );
         match next {
             None => {
                 tracing::info!(policy = %self.unenrolled.source, "left the fleet: the policy the daemon was started with governs again");
@@ -312,14 +320,21 @@ mod tests {
         assert!(!sup.check());
         assert!(host.governor().is_none());
 
-        let (a, b) = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
+        let (a, b) = (
+            SigningKey::generate().unwrap(),
+            SigningKey::generate().unwrap(),
+        );
         std::fs::create_dir_all(config.root()).unwrap();
         enrollment("fleet-a", &a, FailMode::Closed)
             .save(&config.enrollment_file())
             .unwrap();
         assert!(sup.check());
         assert_eq!(sup.fleet(), Some("fleet-a"));
-        assert_eq!(host.last(), ("airlock-default".into(), true), "fails closed with no bundle");
+        assert_eq!(
+            host.last(),
+            ("airlock-default".into(), true),
+            "fails closed with no bundle"
+        );
         let gov_a = host.governor().unwrap();
         let applied = gov_a.offer(&bundle(&a, "fleet-a", 1, "a-1"), "test");
         assert_eq!(applied, Ok(Offered::Applied { version: 1 }));
@@ -336,7 +351,11 @@ mod tests {
         assert_eq!(host.last(), ("airlock-default".into(), false));
         let late = gov_a.offer(&bundle(&a, "fleet-a", 2, "a-2"), "late");
         assert!(late.is_err(), "{late:?}");
-        assert_eq!(host.last().0, "airlock-default", "a retired governor put a policy in force");
+        assert_eq!(
+            host.last().0,
+            "airlock-default",
+            "a retired governor put a policy in force"
+        );
         let gov_b = host.governor().unwrap();
         assert!(!Arc::ptr_eq(&gov_a, &gov_b));
 

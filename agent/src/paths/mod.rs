@@ -120,9 +120,9 @@ impl StateDir {
         self.root.join("airlockd.json")
     }
 
-    /// Append-only request records (JSON lines).
-    pub fn records_file(&self) -> PathBuf {
-        self.root.join("records.jsonl")
+    /// The journal (SQLite, with `-wal` and `-shm` beside it).
+    pub fn journal_file(&self) -> PathBuf {
+        self.root.join("journal.db")
     }
 
     /// The control API's unix socket (mode 0666: any local user may connect, and the agent decides
@@ -207,6 +207,14 @@ pub fn create_new_with_mode(path: &Path, mode: u32) -> std::io::Result<fs::File>
 /// Opens `path` for appending, creating it with `mode` if it does not exist.
 pub fn open_append(path: &Path, mode: u32) -> std::io::Result<fs::File> {
     os::open_append(path, mode)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, and sets an existing one to 0600
+/// (unix): for files another library creates and writes, such as the journal's database, whose
+/// companion files (`-wal`, `-shm`) SQLite then creates with the same mode.
+pub fn restrict_file(path: &Path) -> std::io::Result<()> {
+    drop(os::open_append(path, 0o600)?);
+    os::set_mode(path, 0o600)
 }
 
 /// The effective uid of this process (unix), `None` elsewhere.

@@ -9,6 +9,7 @@
 //! requests arrive (that is [`crate::proxy`]) or how connections are made (that is [`crate::upstream`]).
 
 mod authorize;
+mod commit;
 pub mod exchange;
 mod forward;
 pub mod guard;
@@ -36,7 +37,7 @@ use crate::caller::Caller;
 use crate::policy::{ApiKind, Billing, HostEntry, Limits, StreamUsage};
 use crate::providers;
 use crate::providers::dialect::AirlockError;
-use crate::record::{now_rfc3339, CostStatus, InterceptMode, Outcome, Record, Recorder};
+use crate::record::{now_rfc3339, CostStatus, InterceptMode, Outcome, PolicyRef, Record, Recorder};
 use crate::upstream::UpstreamClient;
 pub use exchange::{Exchange, RequestBody};
 pub use observe::ObservedBody;
@@ -284,6 +285,8 @@ pub struct Pipeline {
     limits: Limits,
     budget: BodyBudget,
     capabilities: Arc<Capabilities>,
+    /// The policy this pipeline was built for, named on every record.
+    policy: Option<PolicyRef>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -317,7 +320,14 @@ impl Pipeline {
             budget: BodyBudget::new(limits.max_buffered()),
             limits,
             capabilities: Arc::new(Capabilities::default()),
+            policy: None,
         }
+    }
+
+    /// Names the policy on every record this pipeline starts.
+    pub fn for_policy(mut self, policy: PolicyRef) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// The pipeline for a new policy: the same stages, recorder, request-body budget (a new one if
@@ -346,6 +356,7 @@ impl Pipeline {
             limits,
             budget,
             capabilities: self.capabilities.clone(),
+            policy: self.policy.clone(),
         }
     }
 
@@ -448,6 +459,7 @@ impl Pipeline {
         self.authorize(&mut ex, guard).await?; // authorize
         self.inspect_request(&mut ex, guard).await?; // inspect request
         self.route(&mut ex, guard).await?; // route
+        self.commit(guard).await?; // record: the begin row, committed before anything leaves
         let resp = self.forward(&mut ex, guard).await?; // forward
         Ok((ex, resp))
     }
@@ -502,6 +514,7 @@ impl Pipeline {
             decided_by: None,
             websocket: None,
             uid: None,
+            policy: self.policy.clone(),
             caller: target.caller.clone(),
         }
     }

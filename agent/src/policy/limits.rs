@@ -33,12 +33,6 @@ pub struct Limits {
     pub response_header_timeout_secs: u64,
     /// A response stream that sends nothing for this many seconds is ended with an error event.
     pub stream_idle_timeout_secs: u64,
-    /// `records.jsonl` is rotated when it grows past this many MiB.
-    pub records_file_max_mib: u64,
-    /// Rotated records files kept (`records.jsonl.1` … `.N`).
-    pub records_file_keep: u32,
-    /// Finished records waiting to be written before request completion waits for the writer.
-    pub records_queue: usize,
 }
 
 impl Default for Limits {
@@ -52,9 +46,6 @@ impl Default for Limits {
             request_body_idle_timeout_secs: 30,
             response_header_timeout_secs: 600,
             stream_idle_timeout_secs: 300,
-            records_file_max_mib: 64,
-            records_file_keep: 4,
-            records_queue: 10_000,
         }
     }
 }
@@ -62,7 +53,7 @@ impl Default for Limits {
 impl Limits {
     /// Checks the numbers make sense; the error names the key and a sane range.
     pub fn check(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 8] = [
             ("max_request_body_mib", self.max_request_body_mib),
             ("max_buffered_mib", self.max_buffered_mib),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
@@ -79,7 +70,6 @@ impl Limits {
                 self.response_header_timeout_secs,
             ),
             ("stream_idle_timeout_secs", self.stream_idle_timeout_secs),
-            ("records_file_max_mib", self.records_file_max_mib),
             ("max_connections", self.max_connections as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
@@ -94,9 +84,6 @@ impl Limits {
                 self.max_buffered_mib, self.max_request_body_mib
             ));
         }
-        if self.records_queue == 0 {
-            return Err("limits.records_queue must be at least 1".into());
-        }
         Ok(())
     }
 
@@ -108,11 +95,6 @@ impl Limits {
     /// The cap on all buffered request bodies, in bytes.
     pub fn max_buffered(&self) -> usize {
         usize::try_from(self.max_buffered_mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
-    }
-
-    /// The records file rotation size in bytes.
-    pub fn records_file_max(&self) -> u64 {
-        self.records_file_max_mib.saturating_mul(MIB)
     }
 
     /// See [`Limits::header_read_timeout_secs`].

@@ -7,6 +7,7 @@ pub mod ai_domains;
 pub mod blocked;
 pub mod diagnostic;
 pub mod hosts;
+pub mod journal;
 pub mod limits;
 pub mod scope;
 
@@ -20,6 +21,7 @@ pub use ai_domains::{AiDomains, InventoryPolicy};
 pub use blocked::{BlockedHosts, BlockedPolicy};
 use diagnostic::{Diagnostic, KeyPath};
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
+pub use journal::JournalPolicy;
 pub use limits::Limits;
 pub use scope::{LocalUpstream, PathScope};
 
@@ -125,9 +127,12 @@ pub struct PolicyDocument {
     /// Azure OpenAI settings.
     #[serde(default)]
     pub azure: AzurePolicy,
-    /// Resource bounds: body sizes, memory, connections, timeouts, records file rotation.
+    /// Resource bounds: body sizes, memory, connections, timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The journal: commit durability and retention.
+    #[serde(default)]
+    pub journal: JournalPolicy,
     /// The shadow-AI inventory: which tunnelled hosts count as AI apps (the shipped list, trimmed
     /// and extended here).
     #[serde(default)]
@@ -305,6 +310,8 @@ pub struct Policy {
     pub source: PolicySource,
     /// Its name.
     pub name: String,
+    /// The version of the signed bundle it came in (`None` for a file or the embedded default).
+    pub version: Option<u64>,
     /// The interception set.
     pub hosts: InterceptionSet,
     /// Hosts refused outright.
@@ -319,6 +326,8 @@ pub struct Policy {
     pub azure: AzurePolicy,
     /// Resource bounds.
     pub limits: Limits,
+    /// The journal's settings.
+    pub journal: JournalPolicy,
     /// The AI app list tunnelled connections are matched against.
     pub ai_domains: AiDomains,
 }
@@ -437,12 +446,21 @@ impl Policy {
                 .unwrap_or_else(|| KeyPath::parse("limits"));
             err(key, m)
         })?;
+        doc.journal.check().map_err(|m| {
+            let key = m
+                .split_whitespace()
+                .next()
+                .map(KeyPath::parse)
+                .unwrap_or_else(|| KeyPath::parse("journal"));
+            err(key, m)
+        })?;
         let ai_domains =
             AiDomains::compile(&doc.inventory).map_err(|m| err(KeyPath::parse("inventory"), m))?;
         let prices = crate::pricing::PriceTable::embedded()?.with_overrides(doc.prices);
         Ok(Policy {
             source,
             name: doc.name.unwrap_or_else(|| "unnamed".into()),
+            version: None,
             hosts,
             blocked,
             fail_mode: doc.fail_mode,
@@ -450,6 +468,7 @@ impl Policy {
             prices,
             azure: doc.azure,
             limits: doc.limits,
+            journal: doc.journal,
             ai_domains,
         })
     }

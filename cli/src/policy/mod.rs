@@ -6,7 +6,6 @@
 
 mod build;
 mod diff;
-mod duration;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -53,7 +52,7 @@ pub enum PolicyAction {
         #[arg(long, value_name = "N")]
         version: u64,
         /// How long the bundle stays valid: 30d, 12h, 90m or 3600s (default: no expiry).
-        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
         expires_in: Option<std::time::Duration>,
         /// The oldest agent version that may apply it (default: this airlock's version).
         #[arg(long, value_name = "V")]

@@ -73,6 +73,7 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         decided_by: None,
         websocket: None,
         uid: None,
+        policy: None,
         caller: crate::caller::Caller::unknown(),
     }
 }

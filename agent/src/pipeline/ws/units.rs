@@ -390,6 +390,7 @@ mod tests {
                 ..WsFacts::default()
             }),
             uid: None,
+            policy: None,
             caller: crate::caller::Caller::unknown(),
         };
         let mut guard = RecordGuard::open(r, Arc::new(Finisher::new(recorder.clone())));

@@ -1,4 +1,5 @@
-//! `--expires-in` values: a whole number and one unit, `30d`, `12h`, `90m` or `3600s`. A tiny parser
+//! Durations on the command line (`--expires-in`, `--since`): a whole number and one unit, `30d`,
+//! `12h`, `90m` or `3600s`. A tiny parser
 //! rather than `humantime`, whose wider grammar (`1month 2weeks`, `1y`) would let a typo mean a
 //! different lifetime than intended. It must not accept anything it cannot say exactly.
 
@@ -24,7 +25,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let n: u64 = number.parse().map_err(|_| bad())?;
     if n == 0 {
         return Err(format!(
-            "{text:?} would expire the bundle at once: give a positive duration"
+            "{text:?} is no time at all: give a positive duration"
         ));
     }
     n.checked_mul(per)
