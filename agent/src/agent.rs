@@ -321,6 +321,7 @@ impl Shared {
             "agent": "airlockd",
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
+            "device": live.pipeline.device(),
             "listen": self.listen.to_string(),
             "proxy_url": format!("http://{}", self.listen),
             "started_at": self.started_at,
@@ -543,9 +544,11 @@ pub async fn start_with_response_stages(
     let journal = Journal::open(&state.journal_file(), policy.journal.sync)?;
     let recorder = Arc::new(Recorder::new(records_in_memory, Some(journal)));
     let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
+    let device = crate::device::id(&state)?;
     let mut pipeline = Pipeline::new(upstream.clone(), recorder, limits.clone())
         .with_settle_stage(Box::new(cost))
-        .for_policy(policy_ref(&policy));
+        .for_policy(policy_ref(&policy))
+        .for_device(device.clone());
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
     }

@@ -1,12 +1,15 @@
-//! Who is on the other end of a proxy client connection: the local user (uid) owning the client's
-//! socket, so that a request's record says whose it was and the control API can show each user only
-//! their own. The listener asks [`Callers::lookup`] once per accepted connection and gets a
-//! [`Caller`] at once; the answer is found off the request path by one background task — an exact,
-//! non-blocking lookup in the kernel's socket hash (Linux `sock_diag`, microseconds), else one read of
-//! the kernel's socket tables on the blocking pool for every connection waiting. A request never
+//! Who is on the other end of a proxy client connection: the local user (uid and name) owning the
+//! client's socket and the process holding it (pid, executable name and path), so that a request's
+//! record says whose it was and which app sent it, and the control API can show each user only their
+//! own. The listener asks [`Callers::lookup`] once per accepted connection and gets a [`Caller`] at
+//! once, shared by every request on that connection; the answer is found off the request path by one
+//! background task — the socket's owner and inode by an exact, non-blocking lookup in the kernel's
+//! socket hash (Linux `sock_diag`, microseconds; else one read of the kernel's socket tables), then
+//! the process holding that inode on the blocking pool (recent clients' pids first). A request never
 //! waits for it: the record stage takes the answer when the record finishes, and only a record
-//! finishing before its lookup waits, in a task of its own. It must not decide what a user may see (the control API does), and it never reads a
-//! connection's bytes.
+//! finishing before its lookup waits, in a task of its own. macOS and Windows report nothing yet
+//! (`inventory::process` has their files). It must not decide what a user may see (the control API
+//! does), and it never reads a connection's bytes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,11 +25,34 @@ const BATCH: usize = 1024;
 /// How long a finished record waits for a lookup still running.
 pub const WAIT: Duration = Duration::from_secs(2);
 
+/// Recent clients' pids kept as hints: a repeat client is found in a few reads.
+const HINTS: usize = 32;
+
 /// What is known about the process behind a client connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallerFacts {
     /// The uid owning the client's socket, when the OS tells and the socket was still open.
     pub uid: Option<u32>,
+    /// That uid's name.
+    pub user: Option<String>,
+    /// The process holding the socket.
+    pub pid: Option<u32>,
+    /// Its executable's file name (`python3.11`, `curl`, `node`).
+    pub app: Option<String>,
+    /// Its executable's full path.
+    pub app_path: Option<String>,
+}
+
+impl CallerFacts {
+    fn from_process(p: process::PeerProcess) -> CallerFacts {
+        CallerFacts {
+            uid: p.uid,
+            user: p.user,
+            pid: p.pid,
+            app: p.exe,
+            app_path: p.exe_path,
+        }
+    }
 }
 
 /// One connection's lookup, shared by every request on it (cheap to clone): known, unknown, or still
@@ -52,7 +78,7 @@ impl Caller {
         let Some(rx) = &self.0 else {
             return Some(CallerFacts::default());
         };
-        let value = *rx.borrow();
+        let value = rx.borrow().clone();
         match value {
             Some(facts) => Some(facts),
             // The resolver is gone without answering: nothing will come.
@@ -70,7 +96,7 @@ impl Caller {
             return CallerFacts::default();
         };
         let found = match tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(value)) => value.unwrap_or_default(),
+            Ok(Ok(value)) => value.clone().unwrap_or_default(),
             _ => CallerFacts::default(),
         };
         found
@@ -133,44 +159,63 @@ impl Callers {
 async fn resolve(mut queue: mpsc::Receiver<Pending>) {
     let mut quick = process::QuickOwners::open();
     let mut batch = Vec::with_capacity(64);
+    let mut hints: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let began = Instant::now();
-        // Exact lookups right here, in microseconds and without blocking: the answer is in before a
-        // short-lived client can have gone. Whatever they cannot answer goes to the blocking pool.
+        // Each socket's owner and inode right here, in microseconds and without blocking: the
+        // answer is in before a short-lived client can have gone. Whatever that cannot answer is
+        // looked up whole on the blocking pool.
+        let mut found = Vec::new();
         let mut rest = Vec::new();
         for p in batch.drain(..) {
-            match quick.as_mut().map(|q| q.owner(p.peer, p.ours)) {
-                Some(Ok(uid)) => answer(p, uid),
+            match quick.as_mut().map(|q| q.socket(p.peer, p.ours)) {
+                Some(Ok(Some(socket))) => found.push((p, socket)),
+                Some(Ok(None)) => answer(p, CallerFacts::default()),
                 Some(Err(_)) | None => rest.push(p),
             }
         }
         let micros = |t: Instant| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if rest.is_empty() {
-            tracing::trace!(
-                lookup_micros = micros(began),
-                "looked up the owners of client connections"
-            );
-            continue;
-        }
+        let oldest_waited = found
+            .iter()
+            .map(|(p, _)| p)
+            .chain(rest.iter())
+            .map(|p| micros(p.queued))
+            .max();
+        let sockets: Vec<process::SocketOwner> = found.iter().map(|(_, s)| *s).collect();
         let conns: Vec<(SocketAddr, SocketAddr)> = rest.iter().map(|p| (p.peer, p.ours)).collect();
-        let uids = tokio::task::spawn_blocking(move || process::owners(&conns))
-            .await
-            .unwrap_or_default();
+        let h: Vec<u32> = hints.iter().copied().collect();
+        let looked = tokio::task::spawn_blocking(move || {
+            let held: Vec<process::PeerProcess> =
+                sockets.iter().map(|s| process::holder(*s, &h)).collect();
+            let whole: Vec<process::PeerProcess> = conns
+                .iter()
+                .map(|(peer, ours)| process::lookup(*peer, *ours, &h))
+                .collect();
+            (held, whole)
+        })
+        .await;
+        let (held, whole) = looked.unwrap_or_default();
         tracing::trace!(
+            exact = found.len(),
             slow = rest.len(),
             lookup_micros = micros(began),
-            oldest_waited_micros = rest.first().map(|p| micros(p.queued)),
-            "looked up the owners of client connections on the blocking pool"
+            oldest_waited_micros = oldest_waited,
+            "looked up the processes behind client connections"
         );
-        for (i, p) in rest.into_iter().enumerate() {
-            let uid = uids.get(i).copied().flatten();
-            answer(p, uid);
+        let pending = found.into_iter().map(|(p, _)| p).chain(rest);
+        for (p, proc) in pending.zip(held.into_iter().chain(whole)) {
+            if let Some(pid) = proc.pid {
+                hints.retain(|h| *h != pid);
+                hints.push_front(pid);
+                hints.truncate(HINTS);
+            }
+            answer(p, CallerFacts::from_process(proc));
         }
     }
 }
 
-fn answer(p: Pending, uid: Option<u32>) {
-    let _ = p.answer.send(Some(CallerFacts { uid }));
+fn answer(p: Pending, facts: CallerFacts) {
+    let _ = p.answer.send(Some(facts));
 }
 
 #[cfg(test)]
@@ -190,6 +235,11 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert_eq!(facts.uid, crate::paths::current_uid());
         }
+        if cfg!(target_os = "linux") {
+            // This very process holds the client's socket.
+            assert_eq!(facts.pid, Some(std::process::id()));
+            assert!(facts.app.is_some() && facts.app_path.is_some(), "{facts:?}");
+        }
         assert_eq!(caller.now(), Some(facts));
         let gone = callers.lookup("127.0.0.1:1".parse().unwrap(), ours);
         assert_eq!(gone.wait(Duration::from_secs(5)).await.uid, None);
@@ -198,8 +248,12 @@ mod tests {
     #[tokio::test]
     async fn unknown_and_known_callers_answer_at_once() {
         assert_eq!(Caller::unknown().now(), Some(CallerFacts::default()));
-        let known = CallerFacts { uid: Some(7) };
-        assert_eq!(Caller::known(known).now(), Some(known));
+        let known = CallerFacts {
+            uid: Some(7),
+            app: Some("node".into()),
+            ..CallerFacts::default()
+        };
+        assert_eq!(Caller::known(known.clone()).now(), Some(known));
         let c = Callers::disabled().lookup(
             "127.0.0.1:2".parse().unwrap(),
             "127.0.0.1:3".parse().unwrap(),

@@ -164,3 +164,24 @@ def test_export_prints_jsonl_and_csv_since_a_time(agent):
     assert int(row["input_tokens"]) == rec["usage"]["input_tokens"]
     p = agent.cli("journal", "export", "--since", "yesterday", check=False)
     assert p.returncode != 0 and "not a duration" in p.stderr
+
+
+def test_a_record_names_the_device_the_user_and_the_python_that_sent_it(agent):
+    import os
+    import pwd
+    import sys
+    tag = uuid.uuid4().hex[:8]
+    client = openai.OpenAI(api_key="sk-journal", base_url=agent.base_url("openai") + "/v1", max_retries=0,
+                           http_client=httpx.Client(trust_env=False, timeout=10))
+    client.chat.completions.create(model="gpt-4o-mini", extra_query={"m": tag},
+                                   messages=[{"role": "user", "content": "who am I"}])
+    rec = agent.wait_record(path=f"/v1/chat/completions?m={tag}")
+    assert rec["user"] == pwd.getpwuid(os.getuid()).pw_name and rec["uid"] == os.getuid(), rec
+    assert rec["pid"] == os.getpid(), rec
+    assert rec["app"].startswith("python"), rec
+    assert Path(rec["app_path"]).resolve() == Path(sys.executable).resolve(), rec
+    device = agent.status()["device"]
+    assert device.startswith("dev_") and rec["device"] == device
+    # The journal row says the same.
+    rows = [json.loads(l) for l in agent.cli("journal", "export", "--since", "10m").stdout.splitlines() if tag in l]
+    assert [(r["user"], r["app"], r["device"]) for r in rows] == [(rec["user"], rec["app"], device)]

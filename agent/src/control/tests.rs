@@ -307,6 +307,7 @@ async fn a_reader_sees_the_inventorys_sums_but_only_their_own_processes() {
                 exe: Some(exe.into()),
                 uid: Some(uid),
                 user: None,
+                exe_path: None,
                 note: None,
             },
             bytes_up: Some(1),

@@ -463,6 +463,7 @@ mod tests {
                 exe: Some(exe.into()),
                 uid: Some(1000),
                 user: Some("alice".into()),
+                exe_path: None,
                 note: None,
             },
             bytes_up: (!inspected).then_some(100),

@@ -287,6 +287,8 @@ pub struct Pipeline {
     capabilities: Arc<Capabilities>,
     /// The policy this pipeline was built for, named on every record.
     policy: Option<PolicyRef>,
+    /// This device's id, on every record.
+    device: Option<String>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -321,7 +323,14 @@ impl Pipeline {
             limits,
             capabilities: Arc::new(Capabilities::default()),
             policy: None,
+            device: None,
         }
+    }
+
+    /// Names this device on every record.
+    pub fn for_device(mut self, device: String) -> Self {
+        self.device = Some(device);
+        self
     }
 
     /// Names the policy on every record this pipeline starts.
@@ -357,6 +366,7 @@ impl Pipeline {
             budget,
             capabilities: self.capabilities.clone(),
             policy: self.policy.clone(),
+            device: self.device.clone(),
         }
     }
 
@@ -404,6 +414,11 @@ impl Pipeline {
     /// The recorder.
     pub fn recorder(&self) -> &Arc<Recorder> {
         self.finisher.recorder()
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
     }
 
     /// The limits in force.
@@ -514,6 +529,11 @@ impl Pipeline {
             decided_by: None,
             websocket: None,
             uid: None,
+            user: None,
+            pid: None,
+            app: None,
+            app_path: None,
+            device: self.device.clone(),
             policy: self.policy.clone(),
             caller: target.caller.clone(),
         }

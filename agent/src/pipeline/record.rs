@@ -1,6 +1,6 @@
 //! The record stage: the last thing that happens to every request, whatever its ending. The settle
 //! stages run on the finished record, its fields are cut to their bounds, a debug line is logged
-//! (never bodies or credentials), the caller's uid is taken from its connection's lookup, and the
+//! (never bodies or credentials), the caller (user, process) is taken from its connection's lookup, and the
 //! record goes to the recorder. It must not decide outcomes or usage (the guard and settle do).
 
 use std::sync::Arc;
@@ -59,7 +59,7 @@ impl Finisher {
             "request finished"
         );
         if let Some(facts) = record.caller.now() {
-            record.uid = record.uid.or(facts.uid);
+            record.identify(facts);
             return self.recorder.finish(record);
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -68,7 +68,7 @@ impl Finisher {
         let recorder = self.recorder.clone();
         rt.spawn(async move {
             let facts = record.caller.clone().wait(caller::WAIT).await;
-            record.uid = record.uid.or(facts.uid);
+            record.identify(facts);
             recorder.finish(record);
         });
     }

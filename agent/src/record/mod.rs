@@ -166,6 +166,22 @@ pub struct Record {
     /// their own uid; one without a uid only to root and the agent's user.
     #[serde(default)]
     pub uid: Option<u32>,
+    /// That user's name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The client process, when the agent could tell (Linux: the process holding the client's
+    /// socket; the agent sees other users' processes only when it runs as root).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Its executable's file name (`python3.11`, `node`, `curl`): the app.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Its executable's full path.
+    #[serde(default)]
+    pub app_path: Option<String>,
+    /// This device's id (made on the agent's first start, kept in the state directory).
+    #[serde(default)]
+    pub device: Option<String>,
     /// The policy the request was decided under: its name, and its bundle version when it came
     /// signed from the fleet.
     #[serde(default)]
@@ -174,6 +190,17 @@ pub struct Record {
     /// the moment the connection was accepted). Never written anywhere.
     #[serde(skip)]
     pub caller: Caller,
+}
+
+impl Record {
+    /// Takes who sent the request from its connection's lookup (what the record already says wins).
+    pub fn identify(&mut self, facts: crate::caller::CallerFacts) {
+        self.uid = self.uid.or(facts.uid);
+        self.user = self.user.take().or(facts.user);
+        self.pid = self.pid.or(facts.pid);
+        self.app = self.app.take().or(facts.app);
+        self.app_path = self.app_path.take().or(facts.app_path);
+    }
 }
 
 /// Which policy decided a request.
@@ -319,6 +346,11 @@ pub(crate) mod tests {
             decided_by: None,
             websocket: None,
             uid: None,
+            user: None,
+            pid: None,
+            app: None,
+            app_path: None,
+            device: None,
             policy: None,
             caller: crate::caller::Caller::unknown(),
         }

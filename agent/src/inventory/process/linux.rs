@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::PeerProcess;
+use super::{PeerProcess, SocketOwner};
 use crate::sys::procfs::{parse_tcp_table, read_bounded, user_name, SocketRow};
 use crate::sys::sockdiag::Diag;
 
@@ -26,19 +26,28 @@ pub(super) fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerP
     let Some(row) = find_socket(peer, ours) else {
         return PeerProcess::unknown("the client's socket was already closed");
     };
-    let user = user_name(row.uid);
     if row.inode == 0 {
         // A socket being torn down has no inode any more.
         return PeerProcess {
             uid: Some(row.uid),
-            user,
+            user: user_name(row.uid),
             note: Some("the client's socket was already closing".into()),
             ..PeerProcess::default()
         };
     }
-    let (pid, note) = match holder(row.inode, row.uid, hints) {
+    holder(
+        SocketOwner {
+            uid: row.uid,
+            inode: row.inode,
+        },
+        hints,
+    )
+}
+
+pub(super) fn holder(socket: SocketOwner, hints: &[u32]) -> PeerProcess {
+    let (pid, note) = match find_holder(socket.inode, socket.uid, hints) {
         Holder::Found(pid) => (Some(pid), None),
-        Holder::NotFound if !can_see(row.uid) => (
+        Holder::NotFound if !can_see(socket.uid) => (
             None,
             Some("its process runs as another user, whose open files the agent cannot read".into()),
         ),
@@ -51,11 +60,16 @@ pub(super) fn lookup(peer: SocketAddr, ours: SocketAddr, hints: &[u32]) -> PeerP
             Some("too many processes to look through; lookup stopped".into()),
         ),
     };
+    let exe_path = pid.and_then(|p| fs::read_link(format!("/proc/{p}/exe")).ok());
     PeerProcess {
         pid,
         exe: pid.and_then(exe_name),
-        uid: Some(row.uid),
-        user,
+        exe_path: exe_path.map(|p| {
+            let p = p.to_string_lossy();
+            p.trim_end_matches(" (deleted)").to_string()
+        }),
+        uid: Some(socket.uid),
+        user: user_name(socket.uid),
         note,
     }
 }
@@ -65,8 +79,10 @@ pub(super) fn owners(conns: &[(SocketAddr, SocketAddr)]) -> Vec<Option<u32>> {
     // allowed.
     if let Ok(diag) = Diag::open(true) {
         let mut quick = Quick(diag);
-        let found: std::io::Result<Vec<Option<u32>>> =
-            conns.iter().map(|(p, o)| quick.owner(*p, *o)).collect();
+        let found: std::io::Result<Vec<Option<u32>>> = conns
+            .iter()
+            .map(|(p, o)| Ok(quick.socket(*p, *o)?.map(|s| s.uid)))
+            .collect();
         if let Ok(found) = found {
             return found;
         }
@@ -82,18 +98,21 @@ impl Quick {
         Diag::open(false).ok().map(Quick)
     }
 
-    /// The owner uid of a live socket; `Err` when the kernel could not be asked.
-    pub(super) fn owner(
+    /// The owner and inode of a live socket; `Err` when the kernel could not be asked.
+    pub(super) fn socket(
         &mut self,
         peer: SocketAddr,
         ours: SocketAddr,
-    ) -> std::io::Result<Option<u32>> {
+    ) -> std::io::Result<Option<SocketOwner>> {
         // A socket being torn down (TIME_WAIT, or orphaned) has no inode, and its uid reads 0.
         Ok(self
             .0
             .find(peer, ours)?
             .filter(|s| s.inode != 0)
-            .map(|s| s.uid))
+            .map(|s| SocketOwner {
+                uid: s.uid,
+                inode: s.inode,
+            }))
     }
 }
 
@@ -182,7 +201,7 @@ fn can_see(uid: u32) -> bool {
 /// The pid holding socket `inode`: the hinted pids first, then every process of `uid` (a socket is
 /// held by a process of its owner, save for descriptors passed across users, which are rare), newest
 /// first — a short-lived client (curl, a script) is a recent pid, and must be found before it exits.
-fn holder(inode: u64, uid: u32, hints: &[u32]) -> Holder {
+fn find_holder(inode: u64, uid: u32, hints: &[u32]) -> Holder {
     let wanted = format!("socket:[{inode}]");
     let mut links = 0usize;
     for &pid in hints {

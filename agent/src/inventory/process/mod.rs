@@ -26,6 +26,9 @@ pub struct PeerProcess {
     pub pid: Option<u32>,
     /// Its executable's file name (`curl`, `python3`, `node`), or its command name.
     pub exe: Option<String>,
+    /// Its executable's full path (`/usr/bin/python3.11`), when the OS shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe_path: Option<String>,
     /// The uid that owns the client's socket.
     pub uid: Option<u32>,
     /// That uid's name, when the system knows it.
@@ -78,6 +81,30 @@ impl QuickOwners {
     /// The uid owning the live client connection `(peer, ours)`, `Ok(None)` if there is none; `Err`
     /// when the OS could not be asked (then [`owners`] can).
     pub fn owner(&mut self, peer: SocketAddr, ours: SocketAddr) -> std::io::Result<Option<u32>> {
-        self.0.owner(peer, ours)
+        Ok(self.socket(peer, ours)?.map(|s| s.uid))
     }
+
+    /// The live client socket of `(peer, ours)`: its owner and inode, for [`holder`].
+    pub fn socket(
+        &mut self,
+        peer: SocketAddr,
+        ours: SocketAddr,
+    ) -> std::io::Result<Option<SocketOwner>> {
+        self.0.socket(peer, ours)
+    }
+}
+
+/// A live client socket as the kernel's socket table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOwner {
+    /// Its owner.
+    pub uid: u32,
+    /// Its inode, which the holding process's open files name.
+    pub inode: u64,
+}
+
+/// The process holding `socket` (hinted pids first), with its executable and its owner's name:
+/// [`lookup`] for a socket already found. Blocking (a walk of the owner's processes' open files).
+pub fn holder(socket: SocketOwner, hints: &[u32]) -> PeerProcess {
+    os::holder(socket, hints)
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::PeerProcess;
+use super::{PeerProcess, SocketOwner};
 
 pub(super) fn lookup(_peer: SocketAddr, _ours: SocketAddr, _hints: &[u32]) -> PeerProcess {
     PeerProcess::unknown("this OS does not show socket owners to the agent")
@@ -20,11 +20,23 @@ impl Quick {
         None
     }
 
-    pub(super) fn owner(
+    pub(super) fn socket(
         &mut self,
         _peer: SocketAddr,
         _ours: SocketAddr,
-    ) -> Result<Option<u32>, ()> {
-        Err(())
+    ) -> std::io::Result<Option<SocketOwner>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no socket owner lookup on this OS",
+        ))
+    }
+}
+
+pub(super) fn holder(socket: SocketOwner, _hints: &[u32]) -> PeerProcess {
+    PeerProcess {
+        uid: Some(socket.uid),
+        ..PeerProcess::unknown(
+            "this OS does not show which process holds a socket (not implemented yet)",
+        )
     }
 }

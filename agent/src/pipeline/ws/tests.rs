@@ -73,6 +73,11 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         decided_by: None,
         websocket: None,
         uid: None,
+        user: None,
+        pid: None,
+        app: None,
+        app_path: None,
+        device: None,
         policy: None,
         caller: crate::caller::Caller::unknown(),
     }

@@ -390,6 +390,11 @@ mod tests {
                 ..WsFacts::default()
             }),
             uid: None,
+            user: None,
+            pid: None,
+            app: None,
+            app_path: None,
+            device: None,
             policy: None,
             caller: crate::caller::Caller::unknown(),
         };
