@@ -29,7 +29,7 @@ use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, LiveState, ProxyState, Refusals};
-use crate::record::{now_rfc3339, PolicyRef, Recorder};
+use crate::record::{now_rfc3339, Recorder};
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
 
@@ -148,7 +148,7 @@ impl Shared {
                     policy.limits.clone(),
                     vec![Box::new(cost)],
                 )
-                .for_policy(policy_ref(&policy)),
+                .for_policy(&policy),
         );
         current.inventory.set_domains(policy.ai_domains.clone());
         let next = ProxyState {
@@ -547,7 +547,7 @@ pub async fn start_with_response_stages(
     let device = crate::device::id(&state)?;
     let mut pipeline = Pipeline::new(upstream.clone(), recorder, limits.clone())
         .with_settle_stage(Box::new(cost))
-        .for_policy(policy_ref(&policy))
+        .for_policy(&policy)
         .for_device(device.clone());
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
@@ -628,14 +628,6 @@ pub async fn start_with_response_stages(
         control,
         retention,
     })
-}
-
-/// How records name `policy`.
-fn policy_ref(policy: &Policy) -> PolicyRef {
-    PolicyRef {
-        name: policy.name.clone(),
-        version: policy.version,
-    }
 }
 
 /// How often journal retention runs (and first, a minute after start).

@@ -287,6 +287,10 @@ pub struct Pipeline {
     capabilities: Arc<Capabilities>,
     /// The policy this pipeline was built for, named on every record.
     policy: Option<PolicyRef>,
+    /// Its model rules, which authorize applies.
+    models: Arc<crate::policy::ModelRules>,
+    /// Its Azure deployments → the models they serve (a deployment is judged as its model too).
+    deployments: Arc<std::collections::BTreeMap<String, String>>,
     /// This device's id, on every record.
     device: Option<String>,
 }
@@ -323,6 +327,8 @@ impl Pipeline {
             limits,
             capabilities: Arc::new(Capabilities::default()),
             policy: None,
+            models: Arc::default(),
+            deployments: Arc::default(),
             device: None,
         }
     }
@@ -333,9 +339,14 @@ impl Pipeline {
         self
     }
 
-    /// Names the policy on every record this pipeline starts.
-    pub fn for_policy(mut self, policy: PolicyRef) -> Self {
-        self.policy = Some(policy);
+    /// Governs by `policy`: its rules in authorize, its name and version on every record.
+    pub fn for_policy(mut self, policy: &crate::policy::Policy) -> Self {
+        self.policy = Some(PolicyRef {
+            name: policy.name.clone(),
+            version: policy.version,
+        });
+        self.models = Arc::new(policy.models.clone());
+        self.deployments = Arc::new(policy.azure.deployments.clone());
         self
     }
 
@@ -366,6 +377,8 @@ impl Pipeline {
             budget,
             capabilities: self.capabilities.clone(),
             policy: self.policy.clone(),
+            models: self.models.clone(),
+            deployments: self.deployments.clone(),
             device: self.device.clone(),
         }
     }

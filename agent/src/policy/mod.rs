@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod hosts;
 pub mod journal;
 pub mod limits;
+pub mod models;
 pub mod scope;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use diagnostic::{Diagnostic, KeyPath};
 pub use hosts::{HostEntry, HostPattern, InterceptionSet};
 pub use journal::JournalPolicy;
 pub use limits::Limits;
+pub use models::{ModelDecision, ModelRules, ModelsPolicy};
 pub use scope::{LocalUpstream, PathScope};
 
 use crate::{AgentError, Result};
@@ -115,9 +117,16 @@ pub struct PolicyDocument {
     /// The interception set: AI hosts whose TLS is terminated and inspected.
     #[serde(default)]
     pub hosts: Vec<HostRule>,
-    /// Hosts no tool may reach through the agent.
+    /// Hosts no tool may reach through the agent (unsanctioned AI apps and sites): exact names or
+    /// `*.example.ai`. The same list as `[blocked] hosts`.
+    #[serde(default)]
+    pub blocked_hosts: Vec<String>,
+    /// The message told to whoever is refused a blocked host, and more blocked hosts.
     #[serde(default)]
     pub blocked: BlockedPolicy,
+    /// Which models may be asked for, globally and per provider.
+    #[serde(default)]
+    pub models: ModelsPolicy,
     /// How the agent reaches upstream.
     #[serde(default)]
     pub upstream: UpstreamPolicy,
@@ -316,6 +325,8 @@ pub struct Policy {
     pub hosts: InterceptionSet,
     /// Hosts refused outright.
     pub blocked: BlockedHosts,
+    /// Which models may be asked for.
+    pub models: ModelRules,
     /// What to do once this policy expires.
     pub fail_mode: FailMode,
     /// Upstream settings, with override keys lower-cased.
@@ -389,8 +400,24 @@ impl Policy {
         }
         let hosts = InterceptionSet::compile(&doc.hosts)
             .map_err(|m| err(KeyPath::parse("hosts").index(first_bad_rule(&doc.hosts)), m))?;
-        let blocked = BlockedHosts::compile(&doc.blocked)
-            .map_err(|(i, m)| err(KeyPath::parse("blocked.hosts").index(i), m))?;
+        let top = doc.blocked_hosts.len();
+        let mut blocked_policy = doc.blocked.clone();
+        blocked_policy.hosts = doc
+            .blocked_hosts
+            .iter()
+            .chain(&doc.blocked.hosts)
+            .cloned()
+            .collect();
+        let blocked = BlockedHosts::compile(&blocked_policy).map_err(|(i, m)| {
+            let key = if i < top {
+                KeyPath::parse("blocked_hosts").index(i)
+            } else {
+                KeyPath::parse("blocked.hosts").index(i - top)
+            };
+            err(key, m)
+        })?;
+        let models = ModelRules::compile(&doc.models)
+            .map_err(|(k, i, m)| err(KeyPath::parse(&k).index(i), m))?;
         let mut upstream = doc.upstream;
         upstream.overrides = std::mem::take(&mut upstream.overrides)
             .into_iter()
@@ -463,6 +490,7 @@ impl Policy {
             version: None,
             hosts,
             blocked,
+            models,
             fail_mode: doc.fail_mode,
             upstream,
             prices,
