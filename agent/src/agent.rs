@@ -21,6 +21,7 @@ use crate::ca::{self, CertificateAuthority};
 use crate::caller::Callers;
 use crate::control::{self, Control, ControlServer};
 use crate::fleet::{FleetHost, Governor, Ledger, Offered, PolicySink};
+use crate::governance::Governance;
 use crate::inventory::Inventory;
 use crate::journal::Journal;
 use crate::paths::{self, StateDir};
@@ -356,6 +357,7 @@ impl Shared {
             "buffered_request_bytes": {"in_use": budget.in_use(), "max": budget.total()},
             "limits": limits,
             "journal": recorder.journal_status(),
+            "governance": live.pipeline.governance().map(|(g, rules)| g.status(rules)),
             "refused": {
                 "non_loopback_peers": refused.non_loopback_peers.load(Ordering::Relaxed),
                 "over_connection_limit": refused.over_connection_limit.load(Ordering::Relaxed),
@@ -545,10 +547,31 @@ pub async fn start_with_response_stages(
     let recorder = Arc::new(Recorder::new(records_in_memory, Some(journal)));
     let cost = CostStage::new(policy.prices.clone(), policy.azure.deployments.clone());
     let device = crate::device::id(&state)?;
+    let governance = Governance::new(crate::governance::clock::from_env());
+    if let Some(j) = recorder.journal() {
+        let counted = j.reader().and_then(|c| {
+            Ok(crate::governance::rebuild::from_journal(
+                &governance,
+                &policy.governance,
+                &c,
+            )?)
+        });
+        match counted {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                requests = n,
+                "budgets and rate limits rebuilt from the journal"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild budgets from the journal; they start from zero")
+            }
+        }
+    }
     let mut pipeline = Pipeline::new(upstream.clone(), recorder, limits.clone())
         .with_settle_stage(Box::new(cost))
         .for_policy(&policy)
-        .for_device(device.clone());
+        .for_device(device.clone())
+        .with_governance(governance);
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
     }

@@ -33,6 +33,7 @@ pub mod control;
 pub mod device;
 pub mod error;
 pub mod fleet;
+pub mod governance;
 pub mod inventory;
 pub mod journal;
 pub mod paths;

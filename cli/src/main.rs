@@ -363,6 +363,7 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         outln!("{t}");
     }
     out!("{}", limits_lines(s));
+    out!("{}", governance_lines(s));
     let uncovered = uncovered_hosts(s);
     if !uncovered.is_empty() {
         outln!(
@@ -406,6 +407,65 @@ fn mib(v: &Value) -> String {
 }
 
 /// The bounds in force and how close the agent is to them (`airlock status`).
+/// Each budget's use, limit and reset, and each rate limit's headroom (`airlock status`).
+fn governance_lines(s: &Value) -> String {
+    let g = &s["governance"];
+    let mut out = String::new();
+    for b in g["budgets"].as_array().into_iter().flatten() {
+        let mut parts = Vec::new();
+        if let Some(l) = b["limit_tokens"].as_u64() {
+            parts.push(format!(
+                "{} of {l} tokens",
+                b["used_tokens"].as_u64().unwrap_or(0)
+            ));
+        }
+        if let Some(l) = b["limit_usd"].as_f64() {
+            parts.push(format!(
+                "${:.2} of ${l:.2}",
+                b["used_usd"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        out.push_str(&format!(
+            "  Budget:        {}{} — {} this {}{}\n",
+            b["name"].as_str().unwrap_or("?"),
+            b["scope"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default(),
+            parts.join(", "),
+            b["window"].as_str().unwrap_or("window"),
+            b["resets_at"]
+                .as_str()
+                .map(|r| format!(", resets {r}"))
+                .unwrap_or_default(),
+        ));
+    }
+    for l in g["rate_limits"].as_array().into_iter().flatten() {
+        let mut parts = Vec::new();
+        if let Some(obj) = l.as_object() {
+            for (k, v) in obj {
+                if let (Some(used), Some(limit)) = (v["used"].as_u64(), v["limit"].as_u64()) {
+                    parts.push(format!("{k} {used}/{limit}"));
+                }
+            }
+        }
+        if let Some(c) = l["concurrency"].as_u64() {
+            parts.push(format!(
+                "in flight {}/{c}",
+                l["in_flight"].as_u64().unwrap_or(0)
+            ));
+        }
+        out.push_str(&format!(
+            "  Rate limit:    {} ({}) — {}\n",
+            l["name"].as_str().unwrap_or("?"),
+            l["scope"].as_str().unwrap_or(""),
+            parts.join(", ")
+        ));
+    }
+    out
+}
+
 fn limits_lines(s: &Value) -> String {
     let l = &s["limits"];
     if l.is_null() {

@@ -235,10 +235,10 @@ fn a_policy_that_does_not_compile_is_invalid_policy_with_the_compilers_words() {
     let r = refused(&signed(&a, &payload_json(bad_host)), &t, now());
     assert_eq!(r.reason, Reason::InvalidPolicy);
     assert!(r.message.contains("not a DNS name"), "{r}");
-    let unknown = serde_json::json!({"schema": 1, "budgets": {}});
+    let unknown = serde_json::json!({"schema": 1, "budgetz": {}});
     let r = refused(&signed(&a, &payload_json(unknown)), &t, now());
     assert_eq!(r.reason, Reason::InvalidPolicy);
-    assert!(r.message.contains("budgets"), "{r}");
+    assert!(r.message.contains("budgetz"), "{r}");
     let r = refused(
         &signed(&a, &payload_json(serde_json::json!("schema = 1"))),
         &t,

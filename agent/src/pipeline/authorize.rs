@@ -1,13 +1,15 @@
 //! The authorize stage: policy gates — which models, which credentials, budgets, rate limits,
-//! concurrency. The policy's own gates run first (the model rules of `[models]`), then the
+//! concurrency. The policy's own gates run first (the model rules of `[models]`, then its budgets
+//! and rate limits, which reserve the request's estimate until its record finishes), then the
 //! plugged-in [`super::RequestStage`]s in order. A gate that refuses answers in the caller's dialect
 //! and is named in the record's `decided_by`. It must not forward anything.
 
-use http::StatusCode;
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::exchange::Exchange;
 use super::guard::RecordGuard;
 use super::{Pipeline, Stop};
+use crate::governance::{Ask, Refusal};
 use crate::policy::ModelDecision;
 use crate::providers::dialect::AirlockError;
 
@@ -24,6 +26,7 @@ impl Pipeline {
                 by: "authorize:models".into(),
             });
         }
+        self.admit(ex, guard).await?;
         self.run_slot(&self.stages.authorize, "authorize", ex, guard)
             .await
     }
@@ -62,6 +65,114 @@ impl Pipeline {
                 );
                 err.should_retry = Some(false);
                 Some(err)
+            }
+        }
+    }
+}
+
+/// The output cap a request sets itself (`max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`, Gemini's `generationConfig.maxOutputTokens`).
+fn output_cap(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Gen {
+        #[serde(rename = "maxOutputTokens")]
+        max_output_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Caps {
+        max_tokens: Option<u64>,
+        max_completion_tokens: Option<u64>,
+        max_output_tokens: Option<u64>,
+        #[serde(rename = "generationConfig")]
+        generation_config: Option<Gen>,
+    }
+    let c: Caps = serde_json::from_slice(body).ok()?;
+    c.max_completion_tokens
+        .or(c.max_tokens)
+        .or(c.max_output_tokens)
+        .or(c.generation_config.and_then(|g| g.max_output_tokens))
+}
+
+impl Pipeline {
+    /// Budgets and rate limits: admitted (the estimate reserved until the record finishes), or
+    /// refused with 429 — `budget_exceeded` with `x-should-retry: false`, `rate_limited` with
+    /// `retry-after`.
+    async fn admit(&self, ex: &mut Exchange, guard: &mut RecordGuard) -> Result<(), Stop> {
+        let Some((gov, rules)) = self.governance() else {
+            return Ok(());
+        };
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let caller = if rules.needs_caller() {
+            ex.target.caller.clone().wait(crate::caller::WAIT).await
+        } else {
+            ex.target.caller.now().unwrap_or_default()
+        };
+        let body = ex.readable.as_deref().unwrap_or_default();
+        let model = ex.identity.model.clone();
+        let price = model
+            .as_deref()
+            .and_then(|m| self.prices.lookup(&ex.target.provider, m))
+            .map(|(_, p)| (p.input, p.output));
+        let ask = Ask {
+            device: self.device().map(str::to_string),
+            user: caller.user,
+            app: caller.app,
+            provider: ex.target.provider.clone(),
+            model,
+            input_tokens: (body.len() as u64).div_ceil(4),
+            max_output_tokens: output_cap(body),
+            price,
+        };
+        match gov.admit(rules, &ask) {
+            Ok(hold) => {
+                for s in &hold.soft {
+                    if let Ok(v) = HeaderValue::from_str(&format!("{}={}", s.name, s.remaining)) {
+                        ex.response_headers
+                            .push((HeaderName::from_static("x-airlock-budget-remaining"), v));
+                    }
+                    if s.first {
+                        if let Some(j) = self.recorder().journal() {
+                            j.event(
+                                "budget_soft_limit",
+                                guard.record().and_then(|r| r.uid),
+                                serde_json::json!({"budget": s.name, "scope": s.scope, "remaining": s.remaining}),
+                            );
+                        }
+                    }
+                }
+                let (tokens, usd) = hold.estimate;
+                guard.note(|r| r.reserved = Some(crate::record::Reserved { tokens, usd }));
+                guard.hold(hold);
+                Ok(())
+            }
+            Err(Refusal::Budget { message }) => {
+                let mut err = AirlockError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "budget_exceeded",
+                    format!("Airlock refused this request: {message}"),
+                );
+                err.should_retry = Some(false);
+                Err(Stop::Refuse {
+                    err,
+                    by: "authorize:budgets".into(),
+                })
+            }
+            Err(Refusal::RateLimited {
+                message,
+                retry_after,
+            }) => {
+                let mut err = AirlockError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("Airlock refused this request: {message}"),
+                );
+                err.retry_after = Some(retry_after);
+                Err(Stop::Refuse {
+                    err,
+                    by: "authorize:rate_limits".into(),
+                })
             }
         }
     }

@@ -82,6 +82,8 @@ pub struct Exchange {
     pub(super) usage_injected: bool,
     /// The share of the agent's request-body memory this exchange holds, released when it ends.
     pub(super) _budget: Option<crate::budget::BodyPermit>,
+    /// Headers a stage adds to the response the client gets (`x-airlock-budget-remaining`).
+    pub response_headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
 impl std::fmt::Debug for Exchange {

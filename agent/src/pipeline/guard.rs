@@ -15,6 +15,7 @@ use http::Response;
 use super::record::Finisher;
 use super::settle::settle_usage;
 use crate::body::ProxyBody;
+use crate::governance::Hold;
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
 use crate::providers::response::ResponseSummary;
@@ -50,6 +51,8 @@ struct Open {
     phase: Phase,
     facts: Option<RequestFacts>,
     finisher: Arc<Finisher>,
+    /// Budget and rate-limit reservations, settled with the actual usage when the record finishes.
+    holds: Vec<Hold>,
 }
 
 /// How a request ended, as the response path saw it.
@@ -113,6 +116,7 @@ impl RecordGuard {
                 phase: Phase::ReadingBody,
                 facts: None,
                 finisher,
+                holds: Vec::new(),
             })),
         }
     }
@@ -144,6 +148,13 @@ impl RecordGuard {
     pub(super) fn set_phase(&mut self, phase: Phase) {
         if let Some(o) = self.open.as_mut() {
             o.phase = phase;
+        }
+    }
+
+    /// Keeps a reservation until the record finishes (then it is settled with the actual usage).
+    pub(super) fn hold(&mut self, hold: Hold) {
+        if let Some(o) = self.open.as_mut() {
+            o.holds.push(hold);
         }
     }
 
@@ -208,6 +219,7 @@ fn finish_open(open: Open, end: End) {
         start,
         facts,
         finisher,
+        holds,
         ..
     } = open;
     let summary = end.summary.unwrap_or_default();
@@ -240,7 +252,7 @@ fn finish_open(open: Open, end: End) {
             record.usage_estimated = estimated;
         }
     }
-    finisher.finish(record);
+    finisher.finish(record, holds);
 }
 
 impl Drop for RecordGuard {

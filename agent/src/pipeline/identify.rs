@@ -159,6 +159,7 @@ impl Pipeline {
             readable,
             upgrade,
             original: None,
+            response_headers: Vec::new(),
             usage_injected: false,
             _budget: Some(budget),
         })

@@ -291,6 +291,12 @@ pub struct Pipeline {
     models: Arc<crate::policy::ModelRules>,
     /// Its Azure deployments → the models they serve (a deployment is judged as its model too).
     deployments: Arc<std::collections::BTreeMap<String, String>>,
+    /// Its budgets and rate limits.
+    rules: Arc<crate::governance::Rules>,
+    /// Its prices, for the estimate a budget reserves.
+    prices: crate::pricing::PriceTable,
+    /// The counts budgets and rate limits keep, shared by every policy's pipeline.
+    governance: Option<Arc<crate::governance::Governance>>,
     /// This device's id, on every record.
     device: Option<String>,
 }
@@ -329,6 +335,9 @@ impl Pipeline {
             policy: None,
             models: Arc::default(),
             deployments: Arc::default(),
+            rules: Arc::default(),
+            prices: crate::pricing::PriceTable::default(),
+            governance: None,
             device: None,
         }
     }
@@ -347,7 +356,25 @@ impl Pipeline {
         });
         self.models = Arc::new(policy.models.clone());
         self.deployments = Arc::new(policy.azure.deployments.clone());
+        self.rules = policy.governance.clone();
+        self.prices = policy.prices.clone();
         self
+    }
+
+    /// Counts budgets and rate limits in `governance` (one per agent, kept across policy swaps).
+    pub fn with_governance(mut self, governance: Arc<crate::governance::Governance>) -> Self {
+        self.governance = Some(governance);
+        self
+    }
+
+    /// The budget and rate-limit counts, and this policy's rules.
+    pub fn governance(
+        &self,
+    ) -> Option<(
+        &Arc<crate::governance::Governance>,
+        &crate::governance::Rules,
+    )> {
+        self.governance.as_ref().map(|g| (g, &*self.rules))
     }
 
     /// The pipeline for a new policy: the same stages, recorder, request-body budget (a new one if
@@ -379,6 +406,9 @@ impl Pipeline {
             policy: self.policy.clone(),
             models: self.models.clone(),
             deployments: self.deployments.clone(),
+            rules: self.rules.clone(),
+            prices: self.prices.clone(),
+            governance: self.governance.clone(),
             device: self.device.clone(),
         }
     }
@@ -547,6 +577,7 @@ impl Pipeline {
             app: None,
             app_path: None,
             device: self.device.clone(),
+            reserved: None,
             policy: self.policy.clone(),
             caller: target.caller.clone(),
         }

@@ -532,6 +532,9 @@ impl Pipeline {
         if let Ok(v) = HeaderValue::from_str(&id) {
             parts.headers.insert("x-airlock-request-id", v);
         }
+        for (name, value) in ex.response_headers.drain(..) {
+            parts.headers.append(name, value);
+        }
         let parser_encoding = if decoder.is_some() {
             None
         } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::stage::SettleStage;
 use crate::caller;
+use crate::governance::Hold;
 use crate::record::{Record, Recorder};
 
 /// The settle stages and the recorder: what finishing a record means.
@@ -47,9 +48,18 @@ impl Finisher {
     /// Settles, bounds, logs and stores a finished record, with its caller's uid: at once when the
     /// caller's lookup is over (nearly always: it started when the connection was accepted), else from
     /// a task of its own that waits for it at most [`caller::WAIT`] — the response is never held.
-    pub(super) fn finish(&self, mut record: Record) {
+    pub(super) fn finish(&self, mut record: Record, holds: Vec<Hold>) {
         for s in &self.settle {
             s.settle(&mut record);
+        }
+        // Budgets and rate limits: the reservation becomes what the request actually used.
+        let tokens = record
+            .usage
+            .as_ref()
+            .map_or(0, |u| u.input_tokens.saturating_add(u.output_tokens));
+        let usd = record.cost_usd.unwrap_or(0.0);
+        for h in holds {
+            h.settle(tokens, usd);
         }
         record.bound();
         tracing::debug!(

@@ -5,6 +5,7 @@
 
 pub mod ai_domains;
 pub mod blocked;
+pub mod budgets;
 pub mod diagnostic;
 pub mod hosts;
 pub mod journal;
@@ -127,6 +128,12 @@ pub struct PolicyDocument {
     /// Which models may be asked for, globally and per provider.
     #[serde(default)]
     pub models: ModelsPolicy,
+    /// Spend limits in tokens and USD per window, scoped by device, user, app, provider, model.
+    #[serde(default)]
+    pub budgets: Vec<budgets::BudgetPolicy>,
+    /// Requests and tokens per minute, hour and day, and concurrency caps, scoped the same way.
+    #[serde(default)]
+    pub rate_limits: Vec<budgets::RateLimitPolicy>,
     /// How the agent reaches upstream.
     #[serde(default)]
     pub upstream: UpstreamPolicy,
@@ -327,6 +334,8 @@ pub struct Policy {
     pub blocked: BlockedHosts,
     /// Which models may be asked for.
     pub models: ModelRules,
+    /// Budgets and rate limits.
+    pub governance: std::sync::Arc<crate::governance::Rules>,
     /// What to do once this policy expires.
     pub fail_mode: FailMode,
     /// Upstream settings, with override keys lower-cased.
@@ -418,6 +427,35 @@ impl Policy {
         })?;
         let models = ModelRules::compile(&doc.models)
             .map_err(|(k, i, m)| err(KeyPath::parse(&k).index(i), m))?;
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in doc.budgets.iter().enumerate() {
+            budgets::check_budget(b)
+                .map_err(|(k, m)| err(KeyPath::parse("budgets").index(i).key(k), m))?;
+            if !names.insert(b.name.clone()) {
+                return Err(err(
+                    KeyPath::parse("budgets").index(i).key("name"),
+                    format!("two budgets are named {:?}; give each its own name", b.name),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in doc.rate_limits.iter().enumerate() {
+            budgets::check_rate_limit(r)
+                .map_err(|(k, m)| err(KeyPath::parse("rate_limits").index(i).key(k), m))?;
+            if !names.insert(r.name.clone()) {
+                return Err(err(
+                    KeyPath::parse("rate_limits").index(i).key("name"),
+                    format!(
+                        "two rate limits are named {:?}; give each its own name",
+                        r.name
+                    ),
+                ));
+            }
+        }
+        let governance = std::sync::Arc::new(crate::governance::Rules::compile(
+            &doc.budgets,
+            &doc.rate_limits,
+        ));
         let mut upstream = doc.upstream;
         upstream.overrides = std::mem::take(&mut upstream.overrides)
             .into_iter()
@@ -491,6 +529,7 @@ impl Policy {
             hosts,
             blocked,
             models,
+            governance,
             fail_mode: doc.fail_mode,
             upstream,
             prices,

@@ -182,6 +182,9 @@ pub struct Record {
     /// This device's id (made on the agent's first start, kept in the state directory).
     #[serde(default)]
     pub device: Option<String>,
+    /// What budgets reserved for the request at admission (its estimate), when any applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<Reserved>,
     /// The policy the request was decided under: its name, and its bundle version when it came
     /// signed from the fleet.
     #[serde(default)]
@@ -201,6 +204,15 @@ impl Record {
         self.app = self.app.take().or(facts.app);
         self.app_path = self.app_path.take().or(facts.app_path);
     }
+}
+
+/// A budget reservation: the tokens and USD a request was assumed to cost when admitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reserved {
+    /// Tokens (input estimate + output cap).
+    pub tokens: u64,
+    /// USD, when the model has a price.
+    pub usd: f64,
 }
 
 /// Which policy decided a request.
@@ -351,6 +363,7 @@ pub(crate) mod tests {
             app: None,
             app_path: None,
             device: None,
+            reserved: None,
             policy: None,
             caller: crate::caller::Caller::unknown(),
         }

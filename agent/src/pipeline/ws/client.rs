@@ -334,5 +334,6 @@ fn message_exchange(ctx: &SocketCtx, id: &str, identity: Identity, payload: Byte
         original: None,
         usage_injected: false,
         _budget: None,
+        response_headers: Vec::new(),
     }
 }

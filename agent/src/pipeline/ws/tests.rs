@@ -78,6 +78,7 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         app: None,
         app_path: None,
         device: None,
+        reserved: None,
         policy: None,
         caller: crate::caller::Caller::unknown(),
     }

@@ -395,6 +395,7 @@ mod tests {
             app: None,
             app_path: None,
             device: None,
+            reserved: None,
             policy: None,
             caller: crate::caller::Caller::unknown(),
         };
