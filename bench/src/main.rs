@@ -8,6 +8,7 @@
 //! starts. `bench/run.sh` is the one command that builds everything and runs it.
 
 mod client;
+mod governance;
 mod hostile;
 mod load;
 mod noisy;
@@ -47,6 +48,8 @@ enum Cmd {
     },
     /// What signed policy costs: bundle verify + compile, and live swaps under load.
     Policy(policy::PolicyArgs),
+    /// What governing costs: journal commits per second, begin latency, admission + settle.
+    Governance(governance::GovernanceArgs),
     /// A CPU hog: one thread in a busy loop (the noisy-neighbour section starts these). Exits after
     /// `--secs`, or as soon as its parent is gone.
     #[command(hide = true)]
@@ -204,6 +207,7 @@ fn main() -> Result<()> {
         }
         Cmd::Run(args) => run(*args),
         Cmd::Policy(args) => policy::run(args),
+        Cmd::Governance(args) => governance::run(args),
         Cmd::Hog { secs } => {
             noisy::hog(Duration::from_secs(secs));
             Ok(())

@@ -51,19 +51,48 @@ enum Out<'a> {
     Jsonl(std::io::BufWriter<std::io::StdoutLock<'a>>),
 }
 
-/// Where the rows come from.
-enum Source {
+/// Where journal rows come from: the running agent (which shows each user their own), or a file.
+pub enum RowSource {
+    /// The agent, through its control socket.
     Agent(Box<crate::trust::Verified>),
+    /// A journal file read directly.
     File(PathBuf),
 }
 
-fn source(state: &TrustedState, agent: Result<Agent>, file: Option<&Path>) -> Result<Source> {
+/// `file` if given, else the running agent, else the state directory's journal file.
+pub fn row_source(
+    state: &TrustedState,
+    agent: Result<Agent>,
+    file: Option<&Path>,
+) -> Result<RowSource> {
     if let Some(f) = file {
-        return Ok(Source::File(f.to_path_buf()));
+        return Ok(RowSource::File(f.to_path_buf()));
     }
     match agent? {
-        Agent::Verified(v) => Ok(Source::Agent(v)),
-        Agent::NotRunning(_) => Ok(Source::File(state.dir.root().join("journal.db"))),
+        Agent::Verified(v) => Ok(RowSource::Agent(v)),
+        Agent::NotRunning(_) => Ok(RowSource::File(state.dir.root().join("journal.db"))),
+    }
+}
+
+fn since_ms(since: Option<Duration>) -> i64 {
+    since.map_or(0, |d| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+/// Every row from `since` ago on, as `export --format jsonl` prints them.
+pub fn rows_since(src: &RowSource, since: Option<Duration>) -> Result<Vec<Value>> {
+    let since = since_ms(since);
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let (rows, next) = page(src, since, after)?;
+        out.extend(rows.iter().map(jsonl_row));
+        match next {
+            Some(n) => after = n,
+            None => return Ok(out),
+        }
     }
 }
 
@@ -88,14 +117,14 @@ fn open_check(path: &Path) -> Result<()> {
 pub fn run(action: &JournalAction, state: &TrustedState, agent: Result<Agent>) -> Result<ExitCode> {
     match action {
         JournalAction::Verify { file, json } => {
-            let (path, v) = match source(state, agent, file.as_deref())? {
-                Source::Agent(a) => {
+            let (path, v) = match row_source(state, agent, file.as_deref())? {
+                RowSource::Agent(a) => {
                     let answer = a.get("/airlock/v1/journal/verify")?;
                     let v: Verification = serde_json::from_value(answer["verification"].clone())
                         .context("the agent's verification answer is not what this CLI reads")?;
                     (answer["path"].as_str().unwrap_or("?").to_string(), v)
                 }
-                Source::File(p) => {
+                RowSource::File(p) => {
                     open_check(&p)?;
                     let v = journal::verify_file(&p)?;
                     (p.display().to_string(), v)
@@ -113,12 +142,8 @@ pub fn run(action: &JournalAction, state: &TrustedState, agent: Result<Agent>) -
             format,
             file,
         } => {
-            let since_ms = since.map_or(0, |d| {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-                i64::try_from(now).unwrap_or(i64::MAX)
-                    - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-            });
-            let src = source(state, agent, file.as_deref())?;
+            let since_ms = since_ms(*since);
+            let src = row_source(state, agent, file.as_deref())?;
             let stdout = std::io::stdout();
             let mut out = if format == "csv" {
                 let mut w = csv::Writer::from_writer(stdout.lock());
@@ -153,9 +178,9 @@ pub fn run(action: &JournalAction, state: &TrustedState, agent: Result<Agent>) -
     }
 }
 
-fn page(src: &Source, since_ms: i64, after: i64) -> Result<(Vec<Exported>, Option<i64>)> {
+fn page(src: &RowSource, since_ms: i64, after: i64) -> Result<(Vec<Exported>, Option<i64>)> {
     match src {
-        Source::Agent(a) => {
+        RowSource::Agent(a) => {
             let v = a.get(&format!(
                 "/airlock/v1/journal?since_ms={since_ms}&after={after}&limit={PAGE}"
             ))?;
@@ -163,7 +188,7 @@ fn page(src: &Source, since_ms: i64, after: i64) -> Result<(Vec<Exported>, Optio
                 .context("the agent's journal rows are not what this CLI reads")?;
             Ok((rows, v["next"].as_i64()))
         }
-        Source::File(p) => {
+        RowSource::File(p) => {
             open_check(p)?;
             let conn = journal::open_reader(p)?;
             let rows = journal::read::export(&conn, since_ms, after, PAGE, None)?;

@@ -53,6 +53,7 @@ mod owner;
 mod peer;
 mod policy;
 mod trust;
+mod usage;
 mod userproxy;
 
 use std::path::PathBuf;
@@ -129,6 +130,18 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// Leave the fleet: remove the enrollment file (the daemon then runs its own policy).
     Unenroll(enroll::UnenrollArgs),
+    /// Requests, tokens and cost from the journal, grouped (your own; root sees everyone's).
+    Usage {
+        /// What to group by.
+        #[arg(long, value_enum, default_value = "model")]
+        by: usage::By,
+        /// How far back (`30d`, `24h`, `90m`).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30d")]
+        since: std::time::Duration,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// The journal: verify its hash chain, export its rows.
     Journal {
         #[command(subcommand)]
@@ -235,6 +248,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
         Command::Journal { action } => journal::run(&action, &ctx.state, ctx.find_agent()),
+        Command::Usage { by, since, json } => usage::run(
+            journal::row_source(&ctx.state, ctx.find_agent(), None)?,
+            by,
+            since,
+            json,
+        ),
         Command::Enroll(args) => enroll::enroll(&args, &paths.daemon()),
         Command::Unenroll(args) => enroll::unenroll(&args, &paths.daemon()),
     }

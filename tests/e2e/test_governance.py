@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -129,3 +130,42 @@ def test_blocked_hosts_are_refused_at_connect(governed):
     # A refused request is in the journal too.
     rows = [json.loads(l) for l in governed.cli("journal", "export").stdout.splitlines() if l.strip()]
     assert any(r.get("decided_by") == "authorize:models" for r in rows)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+
+
+def airlock(*args) -> subprocess.CompletedProcess:
+    from conftest import binary
+    return subprocess.run([str(binary("airlock")), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_enterprise_example_passes_its_own_cases_and_a_wrong_case_fails(tmp_path):
+    p = airlock("policy", "test", EXAMPLES / "tests" / "enterprise.cases.toml")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "6 of 6 cases passed" in p.stdout and p.stdout.count("ok    ") == 6, p.stdout
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(f'policy = "{EXAMPLES / "enterprise.toml"}"\n'
+                     '[[case]]\nname = "someone thinks 4.5 is fine"\nprovider = "openai"\nmodel = "gpt-4.5-turbo"\nexpect = "allow"\n'
+                     '[[case]]\nprovider = "openai"\nmodel = "gpt-4o"\nexpect = "allow"\nrule = "models.openai.allow[1]"\n')
+    p = airlock("policy", "test", wrong)
+    assert p.returncode == 1, p.stdout
+    assert "FAIL  someone thinks 4.5 is fine: expected allow, got deny by models.deny[0]" in p.stdout, p.stdout
+    assert "FAIL  case 2: expected allow by models.openai.allow[1], got allow by models.openai.allow[0]" in p.stdout
+    assert "0 of 2 cases passed" in p.stdout
+
+
+def test_explain_prints_the_decision_and_every_rule(tmp_path):
+    p = airlock("policy", "explain", "--policy", EXAMPLES / "enterprise.toml", "--provider", "openai",
+                "--model", "gpt-4.5-turbo", "--user", "alice")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("decision: deny (model_blocked)"), p.stdout
+    assert 'models: "gpt-4.5-turbo" refused by models.deny[0] = "gpt-4.5*"' in p.stdout
+    p = airlock("policy", "explain", "--policy", EXAMPLES / "enterprise.toml", "--provider", "openai",
+                "--model", "o3-mini", "--user", "alice", "--app", "node", "--json")
+    e = json.loads(p.stdout)
+    assert (e["decision"], e["rule"]) == ("allow", "models.openai.allow[2]"), e
+    trail = "\n".join(e["trail"])
+    for name in ("per-person-daily", "per-person-monthly", "reasoning-models", "per-app", "per-person"):
+        assert f'"{name}" counts it' in trail, trail
+    assert "(user=alice)" in trail and "(app=node)" in trail

@@ -164,6 +164,12 @@ def test_export_prints_jsonl_and_csv_since_a_time(agent):
     assert int(row["input_tokens"]) == rec["usage"]["input_tokens"]
     p = agent.cli("journal", "export", "--since", "yesterday", check=False)
     assert p.returncode != 0 and "not a duration" in p.stderr
+    # airlock usage sums the same rows.
+    groups = json.loads(agent.cli("usage", "--by", "model", "--since", "10m", "--json").stdout)["groups"]
+    mini = next(g for g in groups if g["key"] == "gpt-4o-mini")
+    assert mini["requests"] >= 1 and mini["input_tokens"] >= rec["usage"]["input_tokens"]
+    table = agent.cli("usage", "--by", "provider", "--since", "1h").stdout
+    assert table.splitlines()[0].split()[:2] == ["PROVIDER", "REQUESTS"] and "openai" in table and "TOTAL" in table, table
 
 
 def test_a_record_names_the_device_the_user_and_the_python_that_sent_it(agent):

@@ -132,6 +132,54 @@ impl Rules {
         }
     }
 
+    /// The budgets and rate limits that would count `ask`, each with its scope key and what it
+    /// limits (for `airlock policy explain`): `(kind, name, scope, limits)`.
+    pub fn applying(&self, ask: &Ask) -> Vec<(&'static str, String, String, String)> {
+        let applies = |m: &Matcher| m.matches(|d| ask.value(d));
+        let mut out = Vec::new();
+        for b in self
+            .budgets
+            .iter()
+            .filter(|b| ask.model.is_some() && applies(&b.matcher))
+        {
+            let mut lim = Vec::new();
+            if let Some(t) = b.policy.limit_tokens {
+                lim.push(format!("{t} tokens"));
+            }
+            if let Some(u) = b.policy.limit_usd {
+                lim.push(format!("${u:.2}"));
+            }
+            out.push((
+                "budget",
+                b.policy.name.clone(),
+                ask.key(&b.policy.scope),
+                format!("{} per {}", lim.join(" and "), b.span.name()),
+            ));
+        }
+        for l in self.limits.iter().filter(|l| applies(&l.matcher)) {
+            let p = &l.policy;
+            let lim: Vec<String> = [
+                (p.requests_per_minute, "requests/minute"),
+                (p.requests_per_hour, "requests/hour"),
+                (p.requests_per_day, "requests/day"),
+                (p.tokens_per_minute, "tokens/minute"),
+                (p.tokens_per_hour, "tokens/hour"),
+                (p.tokens_per_day, "tokens/day"),
+                (p.concurrency, "in flight"),
+            ]
+            .iter()
+            .filter_map(|(v, what)| v.map(|v| format!("{v} {what}")))
+            .collect();
+            out.push((
+                "rate limit",
+                p.name.clone(),
+                ask.key(&p.scope),
+                lim.join(", "),
+            ));
+        }
+        out
+    }
+
     /// Whether there is nothing to check.
     pub fn is_empty(&self) -> bool {
         self.budgets.is_empty() && self.limits.is_empty()

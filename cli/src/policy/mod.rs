@@ -6,6 +6,7 @@
 
 mod build;
 mod diff;
+mod explain;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,28 @@ pub enum PolicyAction {
         #[arg(value_name = "SRC.toml")]
         src: PathBuf,
     },
+    /// What a policy decides for a described request, and every rule that led there.
+    Explain {
+        /// The policy source (TOML).
+        #[arg(long, value_name = "FILE.toml")]
+        policy: PathBuf,
+        /// The request.
+        #[command(flatten)]
+        request: explain::Request,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a file of cases (a request → the decision expected) against a policy; exit 1 on a
+    /// mismatch, so a policy can be tested in CI before it is signed.
+    Test {
+        /// The case file (TOML: `policy = "FILE.toml"` and `[[case]]` entries).
+        #[arg(value_name = "CASES.toml")]
+        cases: PathBuf,
+        /// The policy to test (default: the one the case file names).
+        #[arg(long, value_name = "FILE.toml")]
+        policy: Option<PathBuf>,
+    },
     /// Compare two policies, each a TOML source or a bundle (told apart by content): one line per
     /// changed setting of the compiled policy, plus fleet, version, expiry, minimum agent version
     /// and next keys when both are bundles. Signatures are NOT verified: use `verify` for that.
@@ -127,6 +150,12 @@ pub fn run(action: &PolicyAction) -> Result<ExitCode> {
             fleet,
         } => verify::verify(bundle, pubkeys, fleet.as_deref()),
         PolicyAction::Lint { src } => verify::lint(src),
+        PolicyAction::Explain {
+            policy,
+            request,
+            json,
+        } => explain::run_explain(policy, request, *json),
+        PolicyAction::Test { cases, policy } => explain::run_test(cases, policy.as_deref()),
         PolicyAction::Diff { a, b } => Ok(diff::run(a, b)),
         // Dispatched by main with a verified agent.
         PolicyAction::Apply { .. } | PolicyAction::Show { .. } => {
