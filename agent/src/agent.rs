@@ -358,6 +358,7 @@ impl Shared {
             "limits": limits,
             "journal": recorder.journal_status(),
             "governance": live.pipeline.governance().map(|(g, rules)| g.status(rules)),
+            "credentials": live.pipeline.credential_store().map(|c| c.status()),
             "refused": {
                 "non_loopback_peers": refused.non_loopback_peers.load(Ordering::Relaxed),
                 "over_connection_limit": refused.over_connection_limit.load(Ordering::Relaxed),
@@ -393,6 +394,10 @@ impl FleetHost for Shared {
 }
 
 impl Control for Shared {
+    fn credentials(&self) -> Option<Arc<crate::credentials::Store>> {
+        self.pipeline().credential_store().cloned()
+    }
+
     fn status(&self) -> serde_json::Value {
         Shared::status(self)
     }
@@ -567,11 +572,25 @@ pub async fn start_with_response_stages(
             }
         }
     }
+    let store_dir = state.clone();
+    // The OS credential store may be a D-Bus round trip away: asked off the async workers.
+    let credentials = Arc::new(
+        tokio::task::spawn_blocking(move || crate::credentials::Store::open(&store_dir))
+            .await
+            .map_err(|e| {
+                crate::AgentError::io(
+                    "cannot open the credential store in",
+                    state.root(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?,
+    );
     let mut pipeline = Pipeline::new(upstream.clone(), recorder, limits.clone())
         .with_settle_stage(Box::new(cost))
         .for_policy(&policy)
         .for_device(device.clone())
-        .with_governance(governance);
+        .with_governance(governance)
+        .with_credentials(credentials);
     for (slot, stage) in stages {
         pipeline = pipeline.with_request_stage(slot, stage);
     }

@@ -30,6 +30,7 @@ pub mod bundle;
 pub mod ca;
 pub mod caller;
 pub mod control;
+pub mod credentials;
 pub mod device;
 pub mod error;
 pub mod fleet;

@@ -41,6 +41,7 @@ fn stdout_failed(e: std::io::Error) {
 mod baseurl;
 mod client;
 mod control;
+mod credentials;
 mod duration;
 mod enroll;
 mod envvars;
@@ -142,6 +143,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Org credentials the agent injects: set (from stdin or a no-echo prompt), list, rm,
+    /// fingerprint.
+    Credentials {
+        #[command(subcommand)]
+        action: credentials::CredentialsAction,
+    },
     /// The journal: verify its hash chain, export its rows.
     Journal {
         #[command(subcommand)]
@@ -219,6 +226,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return policy::run(action)
         }
         Command::Enroll(args) => return enroll::enroll(args, &DaemonPaths::of(&cli).daemon()),
+        Command::Credentials {
+            action: credentials::CredentialsAction::Fingerprint,
+        } => return credentials::fingerprint(),
         Command::Unenroll(args) => return enroll::unenroll(args, &DaemonPaths::of(&cli).daemon()),
         _ => {}
     }
@@ -248,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
         Command::Journal { action } => journal::run(&action, &ctx.state, ctx.find_agent()),
+        Command::Credentials { action } => credentials::run(&ctx.verified()?, &action),
         Command::Usage { by, since, json } => usage::run(
             journal::row_source(&ctx.state, ctx.find_agent(), None)?,
             by,

@@ -56,6 +56,10 @@ pub trait Control: Send + Sync {
     /// Offers a bundle to the fleet's verifier (`POST /airlock/v1/policy/apply`): what it came to,
     /// or the refusal (`reason`, `message`).
     fn apply_bundle(&self, bytes: &[u8]) -> std::result::Result<Value, Value>;
+    /// The org credential store (`/airlock/v1/credentials`).
+    fn credentials(&self) -> Option<std::sync::Arc<crate::credentials::Store>> {
+        None
+    }
 }
 
 /// Who may use a route.

@@ -22,7 +22,93 @@ pub static ROUTES: &[Route] = &[
     Route::post("/airlock/v1/policy/apply", Access::Write, apply_policy),
     Route::get("/airlock/v1/journal", Access::Read, journal_rows),
     Route::get("/airlock/v1/journal/verify", Access::Read, journal_verify),
+    Route::get("/airlock/v1/credentials", Access::Read, credentials_list),
+    Route::post(
+        "/airlock/v1/credentials/set",
+        Access::Write,
+        credentials_set,
+    ),
+    Route::post("/airlock/v1/credentials/rm", Access::Write, credentials_rm),
 ];
+
+fn no_store() -> Reply {
+    Reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "credential_store_unavailable",
+        "this agent has no credential store",
+    )
+}
+
+/// Names of the org credentials and when each was set (never their values).
+fn credentials_list(agent: &dyn Control, _: &Call) -> Reply {
+    let Some(store) = agent.credentials() else {
+        return no_store();
+    };
+    Reply::ok(json!({"store": store.kind(), "credentials": store.list()}))
+}
+
+fn credential_name(call: &Call) -> Result<String, Reply> {
+    call.param("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Reply::error(
+                StatusCode::BAD_REQUEST,
+                "missing_name",
+                "name the credential: ?name=NAME",
+            )
+        })
+}
+
+/// `?name=NAME` with the secret as the whole body: stored, replacing any earlier one.
+fn credentials_set(agent: &dyn Control, call: &Call) -> Reply {
+    let Some(store) = agent.credentials() else {
+        return no_store();
+    };
+    let name = match credential_name(call) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let text = match std::str::from_utf8(&call.body) {
+        Ok(t) => t.trim_end_matches(['\n', '\r']).to_string(),
+        Err(_) => {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                "bad_secret",
+                "the secret is not UTF-8 text",
+            )
+        }
+    };
+    match store.set(&name, crate::credentials::Secret::new(text)) {
+        Ok(()) => Reply::ok(json!({"result": "set", "name": name, "store": store.kind()})),
+        Err(e) => Reply::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "credential_not_set",
+            e.to_string(),
+        ),
+    }
+}
+
+/// `?name=NAME`: removed from the store.
+fn credentials_rm(agent: &dyn Control, call: &Call) -> Reply {
+    let Some(store) = agent.credentials() else {
+        return no_store();
+    };
+    let name = match credential_name(call) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match store.remove(&name) {
+        Ok(existed) => {
+            Reply::ok(json!({"result": if existed { "removed" } else { "absent" }, "name": name}))
+        }
+        Err(e) => Reply::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "credential_not_removed",
+            e.to_string(),
+        ),
+    }
+}
 
 /// Most journal rows one `GET /airlock/v1/journal` returns; `next` pages on.
 const JOURNAL_PAGE: usize = 5_000;

@@ -26,6 +26,12 @@ impl Pipeline {
                 by: "authorize:models".into(),
             });
         }
+        if let Some(err) = self.apply_credentials(ex, guard) {
+            return Err(Stop::Refuse {
+                err,
+                by: "authorize:credentials".into(),
+            });
+        }
         self.admit(ex, guard).await?;
         self.run_slot(&self.stages.authorize, "authorize", ex, guard)
             .await

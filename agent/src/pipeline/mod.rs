@@ -10,6 +10,7 @@
 
 mod authorize;
 mod commit;
+mod credentials;
 pub mod exchange;
 mod forward;
 pub mod guard;
@@ -293,6 +294,11 @@ pub struct Pipeline {
     deployments: Arc<std::collections::BTreeMap<String, String>>,
     /// Its budgets and rate limits.
     rules: Arc<crate::governance::Rules>,
+    /// Its credential rules, by provider.
+    credential_rules:
+        Arc<std::collections::BTreeMap<String, crate::policy::credentials::CredentialRule>>,
+    /// The org credentials `inject` sends, shared by every policy's pipeline.
+    credential_store: Option<Arc<crate::credentials::Store>>,
     /// Its prices, for the estimate a budget reserves.
     prices: crate::pricing::PriceTable,
     /// The counts budgets and rate limits keep, shared by every policy's pipeline.
@@ -336,6 +342,8 @@ impl Pipeline {
             models: Arc::default(),
             deployments: Arc::default(),
             rules: Arc::default(),
+            credential_rules: Arc::default(),
+            credential_store: None,
             prices: crate::pricing::PriceTable::default(),
             governance: None,
             device: None,
@@ -357,8 +365,20 @@ impl Pipeline {
         self.models = Arc::new(policy.models.clone());
         self.deployments = Arc::new(policy.azure.deployments.clone());
         self.rules = policy.governance.clone();
+        self.credential_rules = Arc::new(policy.credentials.clone());
         self.prices = policy.prices.clone();
         self
+    }
+
+    /// Injects org credentials from `store`.
+    pub fn with_credentials(mut self, store: Arc<crate::credentials::Store>) -> Self {
+        self.credential_store = Some(store);
+        self
+    }
+
+    /// The credential store, when there is one.
+    pub fn credential_store(&self) -> Option<&Arc<crate::credentials::Store>> {
+        self.credential_store.as_ref()
     }
 
     /// Counts budgets and rate limits in `governance` (one per agent, kept across policy swaps).
@@ -407,6 +427,8 @@ impl Pipeline {
             models: self.models.clone(),
             deployments: self.deployments.clone(),
             rules: self.rules.clone(),
+            credential_rules: self.credential_rules.clone(),
+            credential_store: self.credential_store.clone(),
             prices: self.prices.clone(),
             governance: self.governance.clone(),
             device: self.device.clone(),
@@ -556,6 +578,7 @@ impl Pipeline {
             status: None,
             outcome: Outcome::InProgress,
             credential: credential.to_string(),
+            credential_fingerprint: None,
             response_model: None,
             usage: None,
             usage_estimated: false,

@@ -6,6 +6,7 @@
 pub mod ai_domains;
 pub mod blocked;
 pub mod budgets;
+pub mod credentials;
 pub mod diagnostic;
 pub mod hosts;
 pub mod journal;
@@ -128,6 +129,9 @@ pub struct PolicyDocument {
     /// Which models may be asked for, globally and per provider.
     #[serde(default)]
     pub models: ModelsPolicy,
+    /// What happens to the key an app presents, per provider (`[credentials.openai]`).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, credentials::CredentialRule>,
     /// Spend limits in tokens and USD per window, scoped by device, user, app, provider, model.
     #[serde(default)]
     pub budgets: Vec<budgets::BudgetPolicy>,
@@ -336,6 +340,8 @@ pub struct Policy {
     pub models: ModelRules,
     /// Budgets and rate limits.
     pub governance: std::sync::Arc<crate::governance::Rules>,
+    /// Credential rules by provider (lower case).
+    pub credentials: BTreeMap<String, credentials::CredentialRule>,
     /// What to do once this policy expires.
     pub fail_mode: FailMode,
     /// Upstream settings, with override keys lower-cased.
@@ -452,6 +458,15 @@ impl Policy {
                 ));
             }
         }
+        for (provider, rule) in &doc.credentials {
+            credentials::check(rule)
+                .map_err(|(k, m)| err(KeyPath::parse("credentials").key(provider).key(k), m))?;
+        }
+        let credential_rules = doc
+            .credentials
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
         let governance = std::sync::Arc::new(crate::governance::Rules::compile(
             &doc.budgets,
             &doc.rate_limits,
@@ -530,6 +545,7 @@ impl Policy {
             blocked,
             models,
             governance,
+            credentials: credential_rules,
             fail_mode: doc.fail_mode,
             upstream,
             prices,

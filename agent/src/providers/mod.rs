@@ -255,6 +255,51 @@ pub fn credential_kind(
     }
 }
 
+/// The credential a request presents (the bearer token, `x-api-key`, `api-key`, `x-goog-api-key`,
+/// or a `key=` query parameter), in that order: what is fingerprinted or checked, never logged.
+pub fn credential_value(headers: &http::HeaderMap, query: Option<&str>) -> Option<String> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            (v.len() > 7 && v.is_char_boundary(7) && v[..7].eq_ignore_ascii_case("bearer "))
+                .then(|| v[7..].trim().to_string())
+        })
+        .filter(|v| !v.is_empty());
+    bearer
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("api-key"))
+        .or_else(|| header("x-goog-api-key"))
+        .or_else(|| {
+            query?.split('&').find_map(|kv| {
+                let (_, v) = kv.split_once('=')?;
+                (query_param_name(kv) == "key" && !v.is_empty()).then(|| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
+        })
+}
+
+/// `query` without its `key=` parameters (however the name is encoded): for a request whose
+/// credential Airlock replaces.
+pub fn without_query_key(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !(kv.contains('=') && query_param_name(kv) == "key"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A query parameter's name as a server reads it: percent-decoded (`k%65y` is `key`), `+` as a space,
 /// lower case. Credential checks compare this, so an encoded name cannot slip a key past them.
 fn query_param_name(pair: &str) -> String {

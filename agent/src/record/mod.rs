@@ -125,6 +125,9 @@ pub struct Record {
     /// How the request authenticated — the kind only (`bearer`, `oauth` for a sign-in token,
     /// `x_api_key`, `api_key`, `goog_api_key`, `query_key`, `none`), never the value.
     pub credential: String,
+    /// The fingerprint (`sha256:…`) of the key the app presented, when it presented one.
+    #[serde(default)]
+    pub credential_fingerprint: Option<String>,
     /// The model the response named (a dated snapshot, or the model behind an Azure deployment).
     pub response_model: Option<String>,
     /// Token usage: as the response reported it, or estimated (see `usage_estimated`).
@@ -342,6 +345,7 @@ pub(crate) mod tests {
             status: Some(200),
             outcome: Outcome::Completed,
             credential: "bearer".into(),
+            credential_fingerprint: None,
             response_model: None,
             usage: Some(Usage::plain(3, 4)),
             usage_estimated: false,

@@ -57,6 +57,7 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         status: Some(101),
         outcome: Outcome::InProgress,
         credential: "bearer".into(),
+        credential_fingerprint: None,
         response_model: None,
         usage: None,
         usage_estimated: false,

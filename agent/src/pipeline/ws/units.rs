@@ -371,6 +371,7 @@ mod tests {
             status: None,
             outcome: Outcome::InProgress,
             credential: "bearer".into(),
+            credential_fingerprint: None,
             response_model: None,
             usage: None,
             usage_estimated: false,
