@@ -162,7 +162,12 @@ fn the_route_table_finds_routes_wrong_methods_and_nothing() {
         .collect();
     assert_eq!(
         writes,
-        ["/airlock/v1/ca/reload", "/airlock/v1/policy/apply"]
+        [
+            "/airlock/v1/ca/reload",
+            "/airlock/v1/policy/apply",
+            "/airlock/v1/credentials/set",
+            "/airlock/v1/credentials/rm"
+        ]
     );
     assert!(t
         .iter()
