@@ -155,6 +155,11 @@ def test_another_user_reads_the_status_but_may_not_write(shared_agent, other_use
     code, err = socket_call(other_user, sock, "POST", "/airlock/v1/policy/apply")
     assert code == 403 and err["error"]["type"] == "forbidden", err
     assert err["error"]["message"].startswith("POST /airlock/v1/policy/apply may only be done by root"), err
+    # Nor set an org credential, though they may list the names.
+    code, err = socket_call(other_user, sock, "POST", "/airlock/v1/credentials/set?name=openai-org")
+    assert code == 403 and err["error"]["message"].startswith("POST /airlock/v1/credentials/set may only be done by root"), err
+    code, names = socket_call(other_user, sock, "GET", "/airlock/v1/credentials")
+    assert code == 200 and "credentials" in names, names
     code, pol = socket_call(other_user, sock, "GET", "/airlock/v1/policy")
     assert code == 200 and pol["source"] == a.status()["policy"]["source"], pol
     # Root may.
