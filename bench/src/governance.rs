@@ -184,7 +184,7 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
 }
 
 fn record_template() -> Result<airlock_agent::record::Record> {
-    let text = r#"{"id":"req_0","started_at":"2026-12-01T00:00:00Z","mode":"mitm","host":"api.openai.com",
+    let text = r#"{"id":"req_0","started_at":"2026-12-01T00:00:00Z","mode":"proxy","host":"api.openai.com",
         "provider":"openai","operation":"chat_completions","model":"gpt-4o-mini","stream":false,"method":"POST",
         "path":"/v1/chat/completions","status":200,"outcome":"completed","credential":"bearer",
         "response_model":"gpt-4o-mini-2024-07-18","usage":{"input_tokens":400,"cache_read_tokens":0,"cache_write_tokens":0,"cache_write_1h_tokens":0,"output_tokens":200,"reasoning_tokens":0},"usage_estimated":false,
