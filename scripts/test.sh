@@ -52,7 +52,7 @@ missing=()
 # gnome-keyring (a real Secret Service, started per test in its own dbus-run-session) and secret-tool
 # for the credential tests.
 for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2 nginx:nginx \
-    gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools dbus-run-session:dbus-bin; do
+    gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools dbus-run-session:dbus-daemon; do
   find_cmd "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
