@@ -124,10 +124,7 @@ impl Shared {
     /// [`Shared::apply_policy`], and with `unavailable`, AI hosts refused with that explanation
     /// (`policy_unavailable`) until a policy that may govern arrives.
     pub fn put_policy(&self, policy: Policy, unavailable: Option<String>) -> Result<()> {
-        let _one_at_a_time = self
-            .swapping
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = crate::sync::lock(&self.swapping);
         let current = self.live.load_full();
         let upstream = if policy.upstream == current.policy.upstream {
             current.upstream.clone()
@@ -233,10 +230,7 @@ impl Shared {
     /// The enrolled device's governor, once its sources run (`airlock policy apply` feeds it);
     /// `None` when the device leaves its fleet.
     pub fn attach_governor(&self, gov: Option<Arc<Governor>>) {
-        *self
-            .governor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = gov;
+        *crate::sync::lock(&self.governor) = gov;
     }
 
     /// `airlock policy apply`: offers a bundle to the governor. `Ok` with what it came to, or the
@@ -245,11 +239,7 @@ impl Shared {
         &self,
         bytes: &[u8],
     ) -> std::result::Result<serde_json::Value, serde_json::Value> {
-        let gov = self
-            .governor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let gov = crate::sync::lock(&self.governor).clone();
         let Some(gov) = gov else {
             return Err(json!({
                 "reason": "not_enrolled",

@@ -44,6 +44,7 @@ pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod record;
+pub mod sync;
 pub mod sys;
 pub mod upstream;
 

@@ -76,8 +76,8 @@ pub fn row_source(
 
 fn since_ms(since: Option<Duration>) -> i64 {
     since.map_or(0, |d| {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        airlock_agent::record::now_ms()
+            .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     })
 }
 
@@ -192,9 +192,7 @@ fn page(src: &RowSource, since_ms: i64, after: i64) -> Result<(Vec<Exported>, Op
             open_check(p)?;
             let conn = journal::open_reader(p)?;
             let rows = journal::read::export(&conn, since_ms, after, PAGE, None)?;
-            let next = (rows.len() == PAGE)
-                .then(|| rows.last().map(|r| r.seq))
-                .flatten();
+            let next = journal::read::next_page(&rows, PAGE);
             Ok((rows, next))
         }
     }

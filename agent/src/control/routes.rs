@@ -151,9 +151,7 @@ fn journal_rows(agent: &dyn Control, call: &Call) -> Reply {
         .and_then(|c| Ok(crate::journal::read::export(&c, since, after, limit, uid)?));
     match rows {
         Ok(rows) => {
-            let next = (rows.len() == limit)
-                .then(|| rows.last().map(|r| r.seq))
-                .flatten();
+            let next = crate::journal::read::next_page(&rows, limit);
             Reply::ok(json!({"rows": rows, "next": next, "all_users": call.privileged}))
         }
         Err(e) => journal_unavailable(e),

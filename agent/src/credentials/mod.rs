@@ -5,6 +5,7 @@
 //! in a small index beside it (the OS stores cannot list). It owns storage; it must not decide
 //! which request gets which secret (the policy's `[credentials]` and the pipeline do).
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -113,10 +114,6 @@ pub struct Store {
 
 /// Forces a store: `file` or `os` (default: the OS store when it answers).
 pub const STORE_ENV: &str = "AIRLOCK_CREDENTIAL_STORE";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -4,6 +4,7 @@
 //! verifications). Sources and the governor write it; the status report reads it. It decides
 //! nothing.
 
+use crate::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -65,10 +66,6 @@ pub struct Ledger {
     pub applied: AtomicU64,
     /// Bundles refused.
     pub refused: AtomicU64,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Ledger {

@@ -27,7 +27,7 @@ pub use ledger::{BundleFacts, Ledger, RefusalFacts};
 pub use sources::Sources;
 pub use supervisor::{FleetHost, Supervisor};
 
-use ledger::lock;
+use crate::sync::lock;
 
 use crate::bundle::{self, Reason, Refusal, TrustState, Verified};
 use crate::paths::StateDir;

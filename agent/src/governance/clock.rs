@@ -17,8 +17,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        let ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ns).unwrap_or(i64::MAX)
+        crate::record::now_ms()
     }
 }
 

@@ -4,7 +4,7 @@
 //! (its provider may have served it). It must not write the journal.
 
 use super::{Ask, Governance, Rules};
-use crate::journal::read::export;
+use crate::journal::read::{export, next_page};
 use crate::journal::Kind;
 
 /// Days of rows replayed.
@@ -26,9 +26,7 @@ pub fn from_journal(
     let mut counted = 0u64;
     loop {
         let rows = export(conn, since, after, PAGE, None)?;
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        let full = rows.len() == PAGE;
+        let next = next_page(&rows, PAGE);
         for r in rows {
             let b = &r.body;
             let (tokens, usd) = match r.kind {
@@ -59,8 +57,9 @@ pub fn from_journal(
             gov.replay(rules, &ask, at, tokens, usd);
             counted += 1;
         }
-        if !full {
-            break;
+        match next {
+            Some(n) => after = n,
+            None => break,
         }
     }
     Ok(counted)

@@ -2,8 +2,9 @@
 //! headroom (`airlock status`), and which rules would count a described request (`airlock policy
 //! explain`). It must not change a count.
 
-use super::{lock, Ask, Governance, Rules};
+use super::{Ask, Governance, Rules};
 use crate::policy::budgets::Matcher;
+use crate::sync::lock;
 
 impl Rules {
     /// The budgets and rate limits that would count `ask`, each with its scope key and what it

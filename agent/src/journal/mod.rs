@@ -11,6 +11,7 @@ pub mod row;
 mod schema;
 mod writer;
 
+use crate::sync::lock;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -102,10 +103,6 @@ impl std::fmt::Debug for Journal {
             .field("path", &self.inner.path)
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Journal {
@@ -247,8 +244,7 @@ impl Journal {
     /// oldest rows older than the longest budget window; the chain stays verifiable (a
     /// `journal_pruned` event anchors the first row kept). The number of rows removed.
     pub async fn prune(&self, policy: &crate::policy::JournalPolicy) -> Result<u64, JournalError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let now = crate::record::now_ms();
         let day = 86_400_000i64;
         let rule = writer::Retention {
             older_than_ms: now - i64::from(policy.retention_days) * day,

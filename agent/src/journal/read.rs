@@ -211,6 +211,14 @@ pub fn export(
     rows.collect()
 }
 
+/// The `after_seq` of the page following `rows`, a page of at most `limit`: `None` when it was the
+/// last.
+pub fn next_page(rows: &[Exported], limit: usize) -> Option<i64> {
+    (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten()
+}
+
 /// The newest `limit` finished records, oldest first (to fill the in-memory ring at start).
 pub fn recent_records(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Record>> {
     let mut stmt = conn.prepare(

@@ -83,7 +83,7 @@ fn outcome_name(o: Outcome) -> String {
 
 fn now() -> (String, i64) {
     let t = time::OffsetDateTime::now_utc();
-    let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let ms = crate::record::unix_ms(t);
     (crate::record::format_rfc3339(t), ms)
 }
 

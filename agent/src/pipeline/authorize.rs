@@ -76,29 +76,6 @@ impl Pipeline {
     }
 }
 
-/// The output cap a request sets itself (`max_tokens`, `max_completion_tokens`,
-/// `max_output_tokens`, Gemini's `generationConfig.maxOutputTokens`).
-fn output_cap(body: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Gen {
-        #[serde(rename = "maxOutputTokens")]
-        max_output_tokens: Option<u64>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Caps {
-        max_tokens: Option<u64>,
-        max_completion_tokens: Option<u64>,
-        max_output_tokens: Option<u64>,
-        #[serde(rename = "generationConfig")]
-        generation_config: Option<Gen>,
-    }
-    let c: Caps = serde_json::from_slice(body).ok()?;
-    c.max_completion_tokens
-        .or(c.max_tokens)
-        .or(c.max_output_tokens)
-        .or(c.generation_config.and_then(|g| g.max_output_tokens))
-}
-
 impl Pipeline {
     /// Budgets and rate limits: admitted (the estimate reserved until the record finishes), or
     /// refused with 429 — `budget_exceeded` with `x-should-retry: false`, `rate_limited` with
@@ -128,7 +105,7 @@ impl Pipeline {
             provider: ex.target.provider.clone(),
             model,
             input_tokens: (body.len() as u64).div_ceil(4),
-            max_output_tokens: output_cap(body),
+            max_output_tokens: ex.identity.max_output_tokens,
             price,
         };
         match gov.admit(rules, &ask) {

@@ -22,11 +22,8 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Option<AirlockError> {
-        let (path, query) = match ex.target.path_and_query.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (ex.target.path_and_query.clone(), None),
-        };
-        let presented = providers::credential_value(&ex.head.headers, query.as_deref());
+        let query = ex.target.path_and_query.split_once('?').map(|(_, q)| q);
+        let presented = providers::credential_value(&ex.head.headers, query);
         let print = presented.as_deref().map(fingerprint);
         if let Some(fp) = &print {
             let fp = fp.clone();
@@ -99,10 +96,10 @@ impl Pipeline {
                 };
                 v.set_sensitive(true);
                 headers.insert(header::HeaderName::from_static(name_of), v);
-                if let Some(q) = query {
-                    let rest = providers::without_query_key(&q);
+                if let Some((path, q)) = ex.target.path_and_query.split_once('?') {
+                    let rest = providers::without_query_key(q);
                     ex.target.path_and_query = if rest.is_empty() {
-                        path
+                        path.to_string()
                     } else {
                         format!("{path}?{rest}")
                     };

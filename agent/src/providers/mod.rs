@@ -35,6 +35,15 @@ pub struct Identity {
     pub stream: bool,
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: Option<bool>,
+    /// The output cap the request sets itself (`max_completion_tokens`, `max_tokens`,
+    /// `max_output_tokens`, Gemini's `generationConfig.maxOutputTokens`), for budget estimates.
+    pub max_output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct GenerationConfigPeek {
+    #[serde(default, rename = "maxOutputTokens")]
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +60,14 @@ struct BodyPeek<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptionsPeek>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default, rename = "generationConfig")]
+    generation_config: Option<GenerationConfigPeek>,
 }
 
 /// What the agent reads of a body to identify it.
@@ -59,10 +76,11 @@ struct Peek {
     model: Option<String>,
     stream: Option<bool>,
     include_usage: Option<bool>,
+    max_output_tokens: Option<u64>,
 }
 
-/// Reads `model`, `stream` and `stream_options.include_usage` from a JSON body without materialising
-/// the rest. Malformed JSON gives nothing: the upstream is the authority on what is malformed and
+/// Reads `model`, `stream`, `stream_options.include_usage` and the output cap from a JSON body
+/// without materialising the rest. Malformed JSON gives nothing: the upstream is the authority on what is malformed and
 /// answers for itself.
 fn peek_body(body: Option<&[u8]>) -> Peek {
     match body
@@ -73,6 +91,11 @@ fn peek_body(body: Option<&[u8]>) -> Peek {
             model: p.model.map(|m| m.into_owned()),
             stream: p.stream,
             include_usage: p.stream_options.and_then(|o| o.include_usage),
+            max_output_tokens: p
+                .max_completion_tokens
+                .or(p.max_tokens)
+                .or(p.max_output_tokens)
+                .or(p.generation_config.and_then(|g| g.max_output_tokens)),
         },
         _ => Peek::default(),
     }
@@ -173,6 +196,7 @@ pub fn identify(
         model,
         stream,
         include_usage: peek.include_usage,
+        max_output_tokens: peek.max_output_tokens,
     }
 }
 
@@ -373,6 +397,50 @@ mod tests {
     }
 
     #[test]
+    fn the_output_cap_is_read_in_each_dialect() {
+        let cap = |api, path: &str, body: &str| {
+            identify(api, &Method::POST, path, None, Some(body.as_bytes())).max_output_tokens
+        };
+        assert_eq!(
+            cap(
+                ApiKind::Openai,
+                "/v1/chat/completions",
+                r#"{"model":"m","max_tokens":16}"#
+            ),
+            Some(16)
+        );
+        assert_eq!(
+            cap(
+                ApiKind::Openai,
+                "/v1/chat/completions",
+                r#"{"model":"m","max_tokens":9,"max_completion_tokens":32}"#
+            ),
+            Some(32),
+            "max_completion_tokens wins"
+        );
+        assert_eq!(
+            cap(
+                ApiKind::Openai,
+                "/v1/responses",
+                r#"{"model":"m","max_output_tokens":64}"#
+            ),
+            Some(64)
+        );
+        assert_eq!(
+            cap(
+                ApiKind::Gemini,
+                "/v1beta/models/g:generateContent",
+                r#"{"generationConfig":{"maxOutputTokens":128}}"#
+            ),
+            Some(128)
+        );
+        assert_eq!(
+            cap(ApiKind::Anthropic, "/v1/messages", r#"{"model":"m"}"#),
+            None
+        );
+    }
+
+    #[test]
     fn openai_operations_and_models() {
         let b = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
         let id = identify(
@@ -387,6 +455,7 @@ mod tests {
             model: Some("gpt-4o-mini".into()),
             stream: true,
             include_usage: None,
+            max_output_tokens: None,
         };
         assert_eq!(id, expected);
         let b = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;

@@ -317,6 +317,16 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(time::OffsetDateTime::now_utc())
 }
 
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    unix_ms(time::OffsetDateTime::now_utc())
+}
+
+/// `t` in milliseconds since the Unix epoch.
+pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// `t` as RFC 3339 with milliseconds, as records write times.
 pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
     let t = t

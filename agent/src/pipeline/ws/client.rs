@@ -233,6 +233,7 @@ async fn client_message(
                 .or(session_model),
             stream: true,
             include_usage: None,
+            max_output_tokens: None,
         };
     } else if v.get("stream").is_none() {
         identity.stream = true; // every answer on the socket is a stream of events
