@@ -85,7 +85,6 @@ impl Recorder {
     /// Stores a finished record: in the ring at once, and in the journal (never blocking an async
     /// worker; see [`Journal::end`]).
     pub fn finish(&self, record: Record) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(j) = &self.journal {
             j.end(&record);
         }
@@ -96,6 +95,9 @@ impl Recorder {
             }
             ring.push_back(record);
         }
+        // Last: once nothing is in flight, every finished record is stored (shutdown and tests
+        // wait on this).
+        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 
     /// Stops the journal's writer after it has committed every row it was given, waiting at most
@@ -113,7 +115,7 @@ impl Recorder {
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// The most recent `limit` finished records, oldest first.
