@@ -31,9 +31,15 @@ pub struct GovernanceArgs {
 
 /// The enterprise policy the admission figures are measured with.
 pub fn enterprise_policy() -> String {
-    let mut t = String::from(
-        "schema = 1\nname = \"enterprise-bench\"\n[models]\ndefault = \"allow\"\ndeny = [",
-    );
+    format!(
+        "schema = 1\nname = \"enterprise-bench\"\n{}",
+        enterprise_sections()
+    )
+}
+
+/// Its governance sections (model rules, budgets, rate limits), to follow a policy's top-level keys.
+pub fn enterprise_sections() -> String {
+    let mut t = String::from("[models]\ndefault = \"allow\"\ndeny = [");
     let rules: Vec<String> = (0..40).map(|i| format!("\"legacy-model-{i}*\"")).collect();
     t.push_str(&rules.join(", "));
     t.push_str(", \"re:^o1-pro\", \"gpt-4.5*\"]\n[models.anthropic]\nallow = [\"claude-*\", \"re:^claude-(haiku|sonnet)\"]\ndeny = [\"claude-3-opus*\", \"claude-2*\"]\n");

@@ -192,6 +192,10 @@ struct RunArgs {
     /// airlock-tunnel, nginx, mitmproxy).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the agent with a realistic enterprise policy on top of the routing (50 model rules, 10
+    /// budgets, 5 rate limits, none of them refusing), as `airlock-bench governance` measures it.
+    #[arg(long)]
+    enterprise: bool,
 }
 
 fn main() -> Result<()> {
@@ -341,6 +345,7 @@ fn run(a: RunArgs) -> Result<()> {
         perf_dir: a.perf_dir.clone(),
         probe: a.probe.clone(),
         only: a.only.clone(),
+        enterprise: a.enterprise,
         quiet_below_pct: if a.quick { 0.0 } else { a.quiet_below.max(0.0) },
         quiet_wait: Duration::from_secs(a.quiet_wait),
         retries: if a.quick { 0 } else { a.retries },

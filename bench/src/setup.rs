@@ -122,11 +122,16 @@ pub async fn start_agent(
     cpus: Option<&str>,
     threads: usize,
     nofile: Option<u64>,
+    enterprise: bool,
 ) -> Result<Agent> {
     let state = dir.join("agent-state");
     std::fs::create_dir_all(&state)?;
     let policy = dir.join("bench-policy.toml");
-    std::fs::write(&policy, bench_policy(mock))?;
+    let mut text = bench_policy(mock);
+    if enterprise {
+        text.push_str(&crate::governance::enterprise_sections());
+    }
+    std::fs::write(&policy, text)?;
     let args: Vec<String> = vec![
         "--listen".into(),
         "127.0.0.1:0".into(),

@@ -67,6 +67,8 @@ pub struct Config {
     pub probe: Option<String>,
     /// Only these scenarios (the direct baseline always runs); empty for all.
     pub only: Vec<String>,
+    /// The agent runs the enterprise governance policy (see `governance::enterprise_policy`).
+    pub enterprise: bool,
     /// A measurement starts once other processes use less than this (% of one core) over a second,
     /// and is redone if they used more during it; 0 disables both.
     pub quiet_below_pct: f64,
@@ -440,6 +442,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         proxy,
         cfg.agent_threads,
         cfg.child_nofile,
+        cfg.enterprise,
     )
     .await?;
     let mitm: Option<Mitm> = match &cfg.mitmdump {
@@ -818,6 +821,11 @@ fn method(cfg: &Config) -> Method {
                 cfg.retries
             ),
             "nginx (the floor): Debian's nginx, worker_processes 1 on the proxy core, TLS 1.2/1.3 listener with a P-256 leaf for api.openai.com from a CA the harness makes, proxy_pass https:// to the mock with proxy_ssl_verify on against the mock's CA, SNI api.openai.com, HTTP/1.1 upstream with keepalive 64, proxy_buffering off, access_log off, keepalive_requests lifted on both sides; CPU and memory are master + worker".into(),
+            if cfg.enterprise {
+                "airlockd runs the enterprise policy: 50 model rules, 10 budgets (hour/day/week/month, calendar and rolling), 5 rate limits, all admitting; every request is journaled (begin row committed before forwarding)".into()
+            } else {
+                "airlockd runs the routing policy only (no budgets, limits or model rules); every request is journaled (begin row committed before forwarding)".into()
+            },
             "context switches from voluntary_ctxt_switches / nonvoluntary_ctxt_switches in /proc/PID/task/*/status, summed over the proxy's threads, per successful request".into(),
         ],
     }

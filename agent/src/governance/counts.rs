@@ -66,16 +66,16 @@ impl Account {
     }
 }
 
-/// Admissions of one window: (at, tokens), oldest first, with their token sum.
+/// Admissions of one window: (at, tokens, admission number), oldest first, with their token sum.
 #[derive(Debug, Default)]
 struct Recent {
-    events: VecDeque<(i64, u64)>,
+    events: VecDeque<(i64, u64, u64)>,
     tokens: u64,
 }
 
 impl Recent {
     fn prune(&mut self, since: i64) {
-        while let Some(&(at, t)) = self.events.front() {
+        while let Some(&(at, t, _)) = self.events.front() {
             if at > since {
                 break;
             }
@@ -84,10 +84,21 @@ impl Recent {
         }
     }
 
-    fn push(&mut self, at: i64, tokens: u64) {
-        let at = self.events.back().map_or(at, |&(last, _)| at.max(last));
-        self.events.push_back((at, tokens));
+    fn push(&mut self, at: i64, tokens: u64, n: u64) {
+        let at = self.events.back().map_or(at, |&(last, _, _)| at.max(last));
+        self.events.push_back((at, tokens, n));
         self.tokens = self.tokens.saturating_add(tokens);
+    }
+
+    /// Replaces the estimate counted for admission `n` (if still in the window) with `tokens`.
+    fn correct(&mut self, n: u64, tokens: u64) {
+        // Admission numbers only grow, so the deque is sorted by them.
+        if let Ok(i) = self.events.binary_search_by_key(&n, |&(_, _, k)| k) {
+            if let Some(e) = self.events.get_mut(i) {
+                self.tokens = self.tokens.saturating_sub(e.1).saturating_add(tokens);
+                e.1 = tokens;
+            }
+        }
     }
 }
 
@@ -100,6 +111,8 @@ const DAY: i64 = 24 * HOUR;
 pub(super) struct Flow {
     windows: [Recent; 3],
     in_flight: u64,
+    /// The next admission's number.
+    next: u64,
 }
 
 /// The three windows a limit may use: (length, requests limit, tokens limit, name).
@@ -142,7 +155,7 @@ impl Flow {
                 if n >= limit {
                     // The slot frees when the oldest admission that keeps it full leaves.
                     let idx = usize::try_from(n - limit).unwrap_or(0);
-                    let at = w.events.get(idx).map_or(now, |&(at, _)| at);
+                    let at = w.events.get(idx).map_or(now, |&(at, _, _)| at);
                     return Some((
                         format!("{n} of {limit} requests per {name}"),
                         secs_until(at + len, now),
@@ -159,7 +172,7 @@ impl Flow {
                     }
                     let mut freed = 0u64;
                     let mut at = now;
-                    for &(t_at, t) in &w.events {
+                    for &(t_at, t, _) in &w.events {
                         freed += t;
                         at = t_at;
                         if w.tokens - freed + tokens <= limit {
@@ -179,28 +192,38 @@ impl Flow {
         None
     }
 
-    /// Counts an admitted request.
-    pub(super) fn start(&mut self, p: &RateLimitPolicy, now: i64, tokens: u64) {
+    /// Counts an admitted request, estimated at `tokens`; its admission number, for
+    /// [`Flow::finish`].
+    pub(super) fn start(&mut self, p: &RateLimitPolicy, now: i64, tokens: u64) -> u64 {
         self.in_flight += 1;
-        self.count(p, now, tokens);
+        self.count(p, now, tokens)
     }
 
-    fn count(&mut self, p: &RateLimitPolicy, at: i64, tokens: u64) {
+    fn count(&mut self, p: &RateLimitPolicy, at: i64, tokens: u64) -> u64 {
+        let n = self.next;
+        self.next += 1;
         for (i, (_, requests, token_limit, _)) in windows(p).into_iter().enumerate() {
             if requests.is_some() || token_limit.is_some() {
-                self.windows[i].push(at, tokens);
+                self.windows[i].push(at, tokens, n);
+            }
+        }
+        n
+    }
+
+    /// Admission `n` has finished; with `used`, its estimate in the token windows becomes what
+    /// it actually used (so a limit counts real tokens, not what admission assumed).
+    pub(super) fn finish(&mut self, n: u64, used: Option<u64>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(tokens) = used {
+            for w in &mut self.windows {
+                w.correct(n, tokens);
             }
         }
     }
 
-    /// A request admitted earlier has finished.
-    pub(super) fn finish(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-    }
-
     /// Counts a request from before this start (the journal).
     pub(super) fn replay(&mut self, p: &RateLimitPolicy, at: i64, tokens: u64) {
-        self.count(p, at, tokens);
+        let _ = self.count(p, at, tokens);
     }
 
     /// What is left in each window, for `airlock status`.

@@ -192,7 +192,8 @@ pub struct Soft {
 pub struct Hold {
     gov: Arc<Governance>,
     budgets: Vec<(String, String, u64, f64)>,
-    limits: Vec<(String, String)>,
+    /// (limit, scope, admission number).
+    limits: Vec<(String, String, u64)>,
     /// Soft thresholds passed.
     pub soft: Vec<Soft>,
     /// The tokens and USD reserved (the largest estimate among the budgets), for the record.
@@ -203,10 +204,11 @@ pub struct Hold {
 impl Hold {
     /// Replaces the reservations with the request's actual usage.
     pub fn settle(mut self, tokens: u64, usd: f64) {
-        self.settle_inner(tokens, usd);
+        self.settle_inner(tokens, usd, true);
     }
 
-    fn settle_inner(&mut self, tokens: u64, usd: f64) {
+    /// With `actual`, the rate limits' token windows count `tokens` instead of the estimate.
+    fn settle_inner(&mut self, tokens: u64, usd: f64, actual: bool) {
         if self.settled {
             return;
         }
@@ -219,9 +221,9 @@ impl Hold {
                 a.spend(now, tokens, usd);
             }
         }
-        for (name, key) in self.limits.drain(..) {
+        for (name, key, n) in self.limits.drain(..) {
             if let Some(f) = state.limits.get_mut(&(name, key)) {
-                f.finish();
+                f.finish(n, actual.then_some(tokens));
             }
         }
     }
@@ -229,8 +231,9 @@ impl Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        // Never settled (a path that forgot): release the reservation as if nothing was used.
-        self.settle_inner(0, 0.0);
+        // Never settled (a path that forgot): release the reservation as if nothing was used,
+        // and leave the rate limits counting the estimate.
+        self.settle_inner(0, 0.0, false);
     }
 }
 
@@ -383,8 +386,8 @@ impl Governance {
                 .limits
                 .entry((l.policy.name.clone(), key.clone()))
                 .or_default();
-            flow.start(&l.policy, now, est);
-            hold.limits.push((l.policy.name.clone(), key));
+            let n = flow.start(&l.policy, now, est);
+            hold.limits.push((l.policy.name.clone(), key, n));
         }
         for (b, key, est_tokens, est_usd, start) in budget_keys {
             let account = state

@@ -199,6 +199,28 @@ fn rate_limits_count_requests_tokens_and_concurrency_with_retry_after() {
 }
 
 #[test]
+fn a_token_rate_limit_counts_what_requests_used_not_what_admission_assumed() {
+    let (g, _clock) = gov("2026-12-01T10:00:00Z");
+    let limit: RateLimitPolicy =
+        toml::from_str("name = \"tpm\"\ntokens_per_minute = 5000\n").unwrap();
+    let rules = Rules::compile(&[], &[limit]);
+    // Each is estimated at 100 + 1000 tokens: four fit, a fifth would not...
+    let held: Vec<Hold> = (0..4)
+        .map(|_| g.admit(&rules, &ask("u", 100, Some(1000))).unwrap())
+        .collect();
+    assert!(g.admit(&rules, &ask("u", 100, Some(1000))).is_err());
+    // ...but each used only 150, so once they settle there is room for more.
+    for h in held {
+        h.settle(150, 0.0);
+    }
+    assert!(g.admit(&rules, &ask("u", 100, Some(1000))).is_ok());
+    let mut report = lock(&g.state);
+    let flow = report.limits.values_mut().next().unwrap();
+    let left = flow.headroom(&rules.limits[0].policy, g.now_ms());
+    assert_eq!(left["tokens_per_minute"]["used"], 4 * 150 + 1100, "{left}");
+}
+
+#[test]
 fn match_narrows_and_replay_rebuilds_spend() {
     let (g, _) = gov("2026-12-01T10:00:00Z");
     let rules = Rules::compile(
