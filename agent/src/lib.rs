@@ -35,6 +35,7 @@ pub mod device;
 pub mod error;
 pub mod fleet;
 pub mod governance;
+pub mod guardrails;
 pub mod inventory;
 pub mod journal;
 pub mod paths;

@@ -8,6 +8,7 @@ pub mod blocked;
 pub mod budgets;
 pub mod credentials;
 pub mod diagnostic;
+pub mod guardrails;
 pub mod hosts;
 pub mod journal;
 pub mod limits;
@@ -138,6 +139,9 @@ pub struct PolicyDocument {
     /// Requests and tokens per minute, hour and day, and concurrency caps, scoped the same way.
     #[serde(default)]
     pub rate_limits: Vec<budgets::RateLimitPolicy>,
+    /// Guardrails: detectors, the admin's own rules, and what findings lead to.
+    #[serde(default)]
+    pub guardrails: guardrails::GuardrailsPolicy,
     /// How the agent reaches upstream.
     #[serde(default)]
     pub upstream: UpstreamPolicy,
@@ -340,6 +344,8 @@ pub struct Policy {
     pub models: ModelRules,
     /// Budgets and rate limits.
     pub governance: std::sync::Arc<crate::governance::Rules>,
+    /// Guardrails, compiled.
+    pub guard: std::sync::Arc<crate::guardrails::actions::Guard>,
     /// Credential rules by provider (lower case).
     pub credentials: BTreeMap<String, credentials::CredentialRule>,
     /// What to do once this policy expires.
@@ -471,6 +477,16 @@ impl Policy {
             &doc.budgets,
             &doc.rate_limits,
         ));
+        guardrails::check(&doc.guardrails)
+            .map_err(|(k, m)| err(KeyPath::parse("guardrails").key(&k), m))?;
+        let guard = crate::guardrails::actions::Guard::compile(&doc.guardrails).map_err(|e| {
+            let key = match &e {
+                crate::guardrails::GuardError::Custom { .. } => KeyPath::parse("guardrails.custom"),
+                crate::guardrails::GuardError::BuiltinRules(_) => KeyPath::parse("guardrails"),
+            };
+            err(key, e.to_string())
+        })?;
+        let guard = std::sync::Arc::new(guard);
         let mut upstream = doc.upstream;
         upstream.overrides = std::mem::take(&mut upstream.overrides)
             .into_iter()
@@ -545,6 +561,7 @@ impl Policy {
             blocked,
             models,
             governance,
+            guard,
             credentials: credential_rules,
             fail_mode: doc.fail_mode,
             upstream,

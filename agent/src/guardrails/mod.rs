@@ -1,0 +1,313 @@
+//! Guardrails: the detectors that find secrets, personal data, prompt injection and an admin's own
+//! patterns in text, in-process. An [`Engine`] is compiled once (from the shipped rule tables and
+//! the policy's custom rules) and then scans any text with no per-request compilation: one
+//! Aho-Corasick keyword pass selects which regexes run and where, validators (Luhn, mod-97,
+//! checksums, entropy, phone metadata) confirm candidates, and overlapping findings are resolved to
+//! the most specific. Findings are byte ranges into the text scanned; what to do with them (block,
+//! redact, warn, log) is policy's. This module must never
+//! log or store a matched value.
+
+pub mod actions;
+mod custom;
+mod entropy;
+mod injection;
+mod normalize;
+mod pii;
+pub mod redact;
+mod secrets;
+
+use std::sync::Arc;
+
+pub use custom::CustomRule;
+
+/// What kind of thing a finding is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// A credential: API key, token, private key, password in a URL.
+    Secret,
+    /// Personal data: email, phone, card, IBAN, SSN, IP address, wallet, national id.
+    Pii,
+    /// Prompt injection and jailbreak markers.
+    Injection,
+    /// An admin's own rule from policy.
+    Custom,
+}
+
+impl Category {
+    /// The name in policy, findings and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Secret => "secret",
+            Category::Pii => "pii",
+            Category::Injection => "injection",
+            Category::Custom => "custom",
+        }
+    }
+
+    /// Parses a policy name.
+    pub fn parse(s: &str) -> Option<Category> {
+        match s {
+            "secret" => Some(Category::Secret),
+            "pii" => Some(Category::Pii),
+            "injection" => Some(Category::Injection),
+            "custom" => Some(Category::Custom),
+            _ => None,
+        }
+    }
+}
+
+/// One thing found: which rule, and where (UTF-8 byte offsets into the text scanned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Rule id (`aws_access_key`, `credit_card`, `instruction_override` …).
+    pub rule: Arc<str>,
+    /// Its category.
+    pub category: Category,
+    /// Start, inclusive.
+    pub start: usize,
+    /// End, exclusive.
+    pub end: usize,
+    /// How specific the rule is: a named format beats a generic one when two overlap.
+    pub(crate) rank: u8,
+}
+
+impl Finding {
+    pub(crate) fn new(
+        rule: &Arc<str>,
+        category: Category,
+        start: usize,
+        end: usize,
+        rank: u8,
+    ) -> Self {
+        Finding {
+            rule: rule.clone(),
+            category,
+            start,
+            end,
+            rank,
+        }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The shipped rule table does not parse (a build defect).
+    #[error("the built-in secret rules do not load: {0}")]
+    BuiltinRules(String),
+    /// A custom rule from policy is wrong.
+    #[error("guardrails custom rule {id:?}: {message}")]
+    Custom {
+        /// The rule.
+        id: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Detector settings from policy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Report only public IP addresses (not private, loopback, link-local, documentation ranges).
+    pub public_ips_only: bool,
+    /// Regions (ISO 3166 alpha-2) whose national phone formats are recognised without a `+`.
+    pub phone_regions: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            public_ips_only: true,
+            phone_regions: [
+                "US", "GB", "DE", "FR", "IN", "CA", "BR", "IL", "AU", "ES", "IT", "NL",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// The shipped detectors, compiled once per process and shared by every policy's engine.
+struct Builtin {
+    secrets: secrets::Secrets,
+    pii: pii::Pii,
+    injection: injection::Injection,
+}
+
+static BUILTIN: std::sync::OnceLock<Result<Arc<Builtin>, String>> = std::sync::OnceLock::new();
+
+fn builtin() -> Result<Arc<Builtin>, GuardError> {
+    BUILTIN
+        .get_or_init(|| {
+            let b = || -> Result<Builtin, GuardError> {
+                Ok(Builtin {
+                    secrets: secrets::Secrets::builtin()?,
+                    pii: pii::Pii::new()?,
+                    injection: injection::Injection::new()?,
+                })
+            };
+            b().map(Arc::new).map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(GuardError::BuiltinRules)
+}
+
+/// The compiled detectors: the shared built-ins, this policy's options and custom rules.
+pub struct Engine {
+    builtin: Arc<Builtin>,
+    pii_options: pii::PiiOptions,
+    custom: custom::Custom,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("secret_rules", &self.builtin.secrets.len())
+            .field("custom_rules", &self.custom.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// The shipped rules with default options.
+    pub fn builtin() -> Result<Engine, GuardError> {
+        Engine::new(&Options::default(), &[])
+    }
+
+    /// The shipped rules, `options`, and an admin's `custom` rules.
+    pub fn new(options: &Options, custom: &[CustomRule]) -> Result<Engine, GuardError> {
+        Ok(Engine {
+            builtin: builtin()?,
+            pii_options: pii::PiiOptions::new(options),
+            custom: custom::Custom::compile(custom)?,
+        })
+    }
+
+    /// Every rule: (id, category, title).
+    pub fn rule_list(&self) -> Vec<(String, Category, String)> {
+        let mut out: Vec<(String, Category, String)> = secrets::table()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.id, Category::Secret, d.title))
+            .collect();
+        out.push((
+            "generic_secret".into(),
+            Category::Secret,
+            "a high-entropy value assigned to a key-like name".into(),
+        ));
+        for (id, title) in pii::RULES.iter().chain(injection::RULES) {
+            let cat = if pii::RULES.iter().any(|(i, _)| i == id) {
+                Category::Pii
+            } else {
+                Category::Injection
+            };
+            out.push((id.to_string(), cat, title.to_string()));
+        }
+        for (id, cat) in self.custom.ids() {
+            out.push((id, cat, "custom rule from policy".into()));
+        }
+        out
+    }
+
+    /// The number of secret formats known.
+    pub fn secret_rules(&self) -> usize {
+        self.builtin.secrets.len()
+    }
+
+    /// Every finding in `text`, in order of start, overlaps resolved.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let b = &self.builtin;
+        b.secrets.scan(text, &mut out);
+        b.pii.scan(text, &self.pii_options, &mut out);
+        b.injection.scan(text, &mut out);
+        self.custom.scan(text, &mut out);
+        resolve(out)
+    }
+
+    /// The longest span any rule can match that the stream scanner must be able to see whole
+    /// (bytes): the holdback bound of a redacting stream.
+    pub fn longest_match(&self) -> usize {
+        self.builtin
+            .secrets
+            .longest_match()
+            .max(pii::LONGEST)
+            .max(self.custom.longest_match())
+    }
+}
+
+/// Sorts findings and drops those overlapped by a more specific (or, equally specific, longer)
+/// one. Findings of different categories that overlap are both kept (an email inside a URL with a
+/// password is both PII and a secret), except that an injection finding never hides another.
+fn resolve(mut all: Vec<Finding>) -> Vec<Finding> {
+    if all.len() < 2 {
+        return all;
+    }
+    // Best first: higher rank, then longer, then earlier.
+    all.sort_by(|a, b| {
+        b.rank
+            .cmp(&a.rank)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Finding> = Vec::with_capacity(all.len());
+    for f in all {
+        let hidden = kept.iter().any(|k| {
+            k.category == f.category
+                && k.start < f.end
+                && f.start < k.end
+                && !(k.category == Category::Injection && k.rule != f.rule)
+        });
+        if !hidden {
+            kept.push(f);
+        }
+    }
+    kept.sort_by(|a, b| a.start.cmp(&b.start).then(a.end.cmp(&b.end)));
+    kept
+}
+
+/// Whether the byte before `start` and the byte at `end` are not ASCII letters or digits.
+pub(crate) fn bounded(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let before = start == 0 || !b[start - 1].is_ascii_alphanumeric();
+    let after = end >= b.len() || !b[end].is_ascii_alphanumeric();
+    before && after
+}
+
+/// The nearest char boundary at or before `i`.
+pub(crate) fn floor_char(text: &str, mut i: usize) -> usize {
+    if i >= text.len() {
+        return text.len();
+    }
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The nearest char boundary at or after `i`.
+pub(crate) fn ceil_char(text: &str, mut i: usize) -> usize {
+    if i >= text.len() {
+        return text.len();
+    }
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+//! The secret detector: credential formats from the shipped table (`rules/secrets.toml`: keywords,
+//! a regex whose group `s` is the secret, entropy and allowlists per rule) plus the generic
+//! "high-entropy value assigned to a key-like name" rule, which needs stop-word logic a table
+//! cannot hold. One case-insensitive Aho-Corasick pass over the text finds every keyword; a rule's
+//! regex then runs only on the windows around its keywords' hits, so text with no keyword costs
+//! one automaton pass. It must not know what happens to findings.
+
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use serde::Deserialize;
+
+use super::entropy::shannon;
+use super::{bounded, ceil_char, floor_char, Category, Finding, GuardError};
+
+/// The shipped table.
+const TABLE: &str = include_str!("rules/secrets.toml");
+
+/// Rank of a named format (beats the generic rule on overlap).
+const RANK_NAMED: u8 = 3;
+/// Rank of the generic assignment rule.
+const RANK_GENERIC: u8 = 1;
+
+#[derive(Debug, Deserialize)]
+struct Table {
+    rule: Vec<RuleDef>,
+}
+
+/// One rule as written in the table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleDef {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) title: String,
+    pub(crate) keywords: Vec<String>,
+    pub(crate) regex: String,
+    #[serde(default)]
+    pub(crate) entropy: Option<f64>,
+    #[serde(default = "yes")]
+    pub(crate) boundary: bool,
+    #[serde(default)]
+    pub(crate) window: Option<usize>,
+    #[serde(default)]
+    pub(crate) allow: Vec<String>,
+    /// Strings the rule must find (checked by the tests).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) examples: Vec<String>,
+    /// Strings the rule must not find (checked by the tests).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) counter: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Bytes searched either side of a keyword hit when a rule says nothing.
+const WINDOW: usize = 512;
+
+struct Rule {
+    id: Arc<str>,
+    regex: Regex,
+    /// Index of the `s` group, if the regex has one.
+    group: Option<usize>,
+    entropy: Option<f64>,
+    boundary: bool,
+    window: usize,
+    allow: Vec<String>,
+    rank: u8,
+    /// Extra validation in code (the generic rule's stop-words).
+    check: Option<fn(&str, &str) -> bool>,
+}
+
+/// The compiled secret rules.
+pub(crate) struct Secrets {
+    rules: Vec<Rule>,
+    keywords: AhoCorasick,
+    /// For each keyword pattern, the rules it selects.
+    selects: Vec<Vec<usize>>,
+}
+
+/// The table's rules, parsed (for the tests and `airlock guard rules`).
+pub(crate) fn table() -> Result<Vec<RuleDef>, GuardError> {
+    toml::from_str::<Table>(TABLE)
+        .map(|t| t.rule)
+        .map_err(|e| GuardError::BuiltinRules(e.to_string()))
+}
+
+impl Secrets {
+    pub(crate) fn builtin() -> Result<Secrets, GuardError> {
+        let defs = table()?;
+        let mut rules = Vec::with_capacity(defs.len() + 1);
+        let mut patterns: Vec<String> = Vec::new();
+        let mut selects: Vec<Vec<usize>> = Vec::new();
+        let mut add_keywords = |keywords: &[String], idx: usize| {
+            for k in keywords {
+                let k = k.to_ascii_lowercase();
+                match patterns.iter().position(|p| *p == k) {
+                    Some(i) => selects[i].push(idx),
+                    None => {
+                        patterns.push(k);
+                        selects.push(vec![idx]);
+                    }
+                }
+            }
+        };
+        for d in defs {
+            let regex = Regex::new(&d.regex)
+                .map_err(|e| GuardError::BuiltinRules(format!("{}: {e}", d.id)))?;
+            let group = regex.capture_names().position(|n| n == Some("s"));
+            add_keywords(&d.keywords, rules.len());
+            rules.push(Rule {
+                id: d.id.into(),
+                regex,
+                group,
+                entropy: d.entropy,
+                boundary: d.boundary,
+                window: d.window.unwrap_or(WINDOW),
+                allow: d.allow.iter().map(|a| a.to_ascii_lowercase()).collect(),
+                rank: RANK_NAMED,
+                check: None,
+            });
+        }
+        let generic = generic_rule()?;
+        add_keywords(&GENERIC_KEYWORDS.map(String::from), rules.len());
+        rules.push(generic);
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .map_err(|e| GuardError::BuiltinRules(e.to_string()))?;
+        Ok(Secrets {
+            rules,
+            keywords,
+            selects,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The longest secret a rule can report, as far as windows bound it.
+    pub(crate) fn longest_match(&self) -> usize {
+        self.rules.iter().map(|r| r.window).max().unwrap_or(WINDOW)
+    }
+
+    pub(crate) fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        // Per rule, the merged windows around its keywords' hits.
+        let mut windows: Vec<Vec<(usize, usize)>> = Vec::new();
+        for hit in self.keywords.find_overlapping_iter(text) {
+            if windows.is_empty() {
+                windows = vec![Vec::new(); self.rules.len()];
+            }
+            for &r in &self.selects[hit.pattern().as_usize()] {
+                let w = self.rules[r].window;
+                let start = hit.start().saturating_sub(w);
+                let end = (hit.end() + w).min(text.len());
+                let list = &mut windows[r];
+                match list.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => list.push((start, end)),
+                }
+            }
+        }
+        for (r, list) in windows.iter().enumerate() {
+            let rule = &self.rules[r];
+            for &(start, end) in list {
+                let (start, end) = (floor_char(text, start), ceil_char(text, end));
+                self.run(rule, text, start, end, out);
+            }
+        }
+    }
+
+    fn run(&self, rule: &Rule, text: &str, from: usize, to: usize, out: &mut Vec<Finding>) {
+        let hay = &text[from..to];
+        for caps in rule.regex.captures_iter(hay) {
+            let m = match rule.group {
+                Some(g) => caps.get(g),
+                None => caps.get(0),
+            };
+            let Some(m) = m else { continue };
+            let (start, end) = (from + m.start(), from + m.end());
+            if start == end {
+                continue;
+            }
+            if rule.boundary && !bounded(text, start, end) {
+                continue;
+            }
+            let value = m.as_str();
+            if rule.entropy.is_some_and(|min| shannon(value) < min) {
+                continue;
+            }
+            if !rule.allow.is_empty() {
+                let lower = value.to_ascii_lowercase();
+                if rule.allow.iter().any(|a| lower.contains(a.as_str())) {
+                    continue;
+                }
+            }
+            if let Some(check) = rule.check {
+                if !check(caps.get(0).map_or("", |m| m.as_str()), value) {
+                    continue;
+                }
+            }
+            out.push(Finding::new(
+                &rule.id,
+                Category::Secret,
+                start,
+                end,
+                rule.rank,
+            ));
+        }
+    }
+}
+
+/// Names that say "the value is a credential".
+const GENERIC_KEYWORDS: [&str; 9] = [
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "pwd",
+    "auth",
+    "credential",
+    "apikey",
+    "pass",
+];
+
+/// `api_key = "…"`, `"password": "…"`, `TOKEN=…`, `client_secret := …`: a key-like name, an
+/// assignment, and a literal value.
+const GENERIC: &str = r#"(?i)(?:^|[^A-Za-z0-9])(?P<name>[A-Za-z0-9_.\-]{0,40}(?:api[_.\-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|passphrase|credentials?|auth[_.\-]?key|access[_.\-]?key|private[_.\-]?key|signing[_.\-]?key|encryption[_.\-]?key|master[_.\-]?key|_key|-key|\.key|pass)[A-Za-z0-9_.\-]{0,20})["'`]?\]?\s{0,4}(?::=|=>|\|\|=|\?=|=|:|\s+is\s+)\s{0,4}(?:[rbuf]?["'`])?(?P<s>[^\s"'`;,()\[\]{}<>\\]{8,200})"#;
+
+fn generic_rule() -> Result<Rule, GuardError> {
+    let regex =
+        Regex::new(GENERIC).map_err(|e| GuardError::BuiltinRules(format!("generic: {e}")))?;
+    let group = regex.capture_names().position(|n| n == Some("s"));
+    Ok(Rule {
+        id: "generic_secret".into(),
+        regex,
+        group,
+        entropy: Some(3.5),
+        boundary: false,
+        window: 256,
+        allow: Vec::new(),
+        rank: RANK_GENERIC,
+        check: Some(generic_ok),
+    })
+}
+
+/// Words in a value that make it a placeholder, not a secret.
+const STOP_WORDS: [&str; 24] = [
+    "example",
+    "placeholder",
+    "your",
+    "xxxx",
+    "changeme",
+    "change_me",
+    "redacted",
+    "dummy",
+    "sample",
+    "****",
+    "....",
+    "<",
+    "${",
+    "{{",
+    "%(",
+    "process.env",
+    "os.environ",
+    "getenv",
+    "env.",
+    "fake",
+    "todo",
+    "insert",
+    "replace",
+    "undefined",
+];
+
+/// The generic rule's own checks on a candidate `value` (the whole match is `all`).
+fn generic_ok(_all: &str, value: &str) -> bool {
+    let v = value.trim_end_matches(['.', ':', '!', '?']);
+    if v.len() < 8 {
+        return false;
+    }
+    let lower = v.to_ascii_lowercase();
+    if STOP_WORDS.iter().any(|w| lower.contains(w)) {
+        return false;
+    }
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
+    // A secret mixes letters and digits (or is long and dense); a name, a word or a number does not.
+    if letters == 0 || (digits == 0 && (v.len() < 20 || shannon(v) < 4.0)) {
+        return false;
+    }
+    // A dotted or path-like identifier (`self.config.token`, `settings.SECRET_KEY`, `/etc/key.pem`).
+    let ident = |s: &str| {
+        s.split(['.', '/', ':'])
+            .all(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !p.is_empty())
+    };
+    if (v.contains('.') || v.starts_with('/')) && ident(v.trim_start_matches('/')) && digits < 4 {
+        return false;
+    }
+    // snake_case / kebab-case / SCREAMING names are code, not secrets.
+    let wordy = v.split(['_', '-']).all(|p| {
+        p.chars().all(|c| c.is_ascii_alphabetic()) || p.chars().all(|c| c.is_ascii_digit())
+    });
+    if wordy && v.contains(['_', '-']) {
+        return false;
+    }
+    // A URL is judged by the URL rules; a hex hash of a file is not a credential.
+    if lower.starts_with("http") || lower.starts_with("sha") || lower.starts_with("md5") {
+        return false;
+    }
+    // All one character class repeated (`00000000`, `abcabcab`).
+    shannon(v) >= 3.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(s: &Secrets, text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        s.scan(text, &mut out);
+        out.into_iter()
+            .map(|f| (f.rule.to_string(), text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_rule_finds_its_examples_and_not_its_counter_examples() {
+        let s = Secrets::builtin().unwrap();
+        let defs = table().unwrap();
+        assert!(defs.len() >= 150, "only {} secret formats", defs.len());
+        let mut failures = Vec::new();
+        for d in &defs {
+            assert!(!d.examples.is_empty(), "{} has no examples", d.id);
+            for e in &d.examples {
+                if !found(&s, e).iter().any(|(r, _)| *r == d.id) {
+                    failures.push(format!("{} misses {e:?}", d.id));
+                }
+            }
+            for c in &d.counter {
+                if found(&s, c).iter().any(|(r, _)| *r == d.id) {
+                    failures.push(format!("{} fires on counter-example {c:?}", d.id));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn generic_assignments_need_a_literal_high_entropy_value() {
+        let s = Secrets::builtin().unwrap();
+        let hit = |t: &str| found(&s, t).iter().any(|(r, _)| r == "generic_secret");
+        assert!(hit(r#"db_password = "Zx9!qR4vT2mL8wKp""#));
+        assert!(hit(r#"{"api_key": "a8f5f167f44f4964e6c998dee827110c9"}"#));
+        assert!(hit("SERVICE_TOKEN=q7Hd93kLm2Xv81PzQw"));
+        assert!(!hit(r#"password = os.environ["DB_PASSWORD"]"#));
+        assert!(!hit("token = self.config.auth_token"));
+        assert!(!hit(r#"api_key = "your_api_key_here""#));
+        assert!(!hit("password: ${DB_PASSWORD}"));
+        assert!(!hit("The secret is that nobody reads the manual."));
+        assert!(!hit("key = MAX_RETRY_COUNT"));
+        assert!(!hit(r#"password = "password123""#));
+    }
+}
