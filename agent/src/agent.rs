@@ -579,6 +579,7 @@ pub async fn start_with_response_stages(
         .with_settle_stage(Box::new(cost))
         .for_policy(&policy)
         .for_device(device.clone())
+        .with_hash_key(crate::device::hash_key(&state)?)
         .with_governance(governance)
         .with_credentials(credentials);
     for (slot, stage) in stages {

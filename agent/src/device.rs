@@ -43,6 +43,33 @@ fn make(path: &Path) -> Result<String> {
     Ok(id)
 }
 
+/// The key of the hashes records keep of guardrail matches (`guard.key`, 32 random bytes, readable
+/// by the daemon alone): the same value hashes alike across restarts on this machine, so repeats
+/// show, and differently on every other, so a hash cannot be looked up elsewhere.
+pub fn hash_key(state: &StateDir) -> Result<[u8; 32]> {
+    let path = state.root().join("guard.key");
+    match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&b);
+            return Ok(k);
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "the guardrail hash key is malformed; making a new one")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AgentError::io("cannot read", &path, e)),
+    }
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| AgentError::Io {
+        action: "cannot get randomness for",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    crate::paths::write_atomic(&path, &k, 0o600)?;
+    Ok(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +84,16 @@ mod tests {
         std::fs::write(dir.path().join("device_id"), "garbage").unwrap();
         let b = id(&state).unwrap();
         assert!(valid(&b) && b != a);
+        let k = hash_key(&state).unwrap();
+        assert_eq!(hash_key(&state).unwrap(), k);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("guard.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

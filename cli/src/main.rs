@@ -45,6 +45,7 @@ mod credentials;
 mod duration;
 mod enroll;
 mod envvars;
+mod guard;
 mod inventory;
 mod javaopts;
 mod journal;
@@ -148,6 +149,12 @@ enum Command {
     Credentials {
         #[command(subcommand)]
         action: credentials::CredentialsAction,
+    },
+    /// Guardrails on files and streams: scan for secrets, personal data, prompt injection and
+    /// custom rules with the agent's own engine; list the rules; fingerprint a value.
+    Guard {
+        #[command(subcommand)]
+        action: guard::GuardAction,
     },
     /// The journal: verify its hash chain, export its rows.
     Journal {
@@ -258,6 +265,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => policy::show(&ctx.verified()?, json),
         Command::Policy { action } => policy::run(&action),
         Command::Journal { action } => journal::run(&action, &ctx.state, ctx.find_agent()),
+        Command::Guard { action } => guard::run(&action),
         Command::Credentials { action } => credentials::run(&ctx.verified()?, &action),
         Command::Usage { by, since, json } => usage::run(
             journal::row_source(&ctx.state, ctx.find_agent(), None)?,

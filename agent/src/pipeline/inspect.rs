@@ -15,6 +15,12 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
+        if let Some(err) = self.apply_guardrails(ex, guard) {
+            return Err(Stop::Refuse {
+                err,
+                by: "inspect_request:guardrails".into(),
+            });
+        }
         self.run_slot(&self.stages.inspect_request, "inspect_request", ex, guard)
             .await
     }

@@ -14,6 +14,7 @@ mod credentials;
 pub mod exchange;
 mod forward;
 pub mod guard;
+mod guardrails;
 pub mod identify;
 mod idle;
 mod inspect;
@@ -305,6 +306,10 @@ pub struct Pipeline {
     governance: Option<Arc<crate::governance::Governance>>,
     /// This device's id, on every record.
     device: Option<String>,
+    /// Its guardrails.
+    guard: Option<Arc<crate::guardrails::actions::Guard>>,
+    /// The key of the hashes records keep of guardrail matches (the device's).
+    hash_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -347,12 +352,21 @@ impl Pipeline {
             prices: crate::pricing::PriceTable::default(),
             governance: None,
             device: None,
+            guard: None,
+            hash_key: [0; 32],
         }
     }
 
     /// Names this device on every record.
     pub fn for_device(mut self, device: String) -> Self {
         self.device = Some(device);
+        self
+    }
+
+    /// Keys the hashes records keep of guardrail matches with `key` (the device's, so one value
+    /// hashes alike across restarts here and differently on every other machine).
+    pub fn with_hash_key(mut self, key: [u8; 32]) -> Self {
+        self.hash_key = key;
         self
     }
 
@@ -367,6 +381,7 @@ impl Pipeline {
         self.rules = policy.governance.clone();
         self.credential_rules = Arc::new(policy.credentials.clone());
         self.prices = policy.prices.clone();
+        self.guard = Some(policy.guard.clone());
         self
     }
 
@@ -432,6 +447,8 @@ impl Pipeline {
             prices: self.prices.clone(),
             governance: self.governance.clone(),
             device: self.device.clone(),
+            guard: self.guard.clone(),
+            hash_key: self.hash_key,
         }
     }
 
@@ -602,6 +619,7 @@ impl Pipeline {
             device: self.device.clone(),
             reserved: None,
             policy: self.policy.clone(),
+            guardrails: Vec::new(),
             caller: target.caller.clone(),
         }
     }

@@ -192,6 +192,10 @@ pub struct Record {
     /// signed from the fleet.
     #[serde(default)]
     pub policy: Option<PolicyRef>,
+    /// Guardrail findings (rule, where, action, a masked preview and a keyed hash — never the
+    /// matched text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<crate::guardrails::actions::Hit>,
     /// The lookup that fills in `uid` when the record finishes (it runs off the request path, from
     /// the moment the connection was accepted). Never written anywhere.
     #[serde(skip)]
@@ -379,6 +383,7 @@ pub(crate) mod tests {
             device: None,
             reserved: None,
             policy: None,
+            guardrails: Vec::new(),
             caller: crate::caller::Caller::unknown(),
         }
     }

@@ -81,6 +81,7 @@ fn record(recorder: &Recorder, path: &str) -> Record {
         device: None,
         reserved: None,
         policy: None,
+        guardrails: Vec::new(),
         caller: crate::caller::Caller::unknown(),
     }
 }

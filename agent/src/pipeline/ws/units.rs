@@ -398,6 +398,7 @@ mod tests {
             device: None,
             reserved: None,
             policy: None,
+            guardrails: Vec::new(),
             caller: crate::caller::Caller::unknown(),
         };
         let mut guard = RecordGuard::open(r, Arc::new(Finisher::new(recorder.clone())));
