@@ -115,9 +115,7 @@ impl Pii {
                 r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-']{0,63})@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}",
             )?,
             number: re(r"\+?\(?[0-9][0-9().\- /]{4,240}[0-9]|[0-9]{7,}")?,
-            ipv6: re(
-                r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?(?:(?::|\.)[0-9]{1,3}){0,4}",
-            )?,
+            ipv6: re(r"(?i)[0-9a-f.:]*:[0-9a-f.]*:[0-9a-f.:]*(?:%[0-9a-z]+)?(?:/[0-9]{1,3})?")?,
             iban: re(r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}")?,
             wallet: re(
                 r"bc1[02-9ac-hj-np-z]{8,87}|BC1[02-9AC-HJ-NP-Z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}",
@@ -197,19 +195,23 @@ impl Pii {
         end: usize,
         out: &mut Vec<Finding>,
     ) {
-        let s = &text[start..end];
-        // At least three groups' worth of colons, or a `::`, and some hex: not a time or `std::x`.
-        if s.matches(':').count() < 2 || s.len() < 6 {
-            return;
+        let b = text.as_bytes();
+        // A sentence's full stop or a trailing colon is not part of the address.
+        let mut end = end;
+        while end > start && matches!(b[end - 1], b'.' | b':') && !text[start..end].ends_with("::")
+        {
+            end -= 1;
         }
-        let bare = s.split('%').next().unwrap_or(s);
+        let s = &text[start..end];
+        let no_prefix = s.split('/').next().unwrap_or(s);
+        let bare = no_prefix.split('%').next().unwrap_or(no_prefix);
         let Ok(ip) = bare.parse::<Ipv6Addr>() else {
             return;
         };
-        let b = text.as_bytes();
+        // `12:30:45` and `a:b` do not parse; `std::` is glued to a letter.
         let glued = |i: usize| {
             b.get(i)
-                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b':')
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b':' || *c == b'_')
         };
         if (start > 0 && glued(start - 1)) || glued(end) {
             return;

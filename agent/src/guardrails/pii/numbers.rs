@@ -15,7 +15,11 @@ const MAX_GROUPS: usize = 7;
 
 /// Words that make a bare digit string a phone number, an SSN or an Aadhaar.
 const PHONE_CONTEXT: [&str; 10] = [
-    "phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "contact", "number", "sms",
+    "phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "contact", "dial", "sms",
+];
+/// Words that make a bare digit string some other number.
+const NOT_PHONE: [&str; 8] = [
+    "license", "licence", "passport", "account", "invoice", "order", "serial", "id ",
 ];
 const SSN_CONTEXT: [&str; 4] = ["ssn", "social security", "social-security", "ss#"];
 const AADHAAR_CONTEXT: [&str; 2] = ["aadhaar", "aadhar"];
@@ -110,10 +114,13 @@ fn classify(pii: &Pii, o: &PiiOptions, run: &Run<'_>, i: usize, j: usize) -> Opt
         return None;
     }
     let glued_before = start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
-    let glued_after = end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_');
-    // `1.2.3.4.5` or `12.5` continuing: a dot or comma followed by a digit.
+    // A phone extension (`x818`, `ext. 12`) is part of the number, not glue.
+    let ext = extension(b, end);
+    let glued_after =
+        ext.is_none() && end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_');
+    // `1.2.3.4.5`, `12.5` or `14:56` continuing: a dot, comma or colon followed by a digit.
     let continues_after =
-        end + 1 < b.len() && matches!(b[end], b'.' | b',') && b[end + 1].is_ascii_digit();
+        end + 1 < b.len() && matches!(b[end], b'.' | b',' | b':') && b[end + 1].is_ascii_digit();
     let continues_before =
         start >= 2 && matches!(b[start - 1], b'.' | b',') && b[start - 2].is_ascii_digit();
     if glued_before || glued_after || continues_after || continues_before {
@@ -125,6 +132,11 @@ fn classify(pii: &Pii, o: &PiiOptions, run: &Run<'_>, i: usize, j: usize) -> Opt
     let sep = run.same_sep(i, j);
     let nd = digits.len();
     let ids = &pii.ids;
+    if ext.is_some() {
+        // Only a phone number has an extension.
+        return phone(o, run, i, j, &digits, &lens, ext)
+            .map(|(s, e)| Finding::new(&ids.phone, Category::Pii, s, e, RANK));
+    }
 
     // IPv4: four dotted groups.
     if j - i == 3 && sep == Some(".") && lens.iter().all(|&l| l <= 3) {
@@ -161,12 +173,41 @@ fn classify(pii: &Pii, o: &PiiOptions, run: &Run<'_>, i: usize, j: usize) -> Opt
     {
         return Some(Finding::new(&ids.aadhaar, Category::Pii, start, end, RANK));
     }
-    phone(o, run, i, j, &digits, &lens)
+    phone(o, run, i, j, &digits, &lens, None)
         .map(|(s, e)| Finding::new(&ids.phone, Category::Pii, s, e, RANK))
 }
 
-/// A phone number over groups `i..=j`: its span (with a leading `+` or `(`), if libphonenumber
-/// calls it valid for a configured region or internationally.
+/// The end of an extension (`x818`, `ext. 12`, `ext 12`) right after `at`, if there is one.
+fn extension(b: &[u8], at: usize) -> Option<usize> {
+    let mut rest = b.get(at..)?;
+    let mut at = at;
+    // `555-0100 ext. 12`: one space before `ext` is allowed (not before `x`).
+    if rest.len() > 4 && rest[0] == b' ' && rest[1..4].eq_ignore_ascii_case(b"ext") {
+        rest = &rest[1..];
+        at += 1;
+    }
+    let skip = if rest.first() == Some(&b'x') || rest.first() == Some(&b'X') {
+        1
+    } else if rest.len() > 3 && rest[..3].eq_ignore_ascii_case(b"ext") {
+        let mut k = 3;
+        while k < rest.len() && matches!(rest[k], b'.' | b' ') && k < 5 {
+            k += 1;
+        }
+        k
+    } else {
+        return None;
+    };
+    let digits = rest[skip..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let after = at + skip + digits;
+    ((1..=6).contains(&digits) && b.get(after).is_none_or(|c| !c.is_ascii_alphanumeric()))
+        .then_some(after)
+}
+
+/// A phone number over groups `i..=j` (and the extension ending at `ext`): its span, with a
+/// leading `+` or `(`, if libphonenumber calls it valid for a configured region or internationally.
 fn phone(
     o: &PiiOptions,
     run: &Run<'_>,
@@ -174,6 +215,7 @@ fn phone(
     j: usize,
     digits: &str,
     lens: &[usize],
+    ext: Option<usize>,
 ) -> Option<(usize, usize)> {
     let text = run.text;
     let b = text.as_bytes();
@@ -221,21 +263,54 @@ fn phone(
     if lens == [3, 2, 4] {
         return None;
     }
-    // A bare digit string needs a `+` or the word "phone" (or kin) before it.
-    if i == j && !plus && !context(text, start, &PHONE_CONTEXT) {
+    // A bare digit string needs a `+` or the word "phone" (or kin) before it, and not the
+    // name of another number.
+    if i == j
+        && !plus
+        && (!context(text, start, &PHONE_CONTEXT) || context(text, start, &NOT_PHONE))
+    {
         return None;
     }
+    // A short national number in groups is as likely an address or a code; a number named as
+    // something else (an invoice, an order) is that; `2.7.1153.49` is a version.
+    let after_to = super::super::floor_char(text, (end + 24).min(text.len()));
+    let after = text[end..after_to].to_ascii_lowercase();
+    let named = context(text, start, &PHONE_CONTEXT)
+        || [
+            "office", "fax", "mobile", "cell", "home", "work", "phone", "tel",
+        ]
+        .iter()
+        .any(|w| after.contains(w));
+    let year_first = lens.first() == Some(&4) && matches!(&digits[..2], "19" | "20");
+    if !plus
+        && ((nd < 8 || (j - i == 1 && year_first)) && !named
+            || context(text, start, &NOT_PHONE)
+            || (seps.iter().all(|s| *s == ".") && lens.first() == Some(&1)))
+    {
+        return None;
+    }
+    let shown_end = ext.unwrap_or(end);
     let candidate = &text[start..end];
     if plus {
         let n = phonenumber::parse(None, candidate).ok()?;
-        return phonenumber::is_valid(&n).then_some((start, end));
+        return phonenumber::is_valid(&n).then_some((start, shown_end));
+    }
+    // `00` or `011` then a country code is the international form dialled from a handset.
+    for prefix in ["011", "00"] {
+        if let Some(rest) = digits.strip_prefix(prefix) {
+            if let Ok(n) = phonenumber::parse(None, format!("+{rest}")) {
+                if phonenumber::is_valid(&n) {
+                    return Some((start, shown_end));
+                }
+            }
+        }
     }
     // Without a country code, the first digit of a national number is never 0 once the trunk
     // prefix is written, so libphonenumber's national parse is the right test per region.
     for region in &o.regions {
         if let Ok(n) = phonenumber::parse(Some(*region), candidate) {
             if phonenumber::is_valid(&n) {
-                return Some((start, end));
+                return Some((start, shown_end));
             }
         }
     }

@@ -97,3 +97,44 @@ fn public_ips_only_by_default_and_wallets_by_checksum() {
         .scan("local 192.168.1.10", &all, &mut out);
     assert_eq!(out.len(), 1);
 }
+
+#[test]
+fn phones_with_extensions_and_numbers_that_are_not_phones() {
+    assert!(has(
+        "fax (978)645-9740x11144 mobile",
+        "phone",
+        "(978)645-9740x11144"
+    ));
+    assert!(has(
+        "office 833.719.3994 ext. 18 ok",
+        "phone",
+        "833.719.3994 ext. 18"
+    ));
+    assert!(found("Invoice 2020-9814 for $2,169.74").is_empty());
+    assert!(found("the hotfix 2.7.1153.49 went out").is_empty());
+    assert!(found("When: 1993-01-04 14:56:41 Where").is_empty());
+    assert!(found("My driver's license number is 425700624").is_empty());
+}
+
+#[test]
+fn every_ip_form_when_private_ones_are_asked_for() {
+    let all = PiiOptions::new(&Options {
+        public_ips_only: false,
+        ..Options::default()
+    });
+    let p = Pii::new().unwrap();
+    for (t, v) in [
+        ("loopback ::1.", "::1"),
+        ("route fe80::1%eth0 here", "fe80::1%eth0"),
+        ("net 2001:db8::/32 is docs", "2001:db8::/32"),
+        ("mapped ::ffff:192.0.2.1 too", "::ffff:192.0.2.1"),
+    ] {
+        let mut out = Vec::new();
+        p.scan(t, &all, &mut out);
+        let got: Vec<&str> = out.iter().map(|f| &t[f.start..f.end]).collect();
+        assert!(got.contains(&v), "{t}: {got:?}");
+    }
+    let mut out = Vec::new();
+    p.scan("std::vec::Vec and 12:30:45", &all, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+}
