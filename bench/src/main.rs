@@ -9,6 +9,7 @@
 
 mod client;
 mod governance;
+mod guard;
 mod hostile;
 mod load;
 mod noisy;
@@ -50,6 +51,8 @@ enum Cmd {
     Policy(policy::PolicyArgs),
     /// What governing costs: journal commits per second, begin latency, admission + settle.
     Governance(governance::GovernanceArgs),
+    /// What guardrails cost: scan throughput, a 100 KB prompt, one chat request inspected.
+    Guard(guard::GuardArgs),
     /// A CPU hog: one thread in a busy loop (the noisy-neighbour section starts these). Exits after
     /// `--secs`, or as soon as its parent is gone.
     #[command(hide = true)]
@@ -212,6 +215,7 @@ fn main() -> Result<()> {
         Cmd::Run(args) => run(*args),
         Cmd::Policy(args) => policy::run(args),
         Cmd::Governance(args) => governance::run(args),
+        Cmd::Guard(args) => guard::run(args),
         Cmd::Hog { secs } => {
             noisy::hog(Duration::from_secs(secs));
             Ok(())

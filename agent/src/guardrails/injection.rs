@@ -889,9 +889,9 @@ impl Injection {
         let mut kinds = Vec::new();
         let mut add = |list: &[&str], kind: Kind| {
             for w in list {
-                patterns.push(format!(" {w} "));
+                patterns.push(format!(" {w}"));
                 kinds.push((kind, false));
-                patterns.push(format!(" {} ", rot13(w)));
+                patterns.push(format!(" {}", rot13(w)));
                 kinds.push((kind, true));
             }
         };
@@ -900,16 +900,17 @@ impl Injection {
         add(REVEAL, Kind::Reveal);
         for w in JAILBREAK {
             let strong = JAILBREAK_STRONG.contains(w);
-            patterns.push(format!(" {} ", w.replace(',', "")));
+            patterns.push(format!(" {}", w.replace(',', "")));
             kinds.push((Kind::Jailbreak { strong }, false));
         }
         for w in SOFT {
-            patterns.push(format!(" {w} "));
+            patterns.push(format!(" {w}"));
             kinds.push((Kind::Soft, false));
         }
         let err = |e: aho_corasick::BuildError| super::GuardError::BuiltinRules(e.to_string());
         let words = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&patterns)
             .map_err(err)?;
         let set = |l: &[&str]| {
@@ -992,21 +993,26 @@ impl Injection {
             let (s, e) = whole.unwrap_or_else(|| n.original(s, e));
             out.push(Finding::new(id, Category::Injection, s, e, RANK));
         };
-        for m in self.words.find_overlapping_iter(t) {
+        let tb = t.as_bytes();
+        // One leftmost-longest pass; a pattern is a whole phrase when a space follows it (the
+        // normal form has one after every word), so the next phrase can start at that space.
+        for m in self.words.find_iter(t) {
+            if tb.get(m.end()) != Some(&b' ') {
+                continue;
+            }
             let (kind, rot) = self.kinds[m.pattern().as_usize()];
             // The match includes a space each side; the phrase is inside them.
-            let (s, e) = (m.start() + 1, m.end() - 1);
+            let (s, e) = (m.start() + 1, m.end());
             match kind {
                 Kind::Strong | Kind::Weak => {
-                    if let Some(end) = self.override_object(t, m.end() - 1, kind == Kind::Weak, rot)
-                    {
+                    if let Some(end) = self.override_object(t, m.end(), kind == Kind::Weak, rot) {
                         push(out, &self.ids.overrides, s, end);
                     }
                 }
                 Kind::Reveal => {
                     // The thing asked for within the next 60 bytes (about eight words).
                     let to = super::floor_char(t, (m.end() + 60).min(t.len()));
-                    let from = m.end() - 1;
+                    let from = m.end();
                     if let Some(hit) = self.secrets.find(&t[from..to]) {
                         push(out, &self.ids.extraction, s, from + hit.end() - 1);
                     }

@@ -11,6 +11,7 @@ pub mod actions;
 mod custom;
 mod entropy;
 mod injection;
+pub mod inspect;
 mod normalize;
 mod pii;
 pub mod redact;

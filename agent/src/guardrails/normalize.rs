@@ -96,9 +96,22 @@ pub(crate) fn normalize(text: &str) -> Normal {
         }
     };
     if text.is_ascii() {
-        for (i, c) in text.bytes().enumerate() {
-            push(&mut n, char::from(c), i, i + 1, &mut space);
+        // The fast path: bytes in, bytes out, no Unicode tables.
+        let mut out: Vec<u8> = Vec::with_capacity(text.len() + 2);
+        out.push(b' ');
+        for (i, &c) in text.as_bytes().iter().enumerate() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+                n.map.push((i as u32, i as u32 + 1));
+                space = false;
+            } else if !space {
+                out.push(b' ');
+                n.map.push((i as u32, i as u32 + 1));
+                space = true;
+            }
         }
+        // Only ASCII was pushed, so this cannot fail.
+        n.text = String::from_utf8(out).unwrap_or_default();
     } else {
         for (i, c) in text.char_indices() {
             let e = i + c.len_utf8();

@@ -128,9 +128,28 @@ impl Secrets {
         let generic = generic_rule()?;
         add_keywords(&GENERIC_KEYWORDS.map(String::from), rules.len());
         rules.push(generic);
+        // One non-overlapping leftmost-longest pass (the fast one): a keyword that contains
+        // another (`sk-proj-` holds `sk-`) also selects the other's rules, since only the longer
+        // is reported where both occur.
+        let mut merged = selects.clone();
+        for (i, p) in patterns.iter().enumerate() {
+            for (j, q) in patterns.iter().enumerate() {
+                if i != j && p.len() > q.len() && p.contains(q.as_str()) {
+                    let extra = selects[j].clone();
+                    merged[i].extend(extra);
+                }
+            }
+        }
+        for m in &mut merged {
+            m.sort_unstable();
+            m.dedup();
+        }
+        let selects = merged;
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
+            // A full DFA: a few MB once per process, and several times the NFA's speed.
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&patterns)
             .map_err(|e| GuardError::BuiltinRules(e.to_string()))?;
         Ok(Secrets {
@@ -152,13 +171,20 @@ impl Secrets {
     pub(crate) fn scan(&self, text: &str, out: &mut Vec<Finding>) {
         // Per rule, the merged windows around its keywords' hits.
         let mut windows: Vec<Vec<(usize, usize)>> = Vec::new();
-        for hit in self.keywords.find_overlapping_iter(text) {
+        for hit in self.keywords.find_iter(text) {
             if windows.is_empty() {
                 windows = vec![Vec::new(); self.rules.len()];
             }
             for &r in &self.selects[hit.pattern().as_usize()] {
-                let w = self.rules[r].window;
-                let start = hit.start().saturating_sub(w);
+                let rule = &self.rules[r];
+                let w = rule.window;
+                if rule.check.is_some() && !assignment_follows(text, hit.end()) {
+                    // The generic rule needs `name = value`: no operator soon after the name, no run.
+                    continue;
+                }
+                let start = hit
+                    .start()
+                    .saturating_sub(if rule.check.is_some() { 48 } else { w });
                 let end = (hit.end() + w).min(text.len());
                 let list = &mut windows[r];
                 match list.last_mut() {
@@ -215,6 +241,13 @@ impl Secrets {
             ));
         }
     }
+}
+
+/// Whether an assignment (`=`, `:`, `=>`, ` is `) comes within a key name's tail after `at`.
+fn assignment_follows(text: &str, at: usize) -> bool {
+    let b = text.as_bytes();
+    let tail = &b[at.min(b.len())..(at + 28).min(b.len())];
+    tail.iter().any(|&c| c == b'=' || c == b':') || tail.windows(4).any(|w| w == b" is ")
 }
 
 /// Names that say "the value is a credential".

@@ -14,10 +14,9 @@ use serde_json::Value;
 use super::exchange::Exchange;
 use super::guard::RecordGuard;
 use super::Pipeline;
-use crate::guardrails::actions::{hit, merge, Context, Hit};
-use crate::policy::guardrails::{Action, Direction};
+use crate::guardrails::actions::Context;
+use crate::guardrails::inspect;
 use crate::providers::dialect::AirlockError;
-use crate::providers::request::texts;
 
 /// The header a warned request's response carries.
 pub const GUARDRAIL_HEADER: &str = "x-airlock-guardrail";
@@ -38,59 +37,19 @@ impl Pipeline {
             model: ex.identity.model.as_deref(),
             app: caller.app.as_deref(),
         };
-        let spans = texts(ex.target.api, &ex.identity.operation, &value);
-        let mut hits: Vec<Hit> = Vec::new();
-        let mut blocked: Vec<String> = Vec::new();
-        let mut redactions: Vec<(String, Vec<crate::guardrails::redact::Cut>)> = Vec::new();
-        for span in &spans {
-            let Some(text) = span.text(&value) else {
-                continue;
-            };
-            let found = g.engine().scan(text);
-            if found.is_empty() {
-                continue;
-            }
-            let mut cuts = Vec::new();
-            for f in found {
-                let v = &text[f.start..f.end];
-                let action = g.action(&f, v, Some(&span.pointer), Direction::Request, &cx);
-                if action == Action::Off {
-                    continue;
-                }
-                hits.push(hit(
-                    &self.hash_key,
-                    &f,
-                    v,
-                    Some(&span.pointer),
-                    Direction::Request,
-                    action,
-                ));
-                match action {
-                    Action::Block => {
-                        let r = format!("{} ({})", f.rule, f.category.as_str());
-                        if !blocked.contains(&r) {
-                            blocked.push(r);
-                        }
-                    }
-                    Action::Redact => cuts.push((f.start, f.end, format!("[REDACTED:{}]", f.rule))),
-                    _ => {}
-                }
-            }
-            if !cuts.is_empty() {
-                redactions.push((span.pointer.clone(), cuts));
-            }
-        }
-        if hits.is_empty() {
+        let found = inspect::request(
+            g,
+            &self.hash_key,
+            ex.target.api,
+            &ex.identity.operation,
+            &mut value,
+            &cx,
+        );
+        if found.hits.is_empty() {
             return None;
         }
-        let hits = merge(hits);
-        let warned: Vec<String> = hits
-            .iter()
-            .filter(|h| h.action == Action::Warn)
-            .map(|h| h.rule.clone())
-            .collect();
-        guard.note(|r| r.guardrails.extend(hits));
-        if !blocked.is_empty() {
+        guard.note(|r| r.guardrails.extend(found.hits));
+        if !found.blocked.is_empty() {
             let mut err = AirlockError::new(
                 StatusCode::BAD_REQUEST,
                 "guardrail_violation",
@@ -98,26 +57,20 @@ impl Pipeline {
                     "Airlock blocked this request before it left the machine: it contains {} (the matched \
                      text is not shown). Remove it from the prompt and send again; if it is not sensitive, \
                      ask your administrator to allow it in the guardrails policy",
-                    blocked.join(", ")
+                    found.blocked.join(", ")
                 ),
             );
             err.should_retry = Some(false);
             return Some(err);
         }
-        if !redactions.is_empty() {
-            for (pointer, mut cuts) in redactions {
-                if let Some(Value::String(s)) = value.pointer_mut(&pointer) {
-                    *s = crate::guardrails::redact::apply(s, &mut cuts);
-                }
-            }
+        if found.redacted {
             if let Ok(json) = serde_json::to_vec(&value) {
                 ex.set_body(Bytes::from(json));
             }
         }
+        let warned = found.warned;
         if !warned.is_empty() {
-            let mut rules = warned;
-            rules.dedup();
-            if let Ok(v) = HeaderValue::from_str(&format!("warn; rules={}", rules.join(","))) {
+            if let Ok(v) = HeaderValue::from_str(&format!("warn; rules={}", warned.join(","))) {
                 ex.response_headers
                     .push((HeaderName::from_static(GUARDRAIL_HEADER), v));
             }

@@ -65,7 +65,6 @@ pub(crate) struct Pii {
     ids: Ids,
     email: Regex,
     number: Regex,
-    ipv6: Regex,
     iban: Regex,
     wallet: Regex,
     nino: Regex,
@@ -115,7 +114,6 @@ impl Pii {
                 r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-']{0,63})@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}",
             )?,
             number: re(r"\+?\(?[0-9][0-9().\- /]{4,240}[0-9]|[0-9]{7,}")?,
-            ipv6: re(r"(?i)[0-9a-f.:]*:[0-9a-f.]*:[0-9a-f.:]*(?:%[0-9a-z]+)?(?:/[0-9]{1,3})?")?,
             iban: re(r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}")?,
             wallet: re(
                 r"bc1[02-9ac-hj-np-z]{8,87}|BC1[02-9AC-HJ-NP-Z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}",
@@ -145,9 +143,37 @@ impl Pii {
         for m in self.number.find_iter(text) {
             numbers::judge(self, o, text, m.start(), m.end(), out);
         }
-        if b.contains(&b':') {
-            for m in self.ipv6.find_iter(text) {
-                self.judge_ipv6(o, text, m.start(), m.end(), out);
+        // IPv6 candidates grow out of each colon (a regex led by a hex class would run everywhere
+        // in prose): the run of hex digits, colons and dots around it, with a zone and a prefix.
+        let addr = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+        let mut next = 0;
+        for at in memchr::memchr_iter(b':', b) {
+            if at < next {
+                continue;
+            }
+            let mut s = at;
+            while s > 0 && addr(b[s - 1]) {
+                s -= 1;
+            }
+            let mut e = at;
+            while e < b.len() && addr(b[e]) {
+                e += 1;
+            }
+            if e < b.len() && b[e] == b'%' {
+                e += 1;
+                while e < b.len() && b[e].is_ascii_alphanumeric() {
+                    e += 1;
+                }
+            }
+            if e + 1 < b.len() && b[e] == b'/' && b[e + 1].is_ascii_digit() {
+                e += 1;
+                while e < b.len() && b[e].is_ascii_digit() && e < at + 64 {
+                    e += 1;
+                }
+            }
+            next = e;
+            if b[s..e].iter().filter(|&&c| c == b':').count() >= 2 {
+                self.judge_ipv6(o, text, s, e, out);
             }
         }
         for m in self.iban.find_iter(text) {
