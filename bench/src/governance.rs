@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::stats::{micros, pct_of};
 use airlock_agent::governance::{Ask, Governance, Rules};
 use airlock_agent::journal::{Journal, SyncMode};
 use airlock_agent::policy::{ModelDecision, Policy, PolicySource};
@@ -64,17 +65,6 @@ pub fn enterprise_sections() -> String {
         ));
     }
     t
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
 /// Runs the benchmark and prints its table.
@@ -168,8 +158,8 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
     );
     println!(
         "| journal: begin commit latency p50 / p99 | {} / {} |",
-        us(pct(&lat, 0.5)),
-        us(pct(&lat, 0.99))
+        micros(pct_of(&lat, 0.5)),
+        micros(pct_of(&lat, 0.99))
     );
     println!(
         "| journal: verify, rows/s | {:.0} ({} rows, chain {}) |",
@@ -183,8 +173,8 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
     );
     println!(
         "| model rules + admit + settle, enterprise policy (50 model rules, 10 budgets, 5 limits) p50 / p99 | {} / {} |",
-        us(pct(&times, 0.5)),
-        us(pct(&times, 0.99))
+        micros(pct_of(&times, 0.5)),
+        micros(pct_of(&times, 0.99))
     );
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! the same bytes — the time to scan one 100 KB prompt, and the cost of inspecting a typical chat
 //! request (parse, find its texts, scan them, decide). Prints a markdown table.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::stats::{micros, pct_of};
 use airlock_agent::guardrails::actions::{Context, Guard};
 use airlock_agent::policy::guardrails::Direction;
 use airlock_agent::policy::ApiKind;
@@ -140,17 +141,6 @@ fn json(rng: &mut Rng, bytes: usize) -> String {
     s
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
 /// Runs the benchmark and prints its table.
 pub fn run(a: GuardArgs) -> Result<()> {
     let guard = Guard::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -193,8 +183,8 @@ pub fn run(a: GuardArgs) -> Result<()> {
     times.sort();
     println!(
         "| one 100 KB prompt (prose + code + JSON), p50 / p99 | {} / {} | ≤ 1 ms |",
-        us(pct(&times, 0.5)),
-        us(pct(&times, 0.99))
+        micros(pct_of(&times, 0.5)),
+        micros(pct_of(&times, 0.99))
     );
     let body = serde_json::to_vec(&serde_json::json!({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
@@ -228,8 +218,8 @@ pub fn run(a: GuardArgs) -> Result<()> {
     times.sort();
     println!(
         "| inspect a typical chat request (parse, texts, scan, decide), p50 / p99 | {} / {} | ≤ 50 µs added p50 |",
-        us(pct(&times, 0.5)),
-        us(pct(&times, 0.99))
+        micros(pct_of(&times, 0.5)),
+        micros(pct_of(&times, 0.99))
     );
     println!(
         "\n({found} findings in all; {} secret formats)",

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::stats::pct_of;
 use airlock_agent::agent::{self, AgentConfig};
 use airlock_agent::bundle::{self, BuildOptions, SigningKey, TrustState};
 use airlock_agent::fleet::AGENT_VERSION;
@@ -44,14 +45,6 @@ fn padded_policy(size: usize, extra: &str) -> String {
         i += 1;
     }
     text
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {
@@ -215,9 +208,9 @@ async fn run_async(args: PolicyArgs) -> Result<()> {
     let row = |name: String, v: &[Duration]| {
         println!(
             "| {name} | {} | {} | {} |",
-            ms(pct(v, 0.5)),
-            ms(pct(v, 0.99)),
-            ms(pct(v, 1.0))
+            ms(pct_of(v, 0.5)),
+            ms(pct_of(v, 0.99)),
+            ms(pct_of(v, 1.0))
         );
     };
     row("verify + compile".into(), &times);

@@ -1,7 +1,24 @@
 //! Latency statistics: nearest-rank percentiles over recorded samples (nanoseconds) and the summary
 //! the report prints. It only does arithmetic on numbers it is given; it never measures anything.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// The sample at fraction `p` (0..=1) of an ascending-sorted slice of timings, by rounding
+/// `(n - 1) * p` (zero for an empty slice): what the in-process benchmarks' tables print.
+pub fn pct_of(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// A timing in microseconds, one decimal (`8.8 µs`).
+pub fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
 
 /// Nearest-rank percentile of an ascending-sorted slice: the smallest sample such that at least `p`
 /// percent of the samples are less than or equal to it. `p` is clamped to `0..=100`; `p = 0` gives

@@ -209,13 +209,15 @@ impl Engine {
             Category::Secret,
             "a high-entropy value assigned to a key-like name".into(),
         ));
-        for (id, title) in pii::RULES.iter().chain(injection::RULES) {
-            let cat = if pii::RULES.iter().any(|(i, _)| i == id) {
-                Category::Pii
-            } else {
-                Category::Injection
-            };
-            out.push((id.to_string(), cat, title.to_string()));
+        for (rules, cat) in [
+            (pii::RULES, Category::Pii),
+            (injection::RULES, Category::Injection),
+        ] {
+            out.extend(
+                rules
+                    .iter()
+                    .map(|(id, title)| (id.to_string(), cat, title.to_string())),
+            );
         }
         for (id, cat) in self.custom.ids() {
             out.push((id, cat, "custom rule from policy".into()));
