@@ -142,7 +142,8 @@ pub struct RateLimitPolicy {
     /// Requests per day.
     #[serde(default)]
     pub requests_per_day: Option<u64>,
-    /// Tokens (input + output, estimated at admission) per minute.
+    /// Tokens (input + output) per minute: the estimate at admission, replaced by what the request
+    /// used once it ends.
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,
     /// Tokens per hour.
