@@ -9,7 +9,7 @@ use globset::{Glob, GlobMatcher};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{Category, Engine, Finding, GuardError, Options};
+use super::{Category, CategorySet, Engine, Finding, GuardError, Options};
 use crate::policy::guardrails::{Action, Direction, GuardrailsPolicy};
 
 /// Who and what a request is, for the rules' filters.
@@ -169,6 +169,39 @@ impl Guard {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The categories whose findings may be redacted or blocked in `dir` for `cx` — what a
+    /// response stream must hold text back for (a rule naming rule ids counts their categories).
+    pub fn acting(&self, dir: Direction, cx: &Context<'_>) -> CategorySet {
+        let acts = |a: Action| matches!(a, Action::Redact | Action::Block);
+        let mut set = CategorySet::default();
+        for c in [
+            Category::Secret,
+            Category::Pii,
+            Category::Injection,
+            Category::Custom,
+        ] {
+            if acts(default_action(c, dir)) {
+                set.insert(c);
+            }
+        }
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| acts(r.action) && r.applies(dir, cx))
+        {
+            if r.rules.is_empty() && r.categories.is_empty() {
+                return CategorySet::ALL;
+            }
+            for c in &r.categories {
+                set.insert(*c);
+            }
+            for id in &r.rules {
+                set.insert(self.engine.category_of(id));
+            }
+        }
+        set
     }
 
     /// What `f` (whose text is `value`, at JSON Pointer `pointer` of the body) leads to.

@@ -16,6 +16,7 @@ mod normalize;
 mod pii;
 pub mod redact;
 mod secrets;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -69,6 +70,38 @@ impl Category {
         }
     }
 }
+
+/// A set of categories (which detectors a stream must hold text back for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategorySet(u8);
+
+impl CategorySet {
+    /// Every category.
+    pub const ALL: CategorySet = CategorySet(0b1111);
+
+    fn bit(c: Category) -> u8 {
+        1 << (c as u8)
+    }
+
+    /// Adds `c`.
+    pub fn insert(&mut self, c: Category) {
+        self.0 |= Self::bit(c);
+    }
+
+    /// Whether `c` is in the set.
+    pub fn contains(self, c: Category) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// How far past its start an injection finding may need to see before it is final in a stream
+/// (phrases, encoded blocks): what a stream holds back when injection is redacted or blocked.
+const INJECTION_STREAM_BOUND: usize = 512;
 
 /// One thing found: which rule, and where (UTF-8 byte offsets into the text scanned).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +258,21 @@ impl Engine {
         out
     }
 
+    /// The category of the rule `id` (a custom rule's own, else by the built-in tables; an unknown
+    /// id is taken for a secret format).
+    pub fn category_of(&self, id: &str) -> Category {
+        if let Some((_, c)) = self.custom.ids().into_iter().find(|(i, _)| i == id) {
+            return c;
+        }
+        if pii::RULES.iter().any(|(i, _)| *i == id) {
+            Category::Pii
+        } else if injection::RULES.iter().any(|(i, _)| *i == id) {
+            Category::Injection
+        } else {
+            Category::Secret
+        }
+    }
+
     /// The number of secret formats known.
     pub fn secret_rules(&self) -> usize {
         self.builtin.secrets.len()
@@ -241,6 +289,61 @@ impl Engine {
         resolve(out)
     }
 
+    /// The findings of only the detectors in `cats`, overlaps resolved.
+    pub fn scan_only(&self, text: &str, cats: CategorySet) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let b = &self.builtin;
+        if cats.contains(Category::Secret) {
+            b.secrets.scan(text, &mut out);
+        }
+        if cats.contains(Category::Pii) {
+            b.pii.scan(text, &self.pii_options, &mut out);
+        }
+        if cats.contains(Category::Injection) {
+            b.injection.scan(text, &mut out);
+        }
+        if cats.contains(Category::Custom) {
+            self.custom.scan(text, &mut out);
+        }
+        resolve(out)
+    }
+
+    /// The most text (bytes) a stream holds back for the detectors in `cats`: for secrets, the
+    /// reach of the longest rule past its keyword (held only while such a keyword is open); for the
+    /// others, their longest match and the byte after it (always held).
+    pub fn stream_bound(&self, cats: CategorySet) -> usize {
+        let mut bound = 0;
+        if cats.contains(Category::Secret) {
+            bound = bound.max(self.builtin.secrets.stream_bound());
+        }
+        bound.max(self.fixed_lag(cats))
+    }
+
+    /// What the detectors other than secrets always hold back in a stream.
+    fn fixed_lag(&self, cats: CategorySet) -> usize {
+        let mut lag = 0;
+        if cats.contains(Category::Pii) {
+            lag = lag.max(pii::LONGEST + 2);
+        }
+        if cats.contains(Category::Injection) {
+            lag = lag.max(INJECTION_STREAM_BOUND);
+        }
+        if cats.contains(Category::Custom) {
+            lag = lag.max(self.custom.longest_match() + 2);
+        }
+        lag
+    }
+
+    /// The earliest offset of a stream's `text` so far at which a finding of `cats` may still be
+    /// forming; everything before it is final (what a later byte can change lies after it).
+    pub(crate) fn hold_from(&self, text: &str, cats: CategorySet, state: &mut HoldState) -> usize {
+        let mut from = floor_char(text, text.len().saturating_sub(self.fixed_lag(cats)));
+        if cats.contains(Category::Secret) {
+            from = from.min(self.builtin.secrets.hold_from(text, &mut state.secrets));
+        }
+        from
+    }
+
     /// The longest span any rule can match that the stream scanner must be able to see whole
     /// (bytes): the holdback bound of a redacting stream.
     pub fn longest_match(&self) -> usize {
@@ -250,6 +353,12 @@ impl Engine {
             .max(pii::LONGEST)
             .max(self.custom.longest_match())
     }
+}
+
+/// What a stream's hold computation remembers between calls.
+#[derive(Debug, Default)]
+pub(crate) struct HoldState {
+    secrets: secrets::SecretHold,
 }
 
 /// Sorts findings and drops those overlapped by a more specific (or, equally specific, longer)

@@ -69,6 +69,15 @@ struct Rule {
     entropy: Option<f64>,
     boundary: bool,
     window: usize,
+    /// How far past the start of a keyword hit this rule's match (and the byte after it) can reach:
+    /// while a stream has less text than that after a hit, the match may still be forming.
+    reach: usize,
+    /// The rule's regex as written, for the stream DFA built on first use.
+    pattern: String,
+    /// Its keywords, lower-case, when every match starts with one of them: then a stream can tell
+    /// from the text after the keyword that the rule cannot match any more.
+    anchors: Vec<String>,
+    dfa: std::sync::OnceLock<Option<Dfa>>,
     allow: Vec<String>,
     rank: u8,
     /// Extra validation in code (the generic rule's stop-words).
@@ -81,6 +90,101 @@ pub(crate) struct Secrets {
     keywords: AhoCorasick,
     /// For each keyword pattern, the rules it selects.
     selects: Vec<Vec<usize>>,
+    /// The longest keyword (bytes).
+    max_keyword: usize,
+    /// The longest reach of any rule.
+    max_reach: usize,
+}
+
+/// What a stream remembers between [`Secrets::hold_from`] calls: keyword hits whose rules may still
+/// be matching, and how far the text has been searched for keywords.
+#[derive(Default)]
+pub(crate) struct SecretHold {
+    searched: usize,
+    open: Vec<Open>,
+}
+
+impl std::fmt::Debug for SecretHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretHold")
+            .field("searched", &self.searched)
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+/// A keyword hit whose rules may still match.
+struct Open {
+    start: usize,
+    end: usize,
+    pattern: usize,
+    /// The stream DFA caches of the rules tried, by rule.
+    caches: Vec<(usize, Cache)>,
+}
+
+/// A lazy DFA of one rule's regex, searched anchored at its keyword.
+type Dfa = regex_automata::hybrid::dfa::DFA;
+type Cache = regex_automata::hybrid::dfa::Cache;
+
+/// Whether every match of `pattern` starts with one of `keywords` (lower-case): its literal
+/// prefixes, all of them known, each begins with a keyword.
+fn starts_with_keyword(pattern: &str, keywords: &[String]) -> bool {
+    let Ok(hir) = regex_syntax::parse(pattern) else {
+        return false;
+    };
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+    let Some(lits) = seq.literals() else {
+        return false;
+    };
+    !lits.is_empty()
+        && lits.iter().all(|l| {
+            let lower = l.as_bytes().to_ascii_lowercase();
+            keywords.iter().any(|k| lower.starts_with(k.as_bytes()))
+        })
+}
+
+fn stream_dfa(pattern: &str) -> Option<Dfa> {
+    Dfa::builder()
+        .configure(Dfa::config().unicode_word_boundary(true))
+        .build(pattern)
+        .ok()
+}
+
+/// Whether an anchored search of `dfa` from `at` can still match once text past the end of `text`
+/// arrives (not dead yet). Anything the DFA cannot decide counts as alive.
+fn alive(dfa: &Dfa, cache: &mut Cache, text: &str, at: usize) -> bool {
+    use regex_automata::{Anchored, Input};
+    let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+    let Ok(mut sid) = dfa.start_state_forward(cache, &input) else {
+        return true;
+    };
+    for &b in &text.as_bytes()[at..] {
+        match dfa.next_state(cache, sid, b) {
+            Ok(next) => sid = next,
+            Err(_) => return true,
+        }
+        if sid.is_dead() {
+            return false;
+        }
+        if sid.is_quit() {
+            return true;
+        }
+    }
+    true
+}
+
+/// The longest match a regex can make (bytes), when its repetitions are bounded.
+fn maximum_len(pattern: &str) -> Option<usize> {
+    regex_syntax::parse(pattern)
+        .ok()
+        .and_then(|h| h.properties().maximum_len())
+}
+
+/// Reach of a rule: its longest match from a keyword (which a match contains) plus one byte of
+/// boundary; a rule whose repetitions are unbounded reaches across its window.
+fn reach(pattern: &str, window: usize, longest_keyword: usize) -> usize {
+    let bound = 2 * window + longest_keyword;
+    maximum_len(pattern).map_or(bound, |m| m.min(bound)) + 1
 }
 
 /// The table's rules, parsed (for the tests and `airlock guard rules`).
@@ -113,13 +217,25 @@ impl Secrets {
                 .map_err(|e| GuardError::BuiltinRules(format!("{}: {e}", d.id)))?;
             let group = regex.capture_names().position(|n| n == Some("s"));
             add_keywords(&d.keywords, rules.len());
+            let window = d.window.unwrap_or(WINDOW);
+            let longest_keyword = d.keywords.iter().map(String::len).max().unwrap_or(0);
+            let lower: Vec<String> = d.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+            let anchors = if starts_with_keyword(&d.regex, &lower) {
+                lower
+            } else {
+                Vec::new()
+            };
             rules.push(Rule {
                 id: d.id.into(),
+                reach: reach(&d.regex, window, longest_keyword),
+                pattern: d.regex.clone(),
+                anchors,
+                dfa: std::sync::OnceLock::new(),
                 regex,
                 group,
                 entropy: d.entropy,
                 boundary: d.boundary,
-                window: d.window.unwrap_or(WINDOW),
+                window,
                 allow: d.allow.iter().map(|a| a.to_ascii_lowercase()).collect(),
                 rank: RANK_NAMED,
                 check: None,
@@ -145,6 +261,8 @@ impl Secrets {
             m.dedup();
         }
         let selects = merged;
+        let max_keyword = patterns.iter().map(String::len).max().unwrap_or(1);
+        let max_reach = rules.iter().map(|r| r.reach).max().unwrap_or(WINDOW);
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
@@ -156,6 +274,84 @@ impl Secrets {
             rules,
             keywords,
             selects,
+            max_keyword,
+            max_reach,
+        })
+    }
+
+    /// The most text a stream holds back for secrets: a rule's whole reach past its keyword, or a
+    /// keyword still arriving.
+    pub(crate) fn stream_bound(&self) -> usize {
+        self.max_reach.max(self.max_keyword)
+    }
+
+    /// The earliest offset of `text` (a stream's text so far) at which a secret may still be
+    /// forming: the start of a keyword hit whose rule could match text not yet seen, or the last
+    /// bytes that may be the start of a keyword. Text before it is final for this detector.
+    pub(crate) fn hold_from(&self, text: &str, state: &mut SecretHold) -> usize {
+        let len = text.len();
+        // A keyword split across deltas: its first bytes end the text.
+        let mut from = floor_char(text, len.saturating_sub(self.max_keyword.saturating_sub(1)));
+        let search = state
+            .searched
+            .saturating_sub(self.max_keyword.saturating_sub(1));
+        if search < len {
+            let known = state.open.last().map(|o| o.start);
+            for hit in self.keywords.find_iter(&text.as_bytes()[search..]) {
+                let (s, e) = (search + hit.start(), search + hit.end());
+                // A keyword ending where the last search ended may be found again.
+                if known.is_some_and(|k| s <= k) {
+                    continue;
+                }
+                state.open.push(Open {
+                    start: s,
+                    end: e,
+                    pattern: hit.pattern().as_usize(),
+                    caches: Vec::new(),
+                });
+            }
+            state.searched = len;
+        }
+        state.open.retain_mut(|o| {
+            let rules = &self.selects[o.pattern];
+            rules.iter().any(|&r| self.forming(text, o, r))
+        });
+        if let Some(o) = state.open.first() {
+            from = from.min(o.start);
+        }
+        from
+    }
+
+    /// Whether rule `r`, selected by the keyword hit `o`, may still match once more text comes.
+    fn forming(&self, text: &str, o: &mut Open, r: usize) -> bool {
+        let rule = &self.rules[r];
+        if o.start + rule.reach <= text.len() {
+            return false;
+        }
+        if rule.check.is_some() {
+            // The generic rule needs an assignment soon after the name.
+            return text.len() < o.end + 28 || assignment_follows(text, o.end);
+        }
+        if rule.anchors.is_empty() {
+            return true;
+        }
+        let Some(dfa) = rule.dfa.get_or_init(|| stream_dfa(&rule.pattern)) else {
+            return true;
+        };
+        let i = match o.caches.iter().position(|(q, _)| *q == r) {
+            Some(i) => i,
+            None => {
+                o.caches.push((r, dfa.create_cache()));
+                o.caches.len() - 1
+            }
+        };
+        let cache = &mut o.caches[i].1;
+        // The rule's own keyword may sit inside a longer one the automaton reported.
+        let lower = text.as_bytes()[o.start..o.end].to_ascii_lowercase();
+        (0..lower.len()).any(|p| {
+            rule.anchors.iter().any(|k| {
+                lower[p..].starts_with(k.as_bytes()) || k.as_bytes().starts_with(&lower[p..])
+            }) && alive(dfa, cache, text, o.start + p)
         })
     }
 
@@ -278,6 +474,10 @@ fn generic_rule() -> Result<Rule, GuardError> {
         entropy: Some(3.5),
         boundary: false,
         window: 256,
+        reach: reach(GENERIC, 256, 0),
+        pattern: GENERIC.into(),
+        anchors: Vec::new(),
+        dfa: std::sync::OnceLock::new(),
         allow: Vec::new(),
         rank: RANK_GENERIC,
         check: Some(generic_ok),
