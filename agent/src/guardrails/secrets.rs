@@ -329,8 +329,7 @@ impl Secrets {
             return false;
         }
         if rule.check.is_some() {
-            // The generic rule needs an assignment soon after the name.
-            return text.len() < o.end + 28 || assignment_follows(text, o.end);
+            return generic_forming(text, o.end);
         }
         if rule.anchors.is_empty() {
             return true;
@@ -444,6 +443,68 @@ fn assignment_follows(text: &str, at: usize) -> bool {
     let b = text.as_bytes();
     let tail = &b[at.min(b.len())..(at + 28).min(b.len())];
     tail.iter().any(|&c| c == b'=' || c == b':') || tail.windows(4).any(|w| w == b" is ")
+}
+
+/// Whether the generic rule may still match after a key name ending at `at`: the assignment may
+/// still come, or its value has not ended yet. Once the value's token has ended the match is whole.
+fn generic_forming(text: &str, at: usize) -> bool {
+    let b = text.as_bytes();
+    let tail = &b[at.min(b.len())..];
+    let near = &tail[..tail.len().min(28)];
+    let op = near
+        .iter()
+        .position(|&c| c == b'=' || c == b':')
+        .map(|i| (i, 1))
+        .into_iter()
+        .chain(near.windows(4).position(|w| w == b" is ").map(|i| (i, 4)))
+        .min();
+    let Some((i, len)) = op else {
+        // No operator yet: one may still arrive within the name's tail.
+        return tail.len() < 28;
+    };
+    // After the operator: up to a few spaces (more of the operator), an optional quote, the value.
+    let mut j = i + len;
+    while j < tail.len()
+        && matches!(
+            tail[j],
+            b' ' | b'\t'
+                | b'='
+                | b'>'
+                | b'|'
+                | b'?'
+                | b'r'
+                | b'b'
+                | b'u'
+                | b'f'
+                | b'"'
+                | b'\''
+                | b'`'
+        )
+        && j < i + len + 8
+    {
+        j += 1;
+    }
+    let stop = |c: u8| {
+        c.is_ascii_whitespace()
+            || matches!(
+                c,
+                b'"' | b'\''
+                    | b'`'
+                    | b';'
+                    | b','
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
+                    | b'{'
+                    | b'}'
+                    | b'<'
+                    | b'>'
+                    | b'\\'
+            )
+    };
+    // The value's token has ended (or the line did): nothing later changes this match.
+    !tail[j.min(tail.len())..].iter().any(|&c| stop(c))
 }
 
 /// Names that say "the value is a credential".

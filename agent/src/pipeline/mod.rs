@@ -15,6 +15,7 @@ pub mod exchange;
 mod forward;
 pub mod guard;
 mod guardrails;
+mod guardrails_response;
 pub mod identify;
 mod idle;
 mod inspect;

@@ -21,10 +21,12 @@ use http_body_util::BodyExt;
 use super::exchange::Exchange;
 use super::forward::UpstreamBody;
 use super::guard::{End, Phase, RecordGuard};
+use super::guardrails_response::ResponseGuard;
 use super::idle::IdleTimer;
 use super::stage::{ResponseHead, StreamCut, StreamStage};
 use super::{strip_hop_by_hop, Pipeline};
 use crate::body::{BoxError, ProxyBody};
+use crate::guardrails::stream::Who;
 use crate::policy::ApiKind;
 use crate::providers::align::{FrameAligner, Segment};
 use crate::providers::decode::{Coding, StreamDecoder};
@@ -484,11 +486,34 @@ impl Pipeline {
             status: parts.status,
             headers: &parts.headers,
         };
-        let stages: Vec<(&'static str, Box<dyn StreamStage>)> = self
-            .inspect_response
-            .iter()
-            .filter_map(|s| s.open(&head).map(|st| (s.name(), st)))
-            .collect();
+        let mut stages: Vec<(&'static str, Box<dyn StreamStage>)> = Vec::new();
+        if let Some(g) = self.guard.as_ref().filter(|g| g.enabled()) {
+            if parts.status.is_success() && framing != Framing::Opaque {
+                let caller = ex.target.caller.now().unwrap_or_default();
+                let who = Who {
+                    provider: ex.target.provider.clone(),
+                    model: ex.identity.model.clone(),
+                    app: caller.app,
+                };
+                stages.push((
+                    "guardrails",
+                    Box::new(ResponseGuard::new(
+                        g.clone(),
+                        who,
+                        self.hash_key,
+                        api,
+                        &ex.identity.operation,
+                        framing,
+                        &id,
+                    )),
+                ));
+            }
+        }
+        stages.extend(
+            self.inspect_response
+                .iter()
+                .filter_map(|s| s.open(&head).map(|st| (s.name(), st))),
+        );
         let encoding = parts
             .headers
             .get(header::CONTENT_ENCODING)
@@ -496,7 +521,6 @@ impl Pipeline {
             .map(str::to_string);
         let mut aligned = event_stream;
         let mut rewrite_usage = ex.usage_injected && event_stream;
-        let mut stages = stages;
         // Rewriting needs the body decoded. The agent asked for identity; an upstream that compressed
         // anyway is decoded for the client (every client accepts identity).
         let mut decoder = None;
