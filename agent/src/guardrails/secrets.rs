@@ -92,6 +92,9 @@ pub(crate) struct Secrets {
     selects: Vec<Vec<usize>>,
     /// The longest keyword (bytes).
     max_keyword: usize,
+    /// Every proper prefix of every keyword (lower-case): a stream's text ending in one may be
+    /// in the middle of a keyword.
+    prefixes: std::collections::HashSet<Vec<u8>>,
     /// The longest reach of any rule.
     max_reach: usize,
 }
@@ -262,6 +265,10 @@ impl Secrets {
         }
         let selects = merged;
         let max_keyword = patterns.iter().map(String::len).max().unwrap_or(1);
+        let prefixes = patterns
+            .iter()
+            .flat_map(|p| (1..p.len()).map(move |n| p.as_bytes()[..n].to_vec()))
+            .collect();
         let max_reach = rules.iter().map(|r| r.reach).max().unwrap_or(WINDOW);
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
@@ -275,6 +282,7 @@ impl Secrets {
             keywords,
             selects,
             max_keyword,
+            prefixes,
             max_reach,
         })
     }
@@ -291,7 +299,10 @@ impl Secrets {
     pub(crate) fn hold_from(&self, text: &str, state: &mut SecretHold) -> usize {
         let len = text.len();
         // A keyword split across deltas: its first bytes end the text.
-        let mut from = floor_char(text, len.saturating_sub(self.max_keyword.saturating_sub(1)));
+        let b = text.as_bytes();
+        let mut from = (len.saturating_sub(self.max_keyword.saturating_sub(1))..len)
+            .find(|&i| self.prefixes.contains(&b[i..].to_ascii_lowercase()))
+            .map_or(len, |i| floor_char(text, i));
         let search = state
             .searched
             .saturating_sub(self.max_keyword.saturating_sub(1));

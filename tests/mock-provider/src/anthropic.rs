@@ -143,7 +143,7 @@ fn messages(call: &Call<'_>, count_only: bool) -> Reply {
     } else {
         None
     };
-    let (answer, words, truncated) = text::plan(model, call.opts.output_words, Some(max_tokens));
+    let (answer, words, truncated) = call.plan(model, Some(max_tokens));
     let (stop_reason, output) = match &tool {
         Some(t) => ("tool_use", t.tokens()),
         None if truncated => ("max_tokens", words),
@@ -205,7 +205,8 @@ fn messages(call: &Call<'_>, count_only: bool) -> Reply {
             .into_iter()
             .map(|f| j!({"type": "input_json_delta", "partial_json": (f.to_owned())}))
             .collect(),
-        None => text::chunks(&answer)
+        None => call
+            .chunks(&answer)
             .into_iter()
             .map(|w| j!({"type": "text_delta", "text": (w.to_owned())}))
             .collect(),

@@ -223,7 +223,7 @@ pub(crate) fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
     } else {
         None
     };
-    let (answer, words, truncated) = text::plan(model, call.opts.output_words, max);
+    let (answer, words, truncated) = call.plan(model, max);
     let finish = if truncated && tool.is_none() {
         "MAX_TOKENS"
     } else {
@@ -252,7 +252,7 @@ pub(crate) fn generate(call: &Call<'_>, model: &str, stream: bool) -> Reply {
         )],
         None if !stream => vec![(j!([{"text": (answer.clone())}]), words)],
         None => {
-            let chunks = text::chunks(&answer);
+            let chunks = call.chunks(&answer);
             if chunks.is_empty() {
                 vec![(j!([{"text": ""}]), 0)]
             } else {

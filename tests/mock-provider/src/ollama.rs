@@ -71,7 +71,7 @@ pub fn handle(endpoint: Endpoint, call: &Call<'_>) -> Reply {
         .get("options")
         .and_then(|o| o.get("num_predict"))
         .and_then(Value::as_u64);
-    let (answer, words, truncated) = text::plan(model, call.opts.output_words, max);
+    let (answer, words, truncated) = call.plan(model, max);
     let created = "2026-12-01T12:00:00.000000Z";
     let piece = |t: &str| match endpoint {
         Endpoint::Chat => json!({"model": model, "created_at": created,
@@ -109,7 +109,8 @@ pub fn handle(endpoint: Endpoint, call: &Call<'_>) -> Reply {
         );
     }
     let line = |v: &Value| Bytes::from(format!("{v}\n"));
-    let mut frames: Vec<Bytes> = text::chunks(&answer)
+    let mut frames: Vec<Bytes> = call
+        .chunks(&answer)
         .into_iter()
         .map(|w| line(&piece(w)))
         .collect();

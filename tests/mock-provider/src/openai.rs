@@ -517,7 +517,7 @@ fn chat(call: &Call<'_>, target: &Target) -> Reply {
     } else {
         None
     };
-    let (answer, words, truncated) = text::plan(model, call.opts.output_words, max);
+    let (answer, words, truncated) = call.plan(model, max);
     let id = completion_id(call, "chatcmpl-mock");
     let call_id = format!("call_mock{}", call.id);
     let (finish, output) = match &tool {
@@ -609,7 +609,7 @@ fn chat(call: &Call<'_>, target: &Target) -> Reply {
                 None,
                 false,
             )));
-            for word in text::chunks(&answer) {
+            for word in call.chunks(&answer) {
                 body.push(chunks.chunk(choice(j!({"content": (word.to_owned())}), None, true)));
             }
         }
@@ -647,7 +647,7 @@ fn responses(call: &Call<'_>, target: &Target) -> Reply {
     } else {
         None
     };
-    let (answer, words, text_truncated) = text::plan(model, call.opts.output_words, max);
+    let (answer, words, text_truncated) = call.plan(model, max);
     // A function call is never cut; it reports one output token per argument fragment.
     let (output, truncated) = match &tool {
         Some(t) => (t.tokens(), false),
@@ -767,7 +767,7 @@ fn responses(call: &Call<'_>, target: &Target) -> Reply {
                 "response.content_part.added",
                 j!({"item_id": (msg_id.clone()), "output_index": 0u64, "content_index": 0u64, "part": (part(""))}),
             );
-            for word in text::chunks(&answer) {
+            for word in call.chunks(&answer) {
                 event(
                     "response.output_text.delta",
                     j!({"item_id": (msg_id.clone()), "output_index": 0u64, "content_index": 0u64,
@@ -923,7 +923,7 @@ fn completions(call: &Call<'_>, target: &Target) -> Reply {
     let input = text::input_tokens(req.get("prompt"));
     // The legacy endpoint's max_tokens defaults to 16.
     let max = req.get("max_tokens").and_then(Value::as_u64).or(Some(16));
-    let (answer, output, truncated) = text::plan(model, call.opts.output_words, max);
+    let (answer, output, truncated) = call.plan(model, max);
     let finish = if truncated { "length" } else { "stop" };
     let id = completion_id(call, "cmpl-mock");
     let usage =
@@ -955,7 +955,8 @@ fn completions(call: &Call<'_>, target: &Target) -> Reply {
         chat: false,
         usage_key: include_usage && call.flavor != Flavor::Groq,
     };
-    let body: Vec<J> = text::chunks(&answer)
+    let body: Vec<J> = call
+        .chunks(&answer)
         .into_iter()
         .map(|w| chunks.chunk(J::A(vec![choice(J::from(w.to_owned()), None, true)])))
         .collect();

@@ -195,6 +195,53 @@ impl Call<'_> {
     pub fn query_param(&self, name: &str) -> Option<&str> {
         query_param(self.query, name)
     }
+
+    /// The answer for this request (see [`crate::text::plan`]); `x-mock-answer-b64` (standard
+    /// base64 of UTF-8 text) replaces it with exactly that text, never cut.
+    pub fn plan(&self, model: &str, max: Option<u64>) -> (String, u64, bool) {
+        if let Some(text) = self.answer_override() {
+            let words = crate::text::words(&text);
+            return (text, words, false);
+        }
+        crate::text::plan(model, self.opts.output_words, max)
+    }
+
+    fn answer_override(&self) -> Option<String> {
+        use base64::Engine as _;
+        let b = self.header("x-mock-answer-b64")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()?;
+        String::from_utf8(raw).ok()
+    }
+
+    /// The answer's stream chunks: word by word, or — with `x-mock-split-at: N[,M…]` — cut at
+    /// those byte offsets (moved forward to a character boundary), so a test can split any
+    /// string of the answer across frames at any point.
+    pub fn chunks<'t>(&self, answer: &'t str) -> Vec<&'t str> {
+        let Some(list) = self.header("x-mock-split-at") else {
+            return crate::text::chunks(answer);
+        };
+        let mut cuts: Vec<usize> = list
+            .split(',')
+            .filter_map(|n| n.trim().parse::<usize>().ok())
+            .map(|mut n| {
+                n = n.min(answer.len());
+                while !answer.is_char_boundary(n) {
+                    n += 1;
+                }
+                n
+            })
+            .collect();
+        cuts.push(0);
+        cuts.push(answer.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+        cuts.windows(2)
+            .map(|w| &answer[w[0]..w[1]])
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
 }
 
 /// Value of a parameter of a raw query string (not percent-decoded).
