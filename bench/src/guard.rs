@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use crate::stats::{micros, pct_of};
 use airlock_agent::guardrails::actions::{Context, Guard};
+use airlock_agent::guardrails::stream::{Scanner, Who};
 use airlock_agent::policy::guardrails::Direction;
 use airlock_agent::policy::ApiKind;
 use airlock_agent::providers::request::texts;
+use airlock_agent::providers::response::TextChannel;
 use anyhow::{Context as _, Result};
 
 /// Options of the guardrail benchmark.
@@ -24,6 +26,9 @@ pub struct GuardArgs {
     /// Chat requests inspected.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Streamed answers scanned delta by delta.
+    #[arg(long, default_value_t = 2_000)]
+    streams: usize,
 }
 
 /// A small deterministic generator (xorshift), so the text is the same on every run.
@@ -221,9 +226,71 @@ pub fn run(a: GuardArgs) -> Result<()> {
         micros(pct_of(&times, 0.5)),
         micros(pct_of(&times, 0.99))
     );
+    stream_cost(&a, &mut rng)?;
     println!(
         "\n({found} findings in all; {} secret formats)",
         engine.secret_rules()
+    );
+    Ok(())
+}
+
+/// A streamed answer (prose and a code block that names keys and tokens but holds none) in 4-byte
+/// deltas through the response scanner, as the response stage drives it: what it costs per answer and
+/// per delta, and how much text it holds back.
+fn stream_cost(a: &GuardArgs, rng: &mut Rng) -> Result<()> {
+    let guard = std::sync::Arc::new(Guard::builtin().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut answer = prose(rng, 600);
+    answer.push_str("\n```python\nimport os\napi_key = os.environ[\"OPENAI_API_KEY\"]\nclient = OpenAI(api_key=api_key)\ntoken: str = get_token()\n```\n");
+    answer.push_str(&prose(rng, 400));
+    let deltas: Vec<&str> = {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while at < answer.len() {
+            let mut end = (at + 4).min(answer.len());
+            while !answer.is_char_boundary(end) {
+                end += 1;
+            }
+            v.push(&answer[at..end]);
+            at = end;
+        }
+        v
+    };
+    let key = (TextChannel::Content, 0);
+    let mut times = Vec::with_capacity(a.streams);
+    let mut held_sum = 0usize;
+    let mut held_max = 0usize;
+    for _ in 0..a.streams {
+        let t = Instant::now();
+        let mut sc = Scanner::new(guard.clone(), Who::default());
+        let mut offset = 0;
+        for d in &deltas {
+            sc.push(key, d);
+            sc.advance(false)
+                .map_err(|b| anyhow::anyhow!("blocked: {:?}", b.rules))?;
+            let _ = sc.rewrite(key, offset, d);
+            offset += d.len();
+            held_sum += sc.held();
+            held_max = held_max.max(sc.held());
+        }
+        sc.advance(true)
+            .map_err(|b| anyhow::anyhow!("blocked: {:?}", b.rules))?;
+        let _ = sc.hits(&[0; 32]);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let p50 = pct_of(&times, 0.5);
+    println!(
+        "| scan a streamed answer ({} B in {} deltas), p50 / p99 per answer | {} / {} ({:.2} µs per delta) | — |",
+        answer.len(),
+        deltas.len(),
+        micros(p50),
+        micros(pct_of(&times, 0.99)),
+        p50.as_secs_f64() * 1e6 / deltas.len() as f64
+    );
+    println!(
+        "| text held back while streaming, mean / max | {:.1} B / {} B | ≤ the rule set's bound |",
+        held_sum as f64 / (a.streams * deltas.len()).max(1) as f64,
+        held_max
     );
     Ok(())
 }

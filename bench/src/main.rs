@@ -199,6 +199,9 @@ struct RunArgs {
     /// budgets, 5 rate limits, none of them refusing), as `airlock-bench governance` measures it.
     #[arg(long)]
     enterprise: bool,
+    /// Run the agent with guardrails off (`[guardrails] enabled = false`), to measure what they add.
+    #[arg(long)]
+    no_guardrails: bool,
 }
 
 fn main() -> Result<()> {
@@ -350,6 +353,7 @@ fn run(a: RunArgs) -> Result<()> {
         probe: a.probe.clone(),
         only: a.only.clone(),
         enterprise: a.enterprise,
+        guardrails: !a.no_guardrails,
         quiet_below_pct: if a.quick { 0.0 } else { a.quiet_below.max(0.0) },
         quiet_wait: Duration::from_secs(a.quiet_wait),
         retries: if a.quick { 0 } else { a.retries },

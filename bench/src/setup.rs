@@ -122,15 +122,13 @@ pub async fn start_agent(
     cpus: Option<&str>,
     threads: usize,
     nofile: Option<u64>,
-    enterprise: bool,
+    extra_policy: &str,
 ) -> Result<Agent> {
     let state = dir.join("agent-state");
     std::fs::create_dir_all(&state)?;
     let policy = dir.join("bench-policy.toml");
     let mut text = bench_policy(mock);
-    if enterprise {
-        text.push_str(&crate::governance::enterprise_sections());
-    }
+    text.push_str(extra_policy);
     std::fs::write(&policy, text)?;
     let args: Vec<String> = vec![
         "--listen".into(),

@@ -69,6 +69,8 @@ pub struct Config {
     pub only: Vec<String>,
     /// The agent runs the enterprise governance policy (see `governance::enterprise_policy`).
     pub enterprise: bool,
+    /// The agent inspects requests and responses with the default guardrails (else they are off).
+    pub guardrails: bool,
     /// A measurement starts once other processes use less than this (% of one core) over a second,
     /// and is redone if they used more during it; 0 disables both.
     pub quiet_below_pct: f64,
@@ -96,6 +98,20 @@ pub struct Config {
     pub hostile_plan: crate::hostile::Plan,
     /// RLIMIT_NOFILE (soft, hard) of the harness after raising it.
     pub nofile: (Option<u64>, Option<u64>),
+}
+
+impl Config {
+    /// What the agent's policy gets on top of the routing: the enterprise sections, guardrails off.
+    pub(crate) fn extra_policy(&self) -> String {
+        let mut text = String::new();
+        if self.enterprise {
+            text.push_str(&crate::governance::enterprise_sections());
+        }
+        if !self.guardrails {
+            text.push_str("\n[guardrails]\nenabled = false\n");
+        }
+        text
+    }
 }
 
 /// Every child process under test.
@@ -442,7 +458,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         proxy,
         cfg.agent_threads,
         cfg.child_nofile,
-        cfg.enterprise,
+        &cfg.extra_policy(),
     )
     .await?;
     let mitm: Option<Mitm> = match &cfg.mitmdump {
@@ -825,6 +841,11 @@ fn method(cfg: &Config) -> Method {
                 "airlockd runs the enterprise policy: 50 model rules, 10 budgets (hour/day/week/month, calendar and rolling), 5 rate limits, all admitting; every request is journaled (begin row committed before forwarding)".into()
             } else {
                 "airlockd runs the routing policy only (no budgets, limits or model rules); every request is journaled (begin row committed before forwarding)".into()
+            },
+            if cfg.guardrails {
+                "airlockd inspects every request and response with the default guardrails (secrets blocked in requests, redacted in responses; personal data and injection warned or logged)".into()
+            } else {
+                "airlockd runs with guardrails off (`[guardrails] enabled = false`)".into()
             },
             "context switches from voluntary_ctxt_switches / nonvoluntary_ctxt_switches in /proc/PID/task/*/status, summed over the proxy's threads, per successful request".into(),
         ],

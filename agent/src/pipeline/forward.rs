@@ -157,7 +157,7 @@ impl Pipeline {
             if let Some(up) = &ex.upgrade {
                 up.apply_to(
                     h,
-                    !self.inspect_response.is_empty() && Kind::of(&ex.target).is_some(),
+                    self.inspects_responses() && Kind::of(&ex.target).is_some(),
                 );
             }
             if ex.identity.stream {

@@ -64,7 +64,7 @@ struct Elements {
 }
 
 /// The guardrails of one response.
-pub(super) struct ResponseGuard {
+pub(crate) struct ResponseGuard {
     scanner: Scanner,
     parser: ResponseParser,
     framing: Framing,
@@ -79,11 +79,13 @@ pub(super) struct ResponseGuard {
     elements: Elements,
     /// Set once a block or a failed rewrite ended the response.
     ended: bool,
+    /// Each chunk is one whole event (a WebSocket message's JSON text), not a byte stream.
+    events: bool,
 }
 
 impl ResponseGuard {
     /// The stage for a response of `api`'s `operation`, framed as `framing` (already decoded).
-    pub(super) fn new(
+    pub(crate) fn new(
         guard: Arc<Guard>,
         who: Who,
         key: [u8; 32],
@@ -106,7 +108,29 @@ impl ResponseGuard {
             partial: BytesMut::new(),
             elements: Elements::default(),
             ended: false,
+            events: false,
         }
+    }
+
+    /// The stage for one response on a WebSocket (Realtime, Responses): each chunk is one server
+    /// event, read like a Responses stream event.
+    pub(crate) fn for_events(
+        guard: Arc<Guard>,
+        who: Who,
+        key: [u8; 32],
+        id: &str,
+    ) -> ResponseGuard {
+        let mut g = ResponseGuard::new(
+            guard,
+            who,
+            key,
+            ApiKind::Openai,
+            "responses",
+            Framing::Sse,
+            id,
+        );
+        g.events = true;
+        g
     }
 
     /// Reads a complete unit, queues it, and hands its texts to the scanner.
@@ -295,6 +319,17 @@ impl StreamStage for ResponseGuard {
     ) -> Result<(), StreamCut> {
         if self.ended {
             return Ok(());
+        }
+        if self.events {
+            if let Ok(v) = serde_json::from_slice::<Value>(&chunk) {
+                self.parser.feed_event(&v);
+            }
+            let deltas = self.parser.take_text_deltas();
+            self.queue(chunk, Kind::Json, deltas);
+            if let Err(b) = self.scanner.advance(false) {
+                return Err(self.blocked(b));
+            }
+            return self.release(false, out);
         }
         match self.framing {
             Framing::Sse => {

@@ -349,3 +349,30 @@ fn frames_without_text_and_plain_text_pass_unchanged_and_promptly() {
     st.on_end(&mut out).unwrap();
     assert_eq!(out.freeze(), frames.concat());
 }
+
+#[test]
+fn websocket_events_are_redacted_one_message_at_a_time() {
+    let g = guard(GuardrailsPolicy::default());
+    let mut st = ResponseGuard::for_events(g, Who::default(), [1; 32], "req-ws");
+    let text = answer();
+    let mut out = BytesMut::new();
+    for p in pieces(&text, 16) {
+        let ev = json!({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":p}).to_string();
+        st.on_data(Bytes::from(ev), &[], &mut out).unwrap();
+    }
+    st.on_data(
+        Bytes::from(json!({"type":"response.done","response":{}}).to_string()),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    st.on_end(&mut out).unwrap();
+    let mut got = String::new();
+    for v in serde_json::Deserializer::from_slice(&out).into_iter::<serde_json::Value>() {
+        let v = v.unwrap();
+        if v["type"] == "response.output_text.delta" {
+            got.push_str(v["delta"].as_str().unwrap());
+        }
+    }
+    assert_eq!(got, text.replace(SECRET, PLACEHOLDER));
+}

@@ -15,7 +15,7 @@ pub mod exchange;
 mod forward;
 pub mod guard;
 mod guardrails;
-mod guardrails_response;
+pub(crate) mod guardrails_response;
 pub mod identify;
 mod idle;
 mod inspect;
@@ -334,6 +334,11 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// Whether anything may change response bodies: plugged-in response stages or guardrails.
+    pub(crate) fn inspects_responses(&self) -> bool {
+        !self.inspect_response.is_empty() || self.guard.as_ref().is_some_and(|g| g.enabled())
+    }
+
     /// A pipeline with no plugged-in stages, bounded by `limits`.
     pub fn new(upstream: UpstreamClient, recorder: Arc<Recorder>, limits: Limits) -> Pipeline {
         Pipeline {

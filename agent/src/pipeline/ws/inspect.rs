@@ -17,6 +17,8 @@ use super::client::error_event;
 use super::frame;
 use super::units::Unit;
 use super::{Kind, SocketCtx};
+use crate::guardrails::stream::Who;
+use crate::pipeline::guardrails_response::ResponseGuard;
 use crate::pipeline::stage::{ResponseHead, StreamCut, StreamStage};
 use crate::policy::ApiKind;
 use crate::providers::dialect::AirlockError;
@@ -51,7 +53,7 @@ pub(crate) enum Out {
 
 /// Opens the response stages for the unit whose record is `id`, or `None` when none cares.
 pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Inspected> {
-    if ctx.responses.is_empty() {
+    if ctx.responses.is_empty() && ctx.guardrails.is_none() {
         return None;
     }
     let operation = ctx.kind.operation();
@@ -65,11 +67,23 @@ pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Ins
         status: StatusCode::OK,
         headers: &ctx.response_headers,
     };
-    let stages: Vec<(&'static str, Box<dyn StreamStage>)> = ctx
-        .responses
-        .iter()
-        .filter_map(|s| s.open(&head).map(|st| (s.name(), st)))
-        .collect();
+    let mut stages: Vec<(&'static str, Box<dyn StreamStage>)> = Vec::new();
+    if let Some((g, key)) = &ctx.guardrails {
+        let who = Who {
+            provider: ctx.target.provider.clone(),
+            model: model.map(str::to_string),
+            app: ctx.template.app.clone(),
+        };
+        stages.push((
+            "guardrails",
+            Box::new(ResponseGuard::for_events(g.clone(), who, *key, id)),
+        ));
+    }
+    stages.extend(
+        ctx.responses
+            .iter()
+            .filter_map(|s| s.open(&head).map(|st| (s.name(), st))),
+    );
     if stages.is_empty() {
         return None;
     }

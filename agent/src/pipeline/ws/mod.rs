@@ -88,6 +88,8 @@ pub(crate) struct SocketCtx {
     pub(crate) template: Record,
     /// The response stages, opened per unit ([`inspect`]).
     pub(crate) responses: Arc<Vec<Box<dyn ResponseStage>>>,
+    /// The policy's guardrails and the device's hash key, when enabled: a response stage on every unit.
+    pub(crate) guardrails: Option<(Arc<crate::guardrails::actions::Guard>, [u8; 32])>,
     /// The upstream's 101 headers (hop-by-hop removed): the head response stages see.
     pub(crate) response_headers: HeaderMap,
     /// The upstream compresses with context takeover although response stages may change its

@@ -127,6 +127,7 @@ pub(super) fn start_full(
     let template = record(&recorder, path);
     let socket = RecordGuard::open(template.clone(), finisher.clone());
     let ctx = SocketCtx {
+        guardrails: None,
         stages: Arc::new(stages),
         finisher,
         target,
