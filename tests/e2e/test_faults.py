@@ -132,13 +132,24 @@ def test_an_upstream_compressing_a_stream_anyway_is_decoded_for_the_client(agent
     assert tokens(rec) == (3, 6)
 
 
-def test_compressed_json_answers_pass_untouched_and_are_metered(agent):
-    r = httpx.post(f"http://{agent.addr}{CHAT}", trust_env=False, headers={"authorization": "Bearer sk",
-                                                                         "accept-encoding": "gzip"},
-                   json={"model": "gzip-json", "messages": [{"role": "user", "content": "one two"}]})
-    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+def test_compressed_json_answers_are_read_and_metered(agent, fresh_agent, mock):
+    """With guardrails on (the default) a gzip answer is decoded so it can be inspected, and the client
+    gets it plain (every client accepts identity); with guardrails off it passes untouched."""
+    def ask(a, model):
+        return httpx.post(f"http://{a.addr}{CHAT}", trust_env=False,
+                          headers={"authorization": "Bearer sk", "accept-encoding": "gzip"},
+                          json={"model": model, "messages": [{"role": "user", "content": "one two"}]})
+
+    r = ask(agent, "gzip-json")
+    assert r.status_code == 200 and "content-encoding" not in r.headers
     assert r.json()["model"] == "gzip-json"
     assert tokens(agent.wait_record(model="gzip-json")) == (2, 7)
+
+    plain = fresh_agent(mock_policy(mock, "[guardrails]\nenabled = false\n"))
+    r = ask(plain, "gzip-json-off")
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert r.json()["model"] == "gzip-json-off"
+    assert tokens(plain.wait_record(model="gzip-json-off")) == (2, 7)
 
 
 def test_a_compressed_stream_cut_mid_way_still_ends_with_a_readable_error(agent):

@@ -20,6 +20,7 @@ use crate::guardrails::actions::Guard;
 use crate::guardrails::stream::{Blocked, Edit, Scanner, StreamKey, Who};
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
+use crate::providers::framing::MAX_UNIT;
 use crate::providers::response::{Framing, ResponseParser, TextDelta, MAX_BODY};
 use crate::record::Record;
 
@@ -81,6 +82,8 @@ pub(crate) struct ResponseGuard {
     ended: bool,
     /// Each chunk is one whole event (a WebSocket message's JSON text), not a byte stream.
     events: bool,
+    /// A unit too big to read arrived: the rest of the body passes as it comes.
+    bypass: bool,
 }
 
 impl ResponseGuard {
@@ -109,6 +112,7 @@ impl ResponseGuard {
             elements: Elements::default(),
             ended: false,
             events: false,
+            bypass: false,
         }
     }
 
@@ -282,6 +286,24 @@ impl ResponseGuard {
         }
     }
 
+    /// A unit too big to read (an SSE frame or stream element over 1 MiB, a body over 16 MiB, which the
+    /// parser does not read either): what came before it is decided on the text so far and sent, and
+    /// the rest of the body passes uninspected, so a huge answer is never held whole.
+    fn give_up(&mut self, out: &mut BytesMut) -> Result<(), StreamCut> {
+        tracing::warn!(
+            id = %self.id,
+            bytes = self.partial.len(),
+            "a response unit is too big to inspect; the rest of this response passes without guardrails"
+        );
+        if let Err(b) = self.scanner.advance(true) {
+            return Err(self.blocked(b));
+        }
+        self.release(true, out)?;
+        out.extend_from_slice(&self.partial.split());
+        self.bypass = true;
+        Ok(())
+    }
+
     /// A block decided: the cut for the client.
     fn blocked(&mut self, b: Blocked) -> StreamCut {
         self.ended = true;
@@ -320,6 +342,10 @@ impl StreamStage for ResponseGuard {
         if self.ended {
             return Ok(());
         }
+        if self.bypass {
+            out.extend_from_slice(&chunk);
+            return Ok(());
+        }
         if self.events {
             if let Ok(v) = serde_json::from_slice::<Value>(&chunk) {
                 self.parser.feed_event(&v);
@@ -340,12 +366,18 @@ impl StreamStage for ResponseGuard {
             Framing::Json => {
                 // Read whole at the end.
                 self.partial.extend_from_slice(&chunk);
+                if self.partial.len() > MAX_BODY {
+                    return self.give_up(out);
+                }
                 return Ok(());
             }
             Framing::Opaque => {
                 out.extend_from_slice(&chunk);
                 return Ok(());
             }
+        }
+        if self.partial.len() > MAX_UNIT {
+            return self.give_up(out);
         }
         if let Err(b) = self.scanner.advance(false) {
             return Err(self.blocked(b));
@@ -354,7 +386,7 @@ impl StreamStage for ResponseGuard {
     }
 
     fn on_end(&mut self, out: &mut BytesMut) -> Result<(), StreamCut> {
-        if self.ended {
+        if self.ended || self.bypass {
             return Ok(());
         }
         if !self.partial.is_empty() {

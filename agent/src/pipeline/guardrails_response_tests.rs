@@ -376,3 +376,29 @@ fn websocket_events_are_redacted_one_message_at_a_time() {
     }
     assert_eq!(got, text.replace(SECRET, PLACEHOLDER));
 }
+
+#[test]
+fn a_frame_too_big_to_read_passes_through_without_being_held_whole() {
+    let g = guard(GuardrailsPolicy::default());
+    let mut st = stage(&g, ApiKind::Openai, "chat_completions", Framing::Sse);
+    let mut out = BytesMut::new();
+    st.on_data(openai_chat(&["before "])[1].clone(), &[], &mut out)
+        .unwrap();
+    let big = Bytes::from(vec![b'x'; 256 << 10]);
+    st.on_data(Bytes::from_static(b"data: {\"pad\":\""), &[], &mut out)
+        .unwrap();
+    let mut sent = 0;
+    for _ in 0..16 {
+        st.on_data(big.clone(), &[], &mut out).unwrap();
+        assert!(st.held() <= MAX_UNIT + (256 << 10), "held {}", st.held());
+        sent += big.len();
+    }
+    st.on_data(Bytes::from_static(b"\"}\n\n"), &[], &mut out)
+        .unwrap();
+    st.on_end(&mut out).unwrap();
+    assert!(out.len() > sent, "everything went out");
+    assert!(
+        out.starts_with(b"data: {"),
+        "the frame before it went first"
+    );
+}

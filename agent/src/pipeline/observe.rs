@@ -56,6 +56,23 @@ enum Break {
     Undecodable(String),
 }
 
+/// Whether a response to `operation` may carry model text worth inspecting. A whole JSON body is
+/// held until it ends, so answers that carry none (embeddings, token counts, listings, files) are
+/// not held at all; every event stream is read.
+fn carries_text(operation: &str, framing: Framing) -> bool {
+    const NO_TEXT: [&str; 8] = [
+        "embed",
+        "count_tokens",
+        "models",
+        "files",
+        "batch",
+        "fine_tuning",
+        "vector_stores",
+        "moderations",
+    ];
+    framing != Framing::Json || !NO_TEXT.iter().any(|n| operation.contains(n))
+}
+
 /// State kept while a response streams.
 struct Tap {
     guard: RecordGuard,
@@ -488,7 +505,10 @@ impl Pipeline {
         };
         let mut stages: Vec<(&'static str, Box<dyn StreamStage>)> = Vec::new();
         if let Some(g) = self.guard.as_ref().filter(|g| g.enabled()) {
-            if parts.status.is_success() && framing != Framing::Opaque {
+            if parts.status.is_success()
+                && framing != Framing::Opaque
+                && carries_text(&ex.identity.operation, framing)
+            {
                 let caller = ex.target.caller.now().unwrap_or_default();
                 let who = Who {
                     provider: ex.target.provider.clone(),
@@ -565,7 +585,8 @@ impl Pipeline {
             encoding.as_deref()
         };
         let mut parser = ResponseParser::new(api, &ex.identity.operation, framing, parser_encoding);
-        if !stages.is_empty() {
+        if !self.inspect_response.is_empty() {
+            // Plugged-in stages read the deltas; the guardrails stage reads its own.
             parser = parser.with_text_deltas();
         }
         if framing == Framing::Json {
