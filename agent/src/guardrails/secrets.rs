@@ -74,9 +74,9 @@ struct Rule {
     reach: usize,
     /// The rule's regex as written, for the stream DFA built on first use.
     pattern: String,
-    /// Its keywords, lower-case, when every match starts with one of them: then a stream can tell
-    /// from the text after the keyword that the rule cannot match any more.
-    anchors: Vec<String>,
+    /// The literals (lower-case) every match starts with, when the regex says: then a stream can
+    /// tell from its text that no match around a keyword can still be forming.
+    starts: Vec<Vec<u8>>,
     dfa: std::sync::OnceLock<Option<Dfa>>,
     allow: Vec<String>,
     rank: u8,
@@ -129,21 +129,27 @@ struct Open {
 type Dfa = regex_automata::hybrid::dfa::DFA;
 type Cache = regex_automata::hybrid::dfa::Cache;
 
-/// Whether every match of `pattern` starts with one of `keywords` (lower-case): its literal
-/// prefixes, all of them known, each begins with a keyword.
-fn starts_with_keyword(pattern: &str, keywords: &[String]) -> bool {
+/// The literals (lower-case, deduplicated) every match of `pattern` starts with, when they are
+/// all known and at least 3 bytes long (shorter ones would start a search almost anywhere).
+fn match_starts(pattern: &str) -> Vec<Vec<u8>> {
     let Ok(hir) = regex_syntax::parse(pattern) else {
-        return false;
+        return Vec::new();
     };
     let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
     let Some(lits) = seq.literals() else {
-        return false;
+        return Vec::new();
     };
-    !lits.is_empty()
-        && lits.iter().all(|l| {
-            let lower = l.as_bytes().to_ascii_lowercase();
-            keywords.iter().any(|k| lower.starts_with(k.as_bytes()))
-        })
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for l in lits {
+        let lower = l.as_bytes().to_ascii_lowercase();
+        if lower.len() < 3 {
+            return Vec::new();
+        }
+        if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    out
 }
 
 fn stream_dfa(pattern: &str) -> Option<Dfa> {
@@ -222,17 +228,11 @@ impl Secrets {
             add_keywords(&d.keywords, rules.len());
             let window = d.window.unwrap_or(WINDOW);
             let longest_keyword = d.keywords.iter().map(String::len).max().unwrap_or(0);
-            let lower: Vec<String> = d.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
-            let anchors = if starts_with_keyword(&d.regex, &lower) {
-                lower
-            } else {
-                Vec::new()
-            };
             rules.push(Rule {
                 id: d.id.into(),
                 reach: reach(&d.regex, window, longest_keyword),
                 pattern: d.regex.clone(),
-                anchors,
+                starts: match_starts(&d.regex),
                 dfa: std::sync::OnceLock::new(),
                 regex,
                 group,
@@ -342,7 +342,7 @@ impl Secrets {
         if rule.check.is_some() {
             return generic_forming(text, o.end);
         }
-        if rule.anchors.is_empty() {
+        if rule.starts.is_empty() {
             return true;
         }
         let Some(dfa) = rule.dfa.get_or_init(|| stream_dfa(&rule.pattern)) else {
@@ -356,12 +356,19 @@ impl Secrets {
             }
         };
         let cache = &mut o.caches[i].1;
-        // The rule's own keyword may sit inside a longer one the automaton reported.
-        let lower = text.as_bytes()[o.start..o.end].to_ascii_lowercase();
+        // A match starts with one of the rule's literals somewhere in the window the rule is run on
+        // around this keyword; it may still be forming only if an anchored search from one of them
+        // is still alive (or a literal is still arriving at the end of the text).
+        let from = o.start.saturating_sub(rule.window);
+        let lower = text.as_bytes()[from..].to_ascii_lowercase();
         (0..lower.len()).any(|p| {
-            rule.anchors.iter().any(|k| {
-                lower[p..].starts_with(k.as_bytes()) || k.as_bytes().starts_with(&lower[p..])
-            }) && alive(dfa, cache, text, o.start + p)
+            rule.starts.iter().any(|k| {
+                let rest = &lower[p..];
+                if rest.len() < k.len() {
+                    return k.starts_with(rest);
+                }
+                rest.starts_with(k) && alive(dfa, cache, text, from + p)
+            })
         })
     }
 
@@ -548,7 +555,7 @@ fn generic_rule() -> Result<Rule, GuardError> {
         window: 256,
         reach: reach(GENERIC, 256, 0),
         pattern: GENERIC.into(),
-        anchors: Vec::new(),
+        starts: Vec::new(),
         dfa: std::sync::OnceLock::new(),
         allow: Vec::new(),
         rank: RANK_GENERIC,

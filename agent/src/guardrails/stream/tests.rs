@@ -118,7 +118,10 @@ fn a_secret_split_byte_by_byte_never_reaches_the_client() {
 fn prose_without_keywords_is_held_only_while_a_keyword_could_be_arriving() {
     let g = guard(Vec::new());
     let sc = Scanner::new(g.clone(), Who::default());
-    let text = "The quick brown fox jumps over the lazy dog. ".repeat(40);
+    // Words secret rules key on ("password", "token", "key", "secret", "auth") in plain prose.
+    let text = "Please reset the password for the user account; the token and the key are secret, \
+                auth is done by the team. The server is fine. "
+        .repeat(20);
     let (out, held, _) = stream(&g, &text, &[4]);
     assert_eq!(out, text);
     assert!(
