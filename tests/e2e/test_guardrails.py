@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import string
 import subprocess
+import time
 import uuid
 
 import anthropic
@@ -123,6 +125,18 @@ def test_an_injection_in_a_tool_result_is_flagged(guarded, mock):
     [hit] = rec["guardrails"]
     assert (hit["rule"], hit["category"], hit["pointer"], hit["action"]) == \
         ("instruction_override", "injection", "/messages/2/content", "warn")
+    # The warning is also a journal event of its own, naming the request and the rule.
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(f"file:{guarded.state_dir / 'journal.db'}?mode=ro", uri=True) as db:
+            events = [json.loads(b) for (b,) in db.execute(
+                "SELECT body FROM journal WHERE kind = 'event' AND outcome = 'guardrail_warn'")]
+        mine = [e for e in events if e["details"]["request_id"] == rec["id"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(e["details"]["direction"], e["details"]["rules"]) for e in mine] == \
+        [("request", ["instruction_override"])]
 
 
 def test_the_scanner_cli_uses_the_same_engine(tmp_path):

@@ -96,6 +96,10 @@ def test_client_leaving_while_sending_the_body_is_recorded_as_never_billed(agent
 
 def test_client_leaving_right_after_the_body_is_recorded(agent):
     s = raw_request(agent, chat_body("leave-after-body"), "x-mock-fault: slow-headers:2000\r\n")
+    # hyper drops a request whose connection it finds closed in the same read as the request itself,
+    # before any service sees it (nothing reached the agent's pipeline or the provider, so there is
+    # nothing to record); the case here is a client leaving once the agent has the request.
+    time.sleep(0.05)
     s.shutdown(socket.SHUT_WR)  # half-closed: the client will send nothing more
     time.sleep(0.3)
     s.close()

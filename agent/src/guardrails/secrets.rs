@@ -121,9 +121,30 @@ struct Open {
     start: usize,
     end: usize,
     pattern: usize,
-    /// The stream DFA caches of the rules tried, by rule.
-    caches: Vec<(usize, Cache)>,
+    /// Per rule tried: where its matches may start and how far each search has got.
+    tracks: Vec<Track>,
 }
+
+/// One rule's anchored searches around a keyword hit, kept between calls so each byte of the
+/// stream is looked at once.
+struct Track {
+    rule: usize,
+    cache: Cache,
+    /// The cache's clear count when the states below were made (a clear invalidates them).
+    clears: usize,
+    /// Where the search for the rule's start literals has got.
+    scanned: usize,
+    /// Searches still alive: where each started, its state, and how far it has read.
+    live: Vec<Search>,
+}
+
+struct Search {
+    start: usize,
+    state: Option<LazyStateID>,
+    at: usize,
+}
+
+type LazyStateID = regex_automata::hybrid::LazyStateID;
 
 /// A lazy DFA of one rule's regex, searched anchored at its keyword.
 type Dfa = regex_automata::hybrid::dfa::DFA;
@@ -159,26 +180,43 @@ fn stream_dfa(pattern: &str) -> Option<Dfa> {
         .ok()
 }
 
-/// Whether an anchored search of `dfa` from `at` can still match once text past the end of `text`
-/// arrives (not dead yet). Anything the DFA cannot decide counts as alive.
-fn alive(dfa: &Dfa, cache: &mut Cache, text: &str, at: usize) -> bool {
+/// Reads `text` from where `search` got to; false once it cannot match any more (dead). Anything
+/// the DFA cannot decide counts as alive.
+fn step(dfa: &Dfa, cache: &mut Cache, text: &str, search: &mut Search) -> bool {
     use regex_automata::{Anchored, Input};
-    let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-    let Ok(mut sid) = dfa.start_state_forward(cache, &input) else {
+    if search.at == usize::MAX {
+        return true; // undecidable (a byte the DFA gives up on): alive while the reach lasts
+    }
+    let Some(mut sid) = search.state.or_else(|| {
+        let input = Input::new(text)
+            .range(search.start..)
+            .anchored(Anchored::Yes);
+        dfa.start_state_forward(cache, &input).ok()
+    }) else {
         return true;
     };
-    for &b in &text.as_bytes()[at..] {
-        match dfa.next_state(cache, sid, b) {
+    let b = text.as_bytes();
+    while search.at < b.len() {
+        match dfa.next_state(cache, sid, b[search.at]) {
             Ok(next) => sid = next,
-            Err(_) => return true,
+            Err(_) => {
+                // The cache gave up on this state: read again from the start next time.
+                search.state = None;
+                search.at = search.start;
+                return true;
+            }
         }
+        search.at += 1;
         if sid.is_dead() {
             return false;
         }
         if sid.is_quit() {
+            search.state = None;
+            search.at = usize::MAX;
             return true;
         }
     }
+    search.state = Some(sid);
     true
 }
 
@@ -318,7 +356,7 @@ impl Secrets {
                     start: s,
                     end: e,
                     pattern: hit.pattern().as_usize(),
-                    caches: Vec::new(),
+                    tracks: Vec::new(),
                 });
             }
             state.searched = len;
@@ -348,28 +386,59 @@ impl Secrets {
         let Some(dfa) = rule.dfa.get_or_init(|| stream_dfa(&rule.pattern)) else {
             return true;
         };
-        let i = match o.caches.iter().position(|(q, _)| *q == r) {
+        let i = match o.tracks.iter().position(|t| t.rule == r) {
             Some(i) => i,
             None => {
-                o.caches.push((r, dfa.create_cache()));
-                o.caches.len() - 1
+                let cache = dfa.create_cache();
+                o.tracks.push(Track {
+                    rule: r,
+                    clears: cache.clear_count(),
+                    cache,
+                    scanned: o.start.saturating_sub(rule.window),
+                    live: Vec::new(),
+                });
+                o.tracks.len() - 1
             }
         };
-        let cache = &mut o.caches[i].1;
+        let t = &mut o.tracks[i];
+        if t.cache.clear_count() != t.clears {
+            // The cache was cleared: its states are gone, so every search reads again from its start.
+            for s in t.live.iter_mut().filter(|s| s.at != usize::MAX) {
+                s.state = None;
+                s.at = s.start;
+            }
+            t.clears = t.cache.clear_count();
+        }
         // A match starts with one of the rule's literals somewhere in the window the rule is run on
-        // around this keyword; it may still be forming only if an anchored search from one of them
-        // is still alive (or a literal is still arriving at the end of the text).
-        let from = o.start.saturating_sub(rule.window);
-        let lower = text.as_bytes()[from..].to_ascii_lowercase();
-        (0..lower.len()).any(|p| {
-            rule.starts.iter().any(|k| {
-                let rest = &lower[p..];
-                if rest.len() < k.len() {
-                    return k.starts_with(rest);
+        // around this keyword: find the new places where one starts (a literal cut by the end of the
+        // text waits for more).
+        let b = text.as_bytes();
+        let mut arriving = false;
+        while t.scanned < b.len() && !arriving {
+            let p = t.scanned;
+            for k in &rule.starts {
+                let n = k.len().min(b.len() - p);
+                if !b[p..p + n].eq_ignore_ascii_case(&k[..n]) {
+                    continue;
                 }
-                rest.starts_with(k) && alive(dfa, cache, text, from + p)
-            })
-        })
+                if n < k.len() {
+                    arriving = true;
+                } else {
+                    t.live.push(Search {
+                        start: p,
+                        state: None,
+                        at: p,
+                    });
+                }
+                break;
+            }
+            if !arriving {
+                t.scanned += 1;
+            }
+        }
+        let (cache, live) = (&mut t.cache, &mut t.live);
+        live.retain_mut(|s| step(dfa, cache, text, s));
+        arriving || !live.is_empty()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -4,7 +4,7 @@
 //! refuses the request (400 `guardrail_violation` in the caller's dialect, the rule ids named, the
 //! value never echoed), `redact` replaces the span with `[REDACTED:<rule>]` and sends the rewritten
 //! body (still valid JSON: the string values change, nothing else), `warn` adds an
-//! `x-airlock-guardrail` header to the response, and every finding that is not `off` goes on the
+//! `x-airlock-guardrail` header to the response (and a `guardrail_warn` journal event), and every finding that is not `off` goes on the
 //! record as a [`Hit`] (where, what, a masked preview and a keyed hash). It must not log a value.
 
 use bytes::Bytes;
@@ -70,6 +70,20 @@ impl Pipeline {
         }
         let warned = found.warned;
         if !warned.is_empty() {
+            // A warning is its own journal event as well as part of the request's row, so an
+            // admin can follow warnings without reading every request.
+            if let Some(j) = self.recorder().journal() {
+                j.event(
+                    "guardrail_warn",
+                    guard.record().and_then(|r| r.uid),
+                    serde_json::json!({
+                        "request_id": guard.id(),
+                        "direction": "request",
+                        "rules": warned,
+                        "provider": ex.target.provider,
+                    }),
+                );
+            }
             if let Ok(v) = HeaderValue::from_str(&format!("warn; rules={}", warned.join(","))) {
                 ex.response_headers
                     .push((HeaderName::from_static(GUARDRAIL_HEADER), v));
