@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sqlite3
 import string
+import time
 import uuid
 
 import anthropic
@@ -19,6 +21,13 @@ import openai
 import pytest
 
 from conftest import mock_policy, start_agent, stop
+
+WARN_PII = """
+[[guardrails.rules]]
+categories = ["pii"]
+direction = "response"
+action = "warn"
+"""
 
 BLOCK = """
 [[guardrails.rules]]
@@ -35,7 +44,7 @@ def fake_aws_key() -> str:
 
 @pytest.fixture(scope="module")
 def agent(mock, tmp_path_factory):
-    a = start_agent(tmp_path_factory.mktemp("rguard"), mock_policy(mock))
+    a = start_agent(tmp_path_factory.mktemp("rguard"), mock_policy(mock, WARN_PII))
     yield a
     stop(a.proc)
 
@@ -145,3 +154,25 @@ def test_a_blocked_key_ends_the_stream_with_an_error_before_it_is_sent(blocking)
     assert rec["outcome"] == "incomplete"
     assert [(h["rule"], h["action"]) for h in rec["guardrails"]] == [("aws_access_key", "block")]
     assert key.encode() not in written(blocking)
+
+
+def test_a_warned_finding_in_a_response_is_journaled_and_the_text_left_alone(agent):
+    tag = uuid.uuid4().hex[:8]
+    text = "Write to jane.doe@example.org for the invoice."
+    stream = oai(agent).chat.completions.create(
+        model="gpt-4o-mini", stream=True, extra_query={"m": tag}, extra_headers=answer_headers(text, 12),
+        messages=[{"role": "user", "content": "who do I write to?"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == text
+    rec = agent.wait_record(path=f"/v1/chat/completions?m={tag}")
+    assert [(h["rule"], h["direction"], h["action"]) for h in rec["guardrails"]] == [("email", "response", "warn")]
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(f"file:{agent.state_dir / 'journal.db'}?mode=ro", uri=True) as db:
+            events = [json.loads(b)["details"] for (b,) in db.execute(
+                "SELECT body FROM journal WHERE kind = 'event' AND outcome = 'guardrail_warn'")]
+        mine = [e for e in events if e["request_id"] == rec["id"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(e["direction"], e["rules"]) for e in mine] == [("response", ["email"])]
+    assert b"jane.doe@example.org" not in written(agent)

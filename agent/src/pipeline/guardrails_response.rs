@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::stage::{StreamCut, StreamStage};
 use crate::guardrails::actions::Guard;
 use crate::guardrails::stream::{Blocked, Edit, Scanner, StreamKey, Who};
+use crate::policy::guardrails::Action;
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
 use crate::providers::framing::MAX_UNIT;
@@ -84,6 +85,8 @@ pub(crate) struct ResponseGuard {
     events: bool,
     /// A unit too big to read arrived: the rest of the body passes as it comes.
     bypass: bool,
+    /// Where a `warn` finding's event goes.
+    journal: Option<crate::journal::Journal>,
 }
 
 impl ResponseGuard {
@@ -113,7 +116,14 @@ impl ResponseGuard {
             ended: false,
             events: false,
             bypass: false,
+            journal: None,
         }
+    }
+
+    /// Journals a `guardrail_warn` event for each response with `warn` findings.
+    pub(crate) fn with_journal(mut self, journal: Option<crate::journal::Journal>) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// The stage for one response on a WebSocket (Realtime, Responses): each chunk is one server
@@ -426,7 +436,27 @@ impl StreamStage for ResponseGuard {
     }
 
     fn on_record(&mut self, record: &mut Record) {
-        record.guardrails.extend(self.scanner.hits(&self.key));
+        let hits = self.scanner.hits(&self.key);
+        let mut warned: Vec<&str> = Vec::new();
+        for h in hits.iter().filter(|h| h.action == Action::Warn) {
+            if !warned.contains(&h.rule.as_str()) {
+                warned.push(&h.rule);
+            }
+        }
+        if let (Some(j), false) = (&self.journal, warned.is_empty()) {
+            // The headers have gone, so a response's warning is told in the journal only.
+            j.event(
+                "guardrail_warn",
+                record.uid,
+                serde_json::json!({
+                    "request_id": record.id,
+                    "direction": "response",
+                    "rules": warned,
+                    "provider": record.provider,
+                }),
+            );
+        }
+        record.guardrails.extend(hits);
     }
 }
 

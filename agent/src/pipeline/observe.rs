@@ -517,15 +517,18 @@ impl Pipeline {
                 };
                 stages.push((
                     "guardrails",
-                    Box::new(ResponseGuard::new(
-                        g.clone(),
-                        who,
-                        self.hash_key,
-                        api,
-                        &ex.identity.operation,
-                        framing,
-                        &id,
-                    )),
+                    Box::new(
+                        ResponseGuard::new(
+                            g.clone(),
+                            who,
+                            self.hash_key,
+                            api,
+                            &ex.identity.operation,
+                            framing,
+                            &id,
+                        )
+                        .with_journal(self.recorder().journal().cloned()),
+                    ),
                 ));
             }
         }

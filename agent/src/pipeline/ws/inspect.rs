@@ -76,7 +76,10 @@ pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Ins
         };
         stages.push((
             "guardrails",
-            Box::new(ResponseGuard::for_events(g.clone(), who, *key, id)),
+            Box::new(
+                ResponseGuard::for_events(g.clone(), who, *key, id)
+                    .with_journal(ctx.finisher.recorder().journal().cloned()),
+            ),
         ));
     }
     stages.extend(
