@@ -200,7 +200,7 @@ impl Scanner {
             }
             if !self.acting.is_empty() {
                 let from = floor_char(&s.text, s.released.saturating_sub(CONTEXT));
-                let ptr = pointer(s.key);
+                let mut ptr: Option<String> = None;
                 for f in engine.scan_only(&s.text[from..], self.acting) {
                     let (start, stop) = (from + f.start, from + f.end);
                     if start < s.released || start >= target {
@@ -212,10 +212,11 @@ impl Scanner {
                     {
                         continue;
                     }
+                    let ptr = ptr.get_or_insert_with(|| pointer(s.key));
                     let action = self.guard.action(
                         &f,
                         &s.text[start..stop],
-                        Some(&ptr),
+                        Some(ptr),
                         Direction::Response,
                         &cx,
                     );

@@ -16,7 +16,33 @@ use super::guard::RecordGuard;
 use super::Pipeline;
 use crate::guardrails::actions::Context;
 use crate::guardrails::inspect;
+use crate::journal::Journal;
+use crate::policy::guardrails::Direction;
 use crate::providers::dialect::AirlockError;
+
+/// Journals a `guardrail_warn` event: a warning is its own event as well as part of the request's
+/// row, so an admin can follow warnings without reading every request.
+pub(super) fn journal_warning<S: serde::Serialize>(
+    journal: Option<&Journal>,
+    uid: Option<u32>,
+    request_id: &str,
+    direction: Direction,
+    rules: &[S],
+    provider: &str,
+) {
+    if let Some(j) = journal {
+        j.event(
+            "guardrail_warn",
+            uid,
+            serde_json::json!({
+                "request_id": request_id,
+                "direction": direction,
+                "rules": rules,
+                "provider": provider,
+            }),
+        );
+    }
+}
 
 /// The header a warned request's response carries.
 pub const GUARDRAIL_HEADER: &str = "x-airlock-guardrail";
@@ -28,7 +54,7 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Option<AirlockError> {
-        let g = self.guard.as_ref().filter(|g| g.enabled())?;
+        let g = self.guardrails()?;
         let body = ex.readable.as_ref()?;
         let mut value: Value = serde_json::from_slice(body).ok()?;
         let caller = ex.target.caller.now().unwrap_or_default();
@@ -70,20 +96,14 @@ impl Pipeline {
         }
         let warned = found.warned;
         if !warned.is_empty() {
-            // A warning is its own journal event as well as part of the request's row, so an
-            // admin can follow warnings without reading every request.
-            if let Some(j) = self.recorder().journal() {
-                j.event(
-                    "guardrail_warn",
-                    guard.record().and_then(|r| r.uid),
-                    serde_json::json!({
-                        "request_id": guard.id(),
-                        "direction": "request",
-                        "rules": warned,
-                        "provider": ex.target.provider,
-                    }),
-                );
-            }
+            journal_warning(
+                self.recorder().journal(),
+                guard.record().and_then(|r| r.uid),
+                guard.id(),
+                Direction::Request,
+                &warned,
+                &ex.target.provider,
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("warn; rules={}", warned.join(","))) {
                 ex.response_headers
                     .push((HeaderName::from_static(GUARDRAIL_HEADER), v));

@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::stage::{StreamCut, StreamStage};
 use crate::guardrails::actions::Guard;
 use crate::guardrails::stream::{Blocked, Edit, Scanner, StreamKey, Who};
-use crate::policy::guardrails::Action;
+use crate::policy::guardrails::{Action, Direction};
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
-use crate::providers::framing::MAX_UNIT;
+use crate::providers::framing::{Nesting, MAX_UNIT};
 use crate::providers::response::{Framing, ResponseParser, TextDelta, MAX_BODY};
 use crate::record::Record;
 
@@ -57,14 +57,6 @@ struct Unit {
     deltas: Vec<TextDelta>,
 }
 
-/// Splits a JSON array or NDJSON stream into elements and what lies between them.
-#[derive(Debug, Default)]
-struct Elements {
-    depth: u32,
-    in_string: bool,
-    escaped: bool,
-}
-
 /// The guardrails of one response.
 pub(crate) struct ResponseGuard {
     scanner: Scanner,
@@ -78,7 +70,8 @@ pub(crate) struct ResponseGuard {
     units_bytes: usize,
     /// An SSE frame or JSON element not complete yet, or (whole JSON) the body so far.
     partial: BytesMut,
-    elements: Elements,
+    /// Where the JSON-array or NDJSON element being read stands.
+    element: Nesting,
     /// Set once a block or a failed rewrite ended the response.
     ended: bool,
     /// Each chunk is one whole event (a WebSocket message's JSON text), not a byte stream.
@@ -112,7 +105,7 @@ impl ResponseGuard {
             units: VecDeque::new(),
             units_bytes: 0,
             partial: BytesMut::new(),
-            elements: Elements::default(),
+            element: Nesting::default(),
             ended: false,
             events: false,
             bypass: false,
@@ -181,52 +174,28 @@ impl ResponseGuard {
     fn split_elements(&mut self, chunk: &[u8]) {
         let mut start = 0;
         for (i, &b) in chunk.iter().enumerate() {
-            let e = &mut self.elements;
-            if e.depth == 0 {
+            if !self.element.is_open() {
                 if b == b'{' {
                     // What came before the element goes on as it is.
-                    if i > start {
-                        self.partial.extend_from_slice(&chunk[start..i]);
-                    }
+                    self.partial.extend_from_slice(&chunk[start..i]);
                     if !self.partial.is_empty() {
                         let raw = self.partial.split().freeze();
                         self.unit(raw, Kind::Raw);
                     }
                     start = i;
-                    let e = &mut self.elements;
-                    e.depth = 1;
-                    e.in_string = false;
-                    e.escaped = false;
+                    self.element = Nesting::open();
                 }
                 continue;
             }
-            if e.in_string {
-                if e.escaped {
-                    e.escaped = false;
-                } else if b == b'\\' {
-                    e.escaped = true;
-                } else if b == b'"' {
-                    e.in_string = false;
-                }
-                continue;
-            }
-            match b {
-                b'"' => e.in_string = true,
-                b'{' | b'[' => e.depth += 1,
-                b'}' | b']' => {
-                    e.depth -= 1;
-                    if e.depth == 0 {
-                        self.partial.extend_from_slice(&chunk[start..=i]);
-                        let elem = self.partial.split().freeze();
-                        self.unit(elem, Kind::Json);
-                        start = i + 1;
-                    }
-                }
-                _ => {}
+            if self.element.step(b) {
+                self.partial.extend_from_slice(&chunk[start..=i]);
+                let elem = self.partial.split().freeze();
+                self.unit(elem, Kind::Json);
+                start = i + 1;
             }
         }
         self.partial.extend_from_slice(&chunk[start..]);
-        if self.elements.depth == 0 && !self.partial.is_empty() {
+        if !self.element.is_open() && !self.partial.is_empty() {
             let raw = self.partial.split().freeze();
             self.unit(raw, Kind::Raw);
         }
@@ -443,17 +412,15 @@ impl StreamStage for ResponseGuard {
                 warned.push(&h.rule);
             }
         }
-        if let (Some(j), false) = (&self.journal, warned.is_empty()) {
+        if !warned.is_empty() {
             // The headers have gone, so a response's warning is told in the journal only.
-            j.event(
-                "guardrail_warn",
+            super::guardrails::journal_warning(
+                self.journal.as_ref(),
                 record.uid,
-                serde_json::json!({
-                    "request_id": record.id,
-                    "direction": "response",
-                    "rules": warned,
-                    "provider": record.provider,
-                }),
+                &record.id,
+                Direction::Response,
+                &warned,
+                &record.provider,
             );
         }
         record.guardrails.extend(hits);

@@ -334,9 +334,14 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// The policy's guardrails, when they are enabled.
+    pub(crate) fn guardrails(&self) -> Option<&Arc<crate::guardrails::actions::Guard>> {
+        self.guard.as_ref().filter(|g| g.enabled())
+    }
+
     /// Whether anything may change response bodies: plugged-in response stages or guardrails.
     pub(crate) fn inspects_responses(&self) -> bool {
-        !self.inspect_response.is_empty() || self.guard.as_ref().is_some_and(|g| g.enabled())
+        !self.inspect_response.is_empty() || self.guardrails().is_some()
     }
 
     /// A pipeline with no plugged-in stages, bounded by `limits`.

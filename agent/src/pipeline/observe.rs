@@ -504,7 +504,7 @@ impl Pipeline {
             headers: &parts.headers,
         };
         let mut stages: Vec<(&'static str, Box<dyn StreamStage>)> = Vec::new();
-        if let Some(g) = self.guard.as_ref().filter(|g| g.enabled()) {
+        if let Some(g) = self.guardrails() {
             if parts.status.is_success()
                 && framing != Framing::Opaque
                 && carries_text(&ex.identity.operation, framing)

@@ -162,11 +162,7 @@ impl Pipeline {
                 let template = guard.record().cloned();
                 template.map(|template| SocketCtx {
                     responses: self.inspect_response.clone(),
-                    guardrails: self
-                        .guard
-                        .clone()
-                        .filter(|g| g.enabled())
-                        .map(|g| (g, self.hash_key)),
+                    guardrails: self.guardrails().map(|g| (g.clone(), self.hash_key)),
                     response_headers: head_101,
                     // An upstream that kept its compression context although asked not to: the
                     // client gets every server message decoded, so the agent may change some.

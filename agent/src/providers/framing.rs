@@ -138,13 +138,59 @@ impl SseSplitter {
     }
 }
 
+/// Where the bytes of one JSON object or array stand: inside a string (and after a backslash), and
+/// how deep. What finds the end of a streamed element without parsing it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Nesting {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Nesting {
+    /// A value just opened by its first `{` or `[`.
+    pub fn open() -> Nesting {
+        Nesting {
+            depth: 1,
+            ..Nesting::default()
+        }
+    }
+
+    /// Whether a value is open.
+    pub fn is_open(&self) -> bool {
+        self.depth > 0
+    }
+
+    /// Reads the next byte of an open value; true when it closes the value.
+    pub fn step(&mut self, b: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return false;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                return self.depth == 0;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
 /// Incremental splitter for a top-level JSON array whose elements are objects, yielding each element's
 /// bytes as soon as its closing brace arrives.
 #[derive(Debug, Default)]
 pub struct JsonArraySplitter {
-    depth: u32,
-    in_string: bool,
-    escaped: bool,
+    nesting: Nesting,
     started: bool,
     elem: Vec<u8>,
     too_large: bool,
@@ -173,11 +219,11 @@ impl JsonArraySplitter {
     pub fn feed(&mut self, bytes: &[u8], on_element: &mut dyn FnMut(&[u8])) {
         let mut start = 0usize;
         for (i, &b) in bytes.iter().enumerate() {
-            if self.depth == 0 {
+            if !self.nesting.is_open() {
                 match b {
                     b'[' if !self.started => self.started = true,
                     b'{' if self.started => {
-                        self.depth = 1;
+                        self.nesting = Nesting::open();
                         start = i;
                         self.elem.clear();
                         self.too_large = false;
@@ -187,7 +233,7 @@ impl JsonArraySplitter {
                         // An object where an array was expected (an error body): parse it as one element.
                         self.stray = true;
                         self.started = true;
-                        self.depth = 1;
+                        self.nesting = Nesting::open();
                         start = i;
                         self.elem.clear();
                         self.too_large = false;
@@ -196,37 +242,19 @@ impl JsonArraySplitter {
                 }
                 continue;
             }
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+            if self.nesting.step(b) {
+                self.push(&bytes[start..=i]);
+                if self.too_large {
+                    self.skipped += 1;
+                } else {
+                    let elem = std::mem::take(&mut self.elem);
+                    on_element(&elem);
+                    self.elem = elem;
                 }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        self.push(&bytes[start..=i]);
-                        if self.too_large {
-                            self.skipped += 1;
-                        } else {
-                            let elem = std::mem::take(&mut self.elem);
-                            on_element(&elem);
-                            self.elem = elem;
-                        }
-                        self.elem.clear();
-                    }
-                }
-                _ => {}
+                self.elem.clear();
             }
         }
-        if self.depth > 0 {
+        if self.nesting.is_open() {
             self.push(&bytes[start..]);
         }
     }
