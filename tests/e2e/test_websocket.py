@@ -30,6 +30,7 @@ from conftest import ROOT, Agent, binary, mock_policy, stop, wait_for_file
 from netns import Netns, open_netns
 
 DENIED = "gpt-denied-model"
+POLICY_DENIED = "gpt-policy-denied"  # denied by the policy's own [models] rules, not by the test stage
 MODEL = "gpt-5"
 PRICES = json.loads((ROOT / "policies" / "prices.json").read_text())["models"]
 INSTRUCTIONS = "You are a careful coding agent"  # 6 words: the mock counts a token per word
@@ -371,8 +372,8 @@ def codex_stack(tmp_path):
         ca_file = Path(info["ca_file"])
 
     price = "".join(f"{k} = {v}\n" for k, v in CODEX_PRICE.items())
-    agent = start_stage_agent(tmp_path / "agent", mock_policy(M, f'\n[prices."openai/{CODEX_MODEL}"]\n{price}'),
-                              wrap=ns.cmd)
+    policy = mock_policy(M, f'\n[prices."openai/{CODEX_MODEL}"]\n{price}\n[models]\ndeny = ["{POLICY_DENIED}*"]\n')
+    agent = start_stage_agent(tmp_path / "agent", policy, wrap=ns.cmd)
     yield codex, ns, M, agent
     stop(agent.proc)
     stop(mproc)
@@ -443,4 +444,16 @@ def test_codex_cli_each_turn_is_metered_and_a_denied_model_is_refused_in_socket(
     mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",
                                   "https://api.openai.com/__mock/requests"))["requests"]
     assert not [r for r in mock_log if (r.get("body") or {}).get("model") == DENIED]
+
+    # A model the policy's own [models] rules deny: the same refusal on the socket, by the shipped gate.
+    blocked = f"{POLICY_DENIED}-1"
+    p = _run_codex(codex, ns, agent, tmp_path / "home3", blocked)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "model_blocked" in out or f'does not allow model "{blocked}"' in out, out
+    refused = [r for r in agent.records() if r["model"] == blocked and r.get("websocket")]
+    assert refused and all(r["outcome"] == "rejected" and r["decided_by"] == "authorize:models" for r in refused), refused
+    mock_log = json.loads(ns.curl("--cacert", str(m.ca_file), "--connect-to", f"api.openai.com:443:127.0.0.1:{m.port}",
+                                  "https://api.openai.com/__mock/requests"))["requests"]
+    assert not [r for r in mock_log if (r.get("body") or {}).get("model") == blocked]
 

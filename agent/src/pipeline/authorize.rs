@@ -13,6 +13,13 @@ use crate::governance::{Ask, Refusal};
 use crate::policy::ModelDecision;
 use crate::providers::dialect::AirlockError;
 
+fn models_refusal(err: AirlockError) -> Stop {
+    Stop::Refuse {
+        err,
+        by: "authorize:models".into(),
+    }
+}
+
 impl Pipeline {
     /// Authorize: the policy's model rules, then every plugged-in gate, in order.
     pub(super) async fn authorize(
@@ -21,10 +28,7 @@ impl Pipeline {
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
         if let Some(err) = self.refuse_model(ex) {
-            return Err(Stop::Refuse {
-                err,
-                by: "authorize:models".into(),
-            });
+            return Err(models_refusal(err));
         }
         if let Some(err) = self.apply_credentials(ex, guard) {
             return Err(Stop::Refuse {
@@ -36,6 +40,22 @@ impl Pipeline {
         self.run_slot(&self.stages.authorize, "authorize", ex, guard)
             .await
     }
+
+    /// Authorize for one unit on a WebSocket: the model rules, budgets and rate limits and the
+    /// plugged-in gates, as for an HTTP request; credentials were the upgrade request's.
+    pub(super) async fn authorize_unit(
+        &self,
+        ex: &mut Exchange,
+        guard: &mut RecordGuard,
+    ) -> Result<(), Stop> {
+        if let Some(err) = self.refuse_model(ex) {
+            return Err(models_refusal(err));
+        }
+        self.admit(ex, guard).await?;
+        self.run_slot(&self.stages.authorize, "authorize", ex, guard)
+            .await
+    }
+
 
     /// `[models]`: a model the policy does not allow is refused with 403 `model_blocked`, naming
     /// the model and the rule; the provider never sees the request.

@@ -54,6 +54,13 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Option<AirlockError> {
+        let (found, value) = self.scan_request(ex)?;
+        self.apply_found(ex, guard, found, value)
+    }
+
+    /// What the guardrails find in the request's texts, and the body they were found in (with
+    /// redactions made); `None` when they are off, the body is not JSON, or nothing was found.
+    pub(super) fn scan_request(&self, ex: &Exchange) -> Option<(inspect::Inspection, Value)> {
         let g = self.guardrails()?;
         let body = ex.readable.as_ref()?;
         let mut value: Value = serde_json::from_slice(body).ok()?;
@@ -71,9 +78,18 @@ impl Pipeline {
             &mut value,
             &cx,
         );
-        if found.hits.is_empty() {
-            return None;
-        }
+        (!found.hits.is_empty()).then_some((found, value))
+    }
+
+    /// Applies what [`Pipeline::scan_request`] found: the hits go on the record, `Some` refuses the
+    /// request, a redaction replaces its body, a warning is journaled and becomes a header.
+    pub(super) fn apply_found(
+        &self,
+        ex: &mut Exchange,
+        guard: &mut RecordGuard,
+        found: inspect::Inspection,
+        value: Value,
+    ) -> Option<AirlockError> {
         guard.note(|r| r.guardrails.extend(found.hits));
         if !found.blocked.is_empty() {
             let mut err = AirlockError::new(

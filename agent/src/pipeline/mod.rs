@@ -266,17 +266,6 @@ impl RequestStages {
         }
         Ok(())
     }
-
-    /// Every plugged-in request stage — authorize, inspect request, route — in pipeline order.
-    pub(crate) async fn run_all(
-        &self,
-        ex: &mut Exchange,
-        guard: &mut guard::RecordGuard,
-    ) -> Result<(), Stop> {
-        Self::run_slot(&self.authorize, "authorize", ex, guard).await?;
-        Self::run_slot(&self.inspect_request, "inspect_request", ex, guard).await?;
-        Self::run_slot(&self.route, "route", ex, guard).await
-    }
 }
 
 /// The pipeline: the built-in stages and the plugged-in ones, in their slots.
@@ -530,7 +519,7 @@ impl Pipeline {
     }
 
     /// Runs one intercepted request through every stage and returns the response for the client.
-    pub async fn handle<B>(&self, req: Request<B>, target: Target) -> Response<ProxyBody>
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, target: Target) -> Response<ProxyBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -570,6 +559,24 @@ impl Pipeline {
         self.commit(guard).await?; // record: the begin row, committed before anything leaves
         let resp = self.forward(&mut ex, guard).await?; // forward
         Ok((ex, resp))
+    }
+
+    /// What one unit on a WebSocket the agent reads (a client `response.create`) meets before its
+    /// frames go on: the stages an HTTP request meets between identify and forward — the policy's
+    /// model rules, budgets and rate limits, the guardrails, the plugged-in stages, and its begin
+    /// row — but not credentials, which the socket's upgrade request carried and was judged by.
+    pub(crate) async fn govern_unit(
+        &self,
+        ex: &mut Exchange,
+        guard: &mut guard::RecordGuard,
+    ) -> Result<(), Stop> {
+        self.authorize_unit(ex, guard).await?;
+        self.inspect_request(ex, guard).await?;
+        // Only the plugged-in route stages: the socket's route was decided at its upgrade, and the
+        // built-in metering change is for HTTP streams.
+        self.run_slot(&self.stages.route, "route", ex, guard)
+            .await?;
+        self.commit(guard).await
     }
 
     /// Runs the stages of one slot in order.

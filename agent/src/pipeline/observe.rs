@@ -10,6 +10,7 @@
 //! left — the record is finished exactly once, off the response path.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -471,7 +472,7 @@ impl Pipeline {
     /// Observe (and inspect response, settle, record as the body ends): wraps the upstream response
     /// for the client.
     pub(super) fn observe(
-        &self,
+        self: &Arc<Self>,
         mut ex: Exchange,
         resp: Response<UpstreamBody>,
         mut guard: RecordGuard,

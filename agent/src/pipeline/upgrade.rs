@@ -5,6 +5,8 @@
 //! own record. Any other upgrade is spliced byte for byte and recorded — bytes each way and how it
 //! ended — when the connection closes.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
 
@@ -136,7 +138,7 @@ impl Pipeline {
     /// connections — read frame by frame when the agent understands the WebSocket, else spliced byte
     /// for byte. The socket's record is finished when the connection closes.
     pub(super) fn switch_protocols(
-        &self,
+        self: &Arc<Self>,
         target: &Target,
         up: Upgrade,
         mut resp: Response<UpstreamBody>,
@@ -169,8 +171,7 @@ impl Pipeline {
                     decode_for_client: deflate.is_some()
                         && !server_resets
                         && self.inspects_responses(),
-                    stages: self.stages.clone(),
-                    finisher: self.finisher.clone(),
+                    pipeline: self.clone(),
                     target: target.clone(),
                     headers: up.headers,
                     cap: self.limits.max_request_body(),

@@ -100,6 +100,29 @@ impl Collector {
     }
 
     /// Every string leaf under `v` (object keys are not text; values are).
+    /// One item of a Responses input (or a Realtime conversation item) at `ip`: a message's
+    /// content, a tool call's arguments, a tool result.
+    fn item(&mut self, item: &Value, ip: &str) {
+        match item.get("type").and_then(Value::as_str) {
+            Some("function_call_output") | Some("custom_tool_call_output") => {
+                if let Some(o) = item.get("output") {
+                    self.leaves(o, &format!("{ip}/output"), TextRole::ToolResult, 0);
+                }
+            }
+            Some("function_call") => {
+                if let Some(a) = item.get("arguments") {
+                    self.string(a, &format!("{ip}/arguments"), TextRole::ToolArguments);
+                }
+            }
+            _ => {
+                let role = role_of(item.get("role").and_then(Value::as_str));
+                if let Some(content) = item.get("content") {
+                    self.content(content, &format!("{ip}/content"), role);
+                }
+            }
+        }
+    }
+
     fn leaves(&mut self, v: &Value, ptr: &str, role: TextRole, depth: u32) {
         if depth > 64 {
             return; // pathological nesting: stop rather than recurse without bound
@@ -217,39 +240,34 @@ pub fn texts(api: ApiKind, operation: &str, body: &Value) -> Vec<TextSpan> {
                     Some(v @ Value::String(_)) => c.string(v, "/input", TextRole::User),
                     Some(Value::Array(items)) => {
                         for (i, item) in items.iter().enumerate() {
-                            let ip = format!("/input/{i}");
-                            match item.get("type").and_then(Value::as_str) {
-                                Some("function_call_output") | Some("custom_tool_call_output") => {
-                                    if let Some(o) = item.get("output") {
-                                        c.leaves(
-                                            o,
-                                            &format!("{ip}/output"),
-                                            TextRole::ToolResult,
-                                            0,
-                                        );
-                                    }
-                                }
-                                Some("function_call") => {
-                                    if let Some(a) = item.get("arguments") {
-                                        c.string(
-                                            a,
-                                            &format!("{ip}/arguments"),
-                                            TextRole::ToolArguments,
-                                        );
-                                    }
-                                }
-                                _ => {
-                                    let role = role_of(item.get("role").and_then(Value::as_str));
-                                    if let Some(content) = item.get("content") {
-                                        c.content(content, &format!("{ip}/content"), role);
-                                    }
-                                }
-                            }
+                            c.item(item, &format!("/input/{i}"));
                         }
                     }
                     _ => {}
                 }
                 c.tools(body);
+            }
+            // A Realtime client event: the conversation item it adds, the instructions a session
+            // or a response is given, the items a response is asked to answer.
+            "realtime" => {
+                if let Some(item) = body.get("item") {
+                    c.item(item, "/item");
+                }
+                for at in ["/session", "/response"] {
+                    let Some(s) = body.pointer(at) else { continue };
+                    if let Some(v) = s.get("instructions") {
+                        c.string(v, &format!("{at}/instructions"), TextRole::System);
+                    }
+                    for (i, item) in s
+                        .get("input")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
+                        c.item(item, &format!("{at}/input/{i}"));
+                    }
+                }
             }
             "embeddings" | "completions" => {
                 let key = if operation == "embeddings" {

@@ -19,11 +19,12 @@ use super::session::{io_end, with, DirEnd, Shared, READ_BUF};
 use super::units::{Unit, MAX_PENDING};
 use super::{Kind, SocketCtx};
 use crate::pipeline::exchange::{Exchange, RequestBody};
-use crate::pipeline::guard::{Phase, RequestFacts};
+use crate::pipeline::guard::{End, Phase, RequestFacts};
 use crate::pipeline::Stop;
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
 use crate::providers::{self, Identity};
+use crate::record::{CostStatus, Outcome};
 
 /// Client → upstream.
 pub(super) async fn client_to_upstream<R, W>(
@@ -204,6 +205,9 @@ async fn client_message(
             with(state, |st| st.units.session_model = Some(model.to_string()));
         }
     }
+    if ctx.kind == Kind::Realtime && matches!(kind, "conversation.item.create" | "session.update") {
+        return guarded_event(ctx, state, &v, payload, wires, wire_len, inject).await;
+    }
     if kind != "response.create" {
         return wires;
     }
@@ -274,7 +278,7 @@ async fn client_message(
         return Vec::new();
     }
     let mut ex = message_exchange(ctx, &id, identity, payload);
-    match ctx.stages.run_all(&mut ex, &mut guard).await {
+    match ctx.pipeline.govern_unit(&mut ex, &mut guard).await {
         Ok(()) => {
             guard.set_phase(Phase::WaitingForUpstream);
             let out = match (ex.original.is_some(), ex.readable.as_ref()) {
@@ -312,6 +316,68 @@ async fn client_message(
         }
         Err(Stop::ClientGone) => Vec::new(),
     }
+}
+
+/// A Realtime client event that carries text but is not a unit (`conversation.item.create`,
+/// `session.update`): the request guardrails read it before it goes on. When they find something
+/// it gets a record of its own (operation `realtime_event`, not billed: the responses it leads to
+/// are) carrying the findings; a `block` drops it and answers with the `error` event, a redaction
+/// sends it rewritten.
+async fn guarded_event(
+    ctx: &SocketCtx,
+    state: &Shared,
+    v: &Value,
+    payload: Bytes,
+    wires: Vec<Bytes>,
+    wire_len: u64,
+    inject: &mpsc::Sender<Bytes>,
+) -> Vec<Bytes> {
+    let model = with(state, |st| st.units.session_model.clone()).flatten();
+    let identity = Identity {
+        operation: "realtime".into(),
+        model,
+        stream: false,
+        include_usage: None,
+        max_output_tokens: None,
+    };
+    let mut ex = message_exchange(ctx, "", identity, payload);
+    let Some((found, value)) = ctx.pipeline.scan_request(&ex) else {
+        return wires;
+    };
+    let Some(n) = with(state, |st| {
+        st.messages += 1;
+        st.messages
+    }) else {
+        return wires;
+    };
+    let mut guard = ctx.open_unit(n);
+    ex.id = guard.id().to_string();
+    let model = ex.identity.model.clone();
+    guard.note(|r| {
+        r.operation = "realtime_event".into();
+        r.model = model;
+        r.request_bytes = wire_len;
+        r.cost_status = Some(CostStatus::NotBilled);
+        r.cost_usd = Some(0.0);
+        r.cost_note = Some(
+            "a client event on the socket; the responses it leads to have records of their own"
+                .into(),
+        );
+    });
+    if let Some(err) = ctx.pipeline.apply_found(&mut ex, &mut guard, found, value) {
+        let client_event = v.get("event_id").and_then(Value::as_str);
+        let _ = inject
+            .send(error_event(ctx.kind, &err, &ex.id, client_event))
+            .await;
+        let _ = guard.refuse(ctx.target.api, err, "inspect_request:guardrails".into());
+        return Vec::new();
+    }
+    let out = match (ex.original.is_some(), ex.readable.as_ref()) {
+        (true, Some(body)) => vec![frame::masked_text_frame(body, mask())],
+        _ => wires,
+    };
+    guard.finish(End::bare(Outcome::Completed, None));
+    out
 }
 
 /// What request stages see of one message: the socket's target and headers, the message as the body

@@ -78,7 +78,7 @@ pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Ins
             "guardrails",
             Box::new(
                 ResponseGuard::for_events(g.clone(), who, *key, id)
-                    .with_journal(ctx.finisher.recorder().journal().cloned()),
+                    .with_journal(ctx.pipeline.recorder().journal().cloned()),
             ),
         ));
     }

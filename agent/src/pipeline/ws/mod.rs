@@ -24,9 +24,8 @@ use std::sync::Arc;
 use http::header::HeaderMap;
 
 use super::guard::RecordGuard;
-use super::record::Finisher;
 use super::stage::ResponseStage;
-use super::{RequestStages, Target};
+use super::{Pipeline, Target};
 use crate::policy::ApiKind;
 use crate::record::{now_rfc3339, Outcome, Record, WsFacts};
 
@@ -68,10 +67,9 @@ impl Kind {
 
 /// What a session needs from the pipeline and the request that opened it.
 pub(crate) struct SocketCtx {
-    /// The request stages, run on every client `response.create`.
-    pub(crate) stages: Arc<RequestStages>,
-    /// Where finished records go.
-    pub(crate) finisher: Arc<Finisher>,
+    /// The pipeline of the request that opened the socket: every client `response.create` meets its
+    /// request stages and gates ([`Pipeline::govern_unit`]), and its records go to its finisher.
+    pub(crate) pipeline: Arc<Pipeline>,
     /// Where the socket goes.
     pub(crate) target: Target,
     /// The upgrade request's headers (hop-by-hop removed, credentials marked sensitive): what a
@@ -112,7 +110,7 @@ impl SocketCtx {
     /// Opens the record of the socket's `n`th unit.
     fn open_unit(&self, n: u64) -> RecordGuard {
         let mut r = self.template.clone();
-        r.id = self.finisher.recorder().next_id();
+        r.id = self.pipeline.recorder().next_id();
         r.started_at = now_rfc3339();
         r.operation = self.kind.operation().to_string();
         r.status = None;
@@ -125,10 +123,12 @@ impl SocketCtx {
             compressed: self.deflate.is_some(),
             ..WsFacts::default()
         });
-        RecordGuard::open(r, self.finisher.clone())
+        RecordGuard::open(r, self.pipeline.finisher.clone())
     }
 }
 
+#[cfg(test)]
+mod govern_tests;
 #[cfg(test)]
 mod stage_tests;
 #[cfg(test)]

@@ -13,9 +13,8 @@ use super::frame::{masked_text_frame, text_frame, FrameReader, Piece};
 use super::{Kind, SocketCtx};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::guard::RecordGuard;
-use crate::pipeline::record::Finisher;
 use crate::pipeline::stage::{Flow, RequestStage, ResponseStage, StageFuture};
-use crate::pipeline::{RequestStages, Target};
+use crate::pipeline::{Pipeline, RequestSlot, Target};
 use crate::policy::Policy;
 use crate::providers::dialect::AirlockError;
 use crate::record::{CostStatus, InterceptMode, Outcome, Record, Recorder};
@@ -111,11 +110,64 @@ pub(super) fn start_full(
     responses: Vec<Box<dyn ResponseStage>>,
     decode_for_client: bool,
 ) -> Harness {
-    let recorder = Arc::new(Recorder::new(100, None));
-    let finisher = Arc::new(Finisher::new(recorder.clone()));
-    let mut stages = RequestStages::default();
-    stages.authorize.push(Box::new(Deny("gpt-denied")));
-    let policy = Policy::embedded().unwrap();
+    start_governed(
+        kind,
+        path,
+        deflate,
+        responses,
+        decode_for_client,
+        Governed::default(),
+    )
+}
+
+/// What a session's pipeline governs by, beyond the plugged-in `Deny("gpt-denied")` gate.
+#[derive(Default)]
+pub(super) struct Governed {
+    /// Policy text added to the default policy (`[models]`, `[[budgets]]`, `[guardrails]` …).
+    pub(super) policy: &'static str,
+    /// The journal records go to.
+    pub(super) journal: Option<crate::journal::Journal>,
+}
+
+impl Governed {
+    pub(super) fn by(policy: &'static str) -> Self {
+        Governed {
+            policy,
+            journal: None,
+        }
+    }
+}
+
+pub(super) fn start_governed(
+    kind: Kind,
+    path: &str,
+    deflate: Option<(bool, bool)>,
+    responses: Vec<Box<dyn ResponseStage>>,
+    decode_for_client: bool,
+    governed: Governed,
+) -> Harness {
+    let recorder = Arc::new(Recorder::new(100, governed.journal));
+    let text = format!(
+        "{}\n{}",
+        crate::policy::DEFAULT_POLICY_TOML,
+        governed.policy
+    );
+    let policy = Policy::from_toml(&text, crate::policy::PolicySource::Embedded).unwrap();
+    let upstream = crate::upstream::UpstreamClient::new(
+        &policy.upstream,
+        crate::upstream::OwnCaCheck::new(|_| false),
+        None,
+    )
+    .unwrap();
+    let clock = Arc::new(crate::governance::clock::SystemClock);
+    let mut pipeline = Pipeline::new(upstream, recorder.clone(), policy.limits.clone())
+        .for_policy(&policy)
+        .with_governance(crate::governance::Governance::new(clock))
+        .with_request_stage(RequestSlot::Authorize, Box::new(Deny("gpt-denied")));
+    for r in responses {
+        pipeline = pipeline.with_response_stage(r);
+    }
+    let pipeline = Arc::new(pipeline);
     let entry = policy.hosts.lookup("api.openai.com").unwrap().clone();
     let target = Target::new(
         InterceptMode::Proxy,
@@ -125,18 +177,18 @@ pub(super) fn start_full(
         path.into(),
     );
     let template = record(&recorder, path);
-    let socket = RecordGuard::open(template.clone(), finisher.clone());
+    let socket = RecordGuard::open(template.clone(), pipeline.finisher.clone());
     let ctx = SocketCtx {
+        // Response guardrails are the stage tests' business; request guardrails run in any case.
         guardrails: None,
-        stages: Arc::new(stages),
-        finisher,
+        responses: pipeline.inspect_response.clone(),
+        pipeline,
         target,
         headers: http::HeaderMap::new(),
         cap: 1 << 20,
         kind,
         deflate,
         template,
-        responses: Arc::new(responses),
         response_headers: http::HeaderMap::new(),
         decode_for_client,
     };
