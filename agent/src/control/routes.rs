@@ -110,6 +110,9 @@ fn credentials_rm(agent: &dyn Control, call: &Call) -> Reply {
     }
 }
 
+/// How long a journal read waits for the writer to commit what it holds.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most journal rows one `GET /airlock/v1/journal` returns; `next` pages on.
 const JOURNAL_PAGE: usize = 5_000;
 
@@ -146,6 +149,9 @@ fn journal_rows(agent: &dyn Control, call: &Call) -> Reply {
             "the agent cannot tell which user is asking, so it shows no journal rows; ask as root",
         ),
     };
+    // Rows handed to the writer before this call are in the answer (a finished request's row may
+    // still be waiting for company in the writer).
+    journal.flush_blocking(FLUSH_WAIT);
     let rows = journal
         .reader()
         .and_then(|c| Ok(crate::journal::read::export(&c, since, after, limit, uid)?));
@@ -163,6 +169,7 @@ fn journal_verify(agent: &dyn Control, _: &Call) -> Reply {
     let Some(journal) = agent.recorder().journal() else {
         return journal_unavailable("it is not open");
     };
+    journal.flush_blocking(FLUSH_WAIT);
     match journal
         .reader()
         .and_then(|c| Ok(crate::journal::read::verify(&c)?))

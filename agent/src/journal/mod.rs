@@ -6,6 +6,7 @@
 //! an edited, deleted or reordered row. It owns the file and its one writer thread; it must not
 //! decide what is recorded (the pipeline and the governor do).
 
+mod batch;
 pub mod read;
 pub mod row;
 mod schema;
@@ -235,9 +236,37 @@ impl Journal {
     pub async fn flush(&self) {
         let Some(tx) = self.sender() else { return };
         let (ack, done) = oneshot::channel();
-        if tx.send(writer::Op::Flush(ack)).await.is_ok() {
+        if tx
+            .send(writer::Op::Flush(writer::Flusher::Async(ack)))
+            .await
+            .is_ok()
+        {
             let _ = done.await;
         }
+    }
+
+    /// [`Journal::flush`] for a thread that may block (never an async worker), waiting at most
+    /// `limit`: the control API's journal readers call it first, so they see every row handed over
+    /// before, rows still waiting for company included.
+    pub fn flush_blocking(&self, limit: Duration) {
+        let Some(tx) = self.sender() else { return };
+        let deadline = std::time::Instant::now() + limit;
+        let (ack, done) = std::sync::mpsc::channel();
+        let mut op = writer::Op::Flush(writer::Flusher::Blocking(ack));
+        loop {
+            match tx.try_send(op) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(again)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return;
+                    }
+                    op = again;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        let _ = done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
 
     /// Removes rows older than `retention_days` and, while the journal is past `max_mib`, the

@@ -242,3 +242,73 @@ async fn retention_removes_the_oldest_rows_and_the_chain_still_verifies() {
         .unwrap();
     assert!(verify_file(j.path()).unwrap().problem.is_some());
 }
+
+#[tokio::test]
+async fn a_finished_row_alone_is_committed_soon_without_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(&dir);
+    j.end(&finished("req_alone"));
+    let deadline = std::time::Instant::now() + batch::LINGER * 40;
+    loop {
+        let n = read::export(&j.reader().unwrap(), 0, 0, 10, None)
+            .unwrap()
+            .len();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end row was never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(j.status()["commits"], 1);
+}
+
+#[tokio::test]
+async fn a_finished_row_rides_with_the_next_begin_instead_of_a_commit_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(&dir);
+    j.end(&finished("req_1"));
+    j.begin(&record("req_2")).await.unwrap();
+    let s = j.status();
+    assert_eq!(
+        (s["rows_written"].as_u64(), s["commits"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(&dir);
+    let (tasks, each) = (16, 50);
+    let mut running = Vec::new();
+    for t in 0..tasks {
+        let j = j.clone();
+        running.push(tokio::spawn(async move {
+            for i in 0..each {
+                let id = format!("req_{t}_{i}");
+                j.begin(&record(&id)).await.unwrap();
+                j.end(&finished(&id));
+            }
+        }));
+    }
+    for r in running {
+        r.await.unwrap();
+    }
+    j.flush().await;
+    let s = j.status();
+    let (rows, commits) = (
+        s["rows_written"].as_u64().unwrap(),
+        s["commits"].as_u64().unwrap(),
+    );
+    assert_eq!(rows, 2 * tasks * each);
+    assert!(
+        commits <= tasks * each / 4,
+        "{commits} commits for {} requests arriving 16 at a time",
+        tasks * each
+    );
+    let v = read::verify(&j.reader().unwrap()).unwrap();
+    assert_eq!((v.rows, v.problem), (rows, None));
+}

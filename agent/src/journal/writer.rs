@@ -2,9 +2,11 @@
 //! it, and commits them in groups — all rows waiting when a commit starts go into one transaction,
 //! so a thousand requests arriving together cost one commit, not a thousand. Each row gets the next
 //! `seq` and its hash in the chain here, in commit order. A `begin` row's sender is told when its
-//! commit is durable (the request is forwarded only then); `end` and `event` rows that fail to
-//! commit (a full disk) are kept and retried with the next group, up to a bound. It owns the chain's
-//! head; it must not decide what to write.
+//! commit is durable (the request is forwarded only then); `end` and `event` rows nobody waits for
+//! ride along with the next commit that has to happen anyway, and when requests arrive faster than
+//! one commit each a `begin` waits a little for company ([`super::batch`]). Rows that fail to commit
+//! (a full disk) are kept and retried with the next group, up to a bound. It owns the chain's head;
+//! it must not decide what to write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +16,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{Group, Inbox, Pending, MAX_GROUP};
 use super::row::{Kind, Row};
 
-/// Most rows in one commit.
-const MAX_GROUP: usize = 2048;
 /// Rows kept for a retry after a failed commit; past this the oldest are counted lost.
 const MAX_RETRY: usize = 100_000;
 /// How long a failed commit waits before the next try, so a full disk is not spun on.
@@ -36,7 +37,7 @@ pub(super) enum Op {
         ack: Option<oneshot::Sender<Result<i64, String>>>,
     },
     /// Answer once everything sent before is committed.
-    Flush(oneshot::Sender<()>),
+    Flush(Flusher),
     /// Remove old rows (see [`prune`]) and say how many went.
     Prune {
         rule: Retention,
@@ -71,47 +72,56 @@ pub(super) struct Stats {
     pub head_seq: AtomicU64,
 }
 
-struct Pending {
-    row: Row,
-    ack: Option<oneshot::Sender<Result<i64, String>>>,
-}
-
 /// Runs until every sender is gone and the queue is drained.
 pub(super) fn run(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<Op>,
+    rx: mpsc::Receiver<Op>,
     stats: Arc<Stats>,
     mut head: (i64, String),
 ) {
+    let mut inbox = Inbox::new(rx);
     let mut retry: VecDeque<Row> = VecDeque::new();
-    let mut group: Vec<Pending> = Vec::with_capacity(MAX_GROUP);
+    let mut group = Group::default();
     let mut waiting = Waiting::default();
-    let mut closed = false;
-    while !closed || !retry.is_empty() {
+    let mut last_begins = 0;
+    while !inbox.closed || !retry.is_empty() || !group.rows.is_empty() {
         // Wait for work, unless rows are waiting for a retry.
-        if retry.is_empty() {
-            match rx.blocking_recv() {
+        if retry.is_empty() && group.rows.is_empty() {
+            match inbox.next(None) {
                 Some(op) => take(op, &mut group, &mut waiting),
                 None => break,
             }
         }
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => take(op, &mut group, &mut waiting),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
+        loop {
+            while group.rows.len() < MAX_GROUP {
+                match inbox.try_next() {
+                    Some(op) => take(op, &mut group, &mut waiting),
+                    None => break,
                 }
             }
+            // Company for the group, unless something wants it committed now.
+            let urgent = inbox.closed || !retry.is_empty() || waiting.any();
+            let Some(until) = group.wait_until(last_begins).filter(|_| !urgent) else {
+                break;
+            };
+            if Instant::now() >= until {
+                break;
+            }
+            match inbox.next(Some(until)) {
+                Some(op) => take(op, &mut group, &mut waiting),
+                None => break,
+            }
         }
+        let begins = group.begins;
+        let rows = group.take();
         let all: Vec<Pending> = retry
             .drain(..)
             .map(|row| Pending { row, ack: None })
-            .chain(group.drain(..))
+            .chain(rows)
             .collect();
-        if !all.is_empty() {
-            committed(&mut conn, all, &mut head, &stats, &mut retry, closed);
+        if !all.is_empty() && committed(&mut conn, all, &mut head, &stats, &mut retry, inbox.closed)
+        {
+            last_begins = begins;
         }
         // A flush waits for an attempt, not for a disk that may never free up.
         waiting.answer_flushes();
@@ -139,7 +149,7 @@ fn committed(
     stats: &Stats,
     retry: &mut VecDeque<Row>,
     closed: bool,
-) {
+) -> bool {
     let started = Instant::now();
     match commit(conn, &all, head) {
         Ok(new_head) => {
@@ -161,6 +171,7 @@ fn committed(
                     let _ = ack.send(Ok(first + i as i64));
                 }
             }
+            true
         }
         Err(e) => {
             let message = e.to_string();
@@ -196,26 +207,42 @@ fn committed(
             } else {
                 std::thread::sleep(RETRY_PAUSE);
             }
+            false
         }
     }
+}
+
+/// Who waits for a flush: an async task, or a thread that may block.
+pub(super) enum Flusher {
+    Async(oneshot::Sender<()>),
+    Blocking(std::sync::mpsc::Sender<()>),
 }
 
 /// What one pass of the loop collected besides rows.
 #[derive(Default)]
 struct Waiting {
-    flushes: Vec<oneshot::Sender<()>>,
+    flushes: Vec<Flusher>,
     prunes: Vec<(Retention, oneshot::Sender<Result<u64, String>>)>,
 }
 
 impl Waiting {
+    fn any(&self) -> bool {
+        !self.flushes.is_empty() || !self.prunes.is_empty()
+    }
+
     fn answer_flushes(&mut self) {
-        self.flushes.drain(..).for_each(|f| {
-            let _ = f.send(());
+        self.flushes.drain(..).for_each(|f| match f {
+            Flusher::Async(f) => {
+                let _ = f.send(());
+            }
+            Flusher::Blocking(f) => {
+                let _ = f.send(());
+            }
         });
     }
 }
 
-fn take(op: Op, group: &mut Vec<Pending>, waiting: &mut Waiting) {
+fn take(op: Op, group: &mut Group, waiting: &mut Waiting) {
     match op {
         Op::Row { row, ack } => group.push(Pending { row: *row, ack }),
         Op::Flush(f) => waiting.flushes.push(f),

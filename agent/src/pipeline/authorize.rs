@@ -56,7 +56,6 @@ impl Pipeline {
             .await
     }
 
-
     /// `[models]`: a model the policy does not allow is refused with 403 `model_blocked`, naming
     /// the model and the rule; the provider never sees the request.
     fn refuse_model(&self, ex: &Exchange) -> Option<AirlockError> {
