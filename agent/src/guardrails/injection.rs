@@ -15,7 +15,7 @@ use base64::Engine as _;
 use regex::Regex;
 
 use super::normalize::{invisible, normalize, Normal};
-use super::{Category, Finding};
+use super::{windows, Category, Finding};
 
 /// The rules, with their titles.
 pub(crate) const RULES: &[(&str, &str)] = &[
@@ -27,6 +27,12 @@ pub(crate) const RULES: &[(&str, &str)] = &[
     ("markdown_exfiltration", "markdown image or link carrying data in its query"),
     ("encoded_instruction", "base64 or hex that decodes to an injection"),
 ];
+
+/// Base64, base64url, hex and binary blobs that may carry an encoded instruction. A match is a run
+/// of at least [`BLOB_RUN`] alphabet bytes, or starts at a run of eight `0`/`1`, so it runs only in
+/// the windows [`super::windows::blobs`] finds.
+pub(crate) const BLOB: &str = r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{32,}={0,2}|(?:[0-9a-fA-F]{2}){16,}|(?:[01]{8}[ ,]?){6,}";
+pub(crate) const BLOB_RUN: usize = 24;
 
 /// Rank of an injection finding (never hides another category).
 const RANK: u8 = 2;
@@ -956,9 +962,7 @@ impl Injection {
             roles,
             // An image always, a link when its query carries a long value.
             exfil: re(r"(!?)\[[^\]\n]{0,200}\]\(\s*<?(https?://[^\s)>]+)>?(?:\s+[^)]*)?\)")?,
-            blob: re(
-                r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{32,}={0,2}|(?:[0-9a-fA-F]{2}){16,}|(?:[01]{8}[ ,]?){6,}",
-            )?,
+            blob: re(BLOB)?,
         })
     }
 
@@ -1153,8 +1157,8 @@ impl Injection {
     }
 
     fn encoded(&self, text: &str, out: &mut Vec<Finding>) {
-        for m in self.blob.find_iter(text) {
-            let s = m.as_str();
+        for (start, end) in windows::find_in(&self.blob, text, &windows::blobs(text, BLOB_RUN)) {
+            let s = &text[start..end];
             let decoded =
                 if s.bytes().all(|c| matches!(c, b'0' | b'1' | b' ' | b',')) && s.contains(['0']) {
                     binary_decode(s)
@@ -1182,13 +1186,13 @@ impl Injection {
                 continue;
             }
             let mut found = Vec::new();
-            self.phrases(&normalize(plain), &mut found, Some((m.start(), m.end())));
+            self.phrases(&normalize(plain), &mut found, Some((start, end)));
             if !found.is_empty() {
                 out.push(Finding::new(
                     &self.ids.encoded,
                     Category::Injection,
-                    m.start(),
-                    m.end(),
+                    start,
+                    end,
                     RANK,
                 ));
             }

@@ -17,6 +17,7 @@ mod pii;
 pub mod redact;
 mod secrets;
 pub mod stream;
+mod windows;
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::{bounded, Category, Finding, GuardError, Options};
+use super::{bounded, windows, Category, Finding, GuardError, Options};
 
 /// The longest value this detector reports (an IBAN with spaces, a phone number with an
 /// extension, a bech32 address), for stream holdback.
@@ -42,6 +42,23 @@ pub(crate) const RULES: &[(&str, &str)] = &[
     ("uk_nino", "UK National Insurance number"),
     ("in_aadhaar", "India Aadhaar number (Verhoeff)"),
 ];
+
+/// The candidate patterns. Every match of the number-led ones holds a digit within
+/// [`DIGIT_BEFORE`] bytes of its start, ends within [`DIGIT_AFTER`] bytes of its last digit, and
+/// has no two digits more than [`DIGIT_GAP`] apart unless only `().- /` lie between (a bc1 wallet's
+/// 87 characters after its `1` are the longest reach), so they run only in the windows
+/// [`super::windows::digits`] finds.
+pub(crate) const EMAIL: &str = r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-']{0,63})@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+pub(crate) const NUMBER: &str = r"\+?\(?[0-9][0-9().\- /]{4,240}[0-9]|[0-9]{7,}";
+pub(crate) const IBAN: &str = r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}";
+pub(crate) const WALLET: &str = r"bc1[02-9ac-hj-np-z]{8,87}|BC1[02-9AC-HJ-NP-Z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}";
+pub(crate) const NINO: &str =
+    r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]";
+pub(crate) const DIGIT_BEFORE: usize = 4;
+pub(crate) const DIGIT_AFTER: usize = 90;
+pub(crate) const DIGIT_GAP: usize = 94;
+/// The longest local part [`EMAIL`] takes.
+pub(crate) const EMAIL_LOCAL: usize = 64;
 
 /// Rank of a validated finding (beats a generic secret on overlap).
 const RANK: u8 = 2;
@@ -110,38 +127,30 @@ impl Pii {
                 nino: "uk_nino".into(),
                 aadhaar: "in_aadhaar".into(),
             },
-            email: re(
-                r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-']{0,63})@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}",
-            )?,
-            number: re(r"\+?\(?[0-9][0-9().\- /]{4,240}[0-9]|[0-9]{7,}")?,
-            iban: re(r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}")?,
-            wallet: re(
-                r"bc1[02-9ac-hj-np-z]{8,87}|BC1[02-9AC-HJ-NP-Z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}",
-            )?,
-            nino: re(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]")?,
+            email: re(EMAIL)?,
+            number: re(NUMBER)?,
+            iban: re(IBAN)?,
+            wallet: re(WALLET)?,
+            nino: re(NINO)?,
         })
     }
 
     pub(crate) fn scan(&self, text: &str, o: &PiiOptions, out: &mut Vec<Finding>) {
         let b = text.as_bytes();
         if b.contains(&b'@') {
-            for m in self.email.find_iter(text) {
-                if bounded_email(text, m.start(), m.end()) {
-                    out.push(Finding::new(
-                        &self.ids.email,
-                        Category::Pii,
-                        m.start(),
-                        m.end(),
-                        RANK,
-                    ));
+            let around = windows::emails(text, EMAIL_LOCAL);
+            for (s, e) in windows::find_in(&self.email, text, &around) {
+                if bounded_email(text, s, e) {
+                    out.push(Finding::new(&self.ids.email, Category::Pii, s, e, RANK));
                 }
             }
         }
-        if !b.iter().any(u8::is_ascii_digit) {
+        let near = windows::digits(text, DIGIT_BEFORE, DIGIT_AFTER, DIGIT_GAP);
+        if near.is_empty() {
             return;
         }
-        for m in self.number.find_iter(text) {
-            numbers::judge(self, o, text, m.start(), m.end(), out);
+        for (s, e) in windows::find_in(&self.number, text, &near) {
+            numbers::judge(self, o, text, s, e, out);
         }
         // IPv6 candidates grow out of each colon (a regex led by a hex class would run everywhere
         // in prose): the run of hex digits, colons and dots around it, with a zone and a prefix.
@@ -176,39 +185,21 @@ impl Pii {
                 self.judge_ipv6(o, text, s, e, out);
             }
         }
-        for m in self.iban.find_iter(text) {
-            if let Some(end) = validate::iban(text, m.start(), m.end()) {
-                if bounded(text, m.start(), end) {
-                    out.push(Finding::new(
-                        &self.ids.iban,
-                        Category::Pii,
-                        m.start(),
-                        end,
-                        RANK,
-                    ));
+        for (s, e) in windows::find_in(&self.iban, text, &near) {
+            if let Some(end) = validate::iban(text, s, e) {
+                if bounded(text, s, end) {
+                    out.push(Finding::new(&self.ids.iban, Category::Pii, s, end, RANK));
                 }
             }
         }
-        for m in self.wallet.find_iter(text) {
-            if bounded(text, m.start(), m.end()) && validate::wallet(m.as_str()) {
-                out.push(Finding::new(
-                    &self.ids.wallet,
-                    Category::Pii,
-                    m.start(),
-                    m.end(),
-                    RANK,
-                ));
+        for (s, e) in windows::find_in(&self.wallet, text, &near) {
+            if bounded(text, s, e) && validate::wallet(&text[s..e]) {
+                out.push(Finding::new(&self.ids.wallet, Category::Pii, s, e, RANK));
             }
         }
-        for m in self.nino.find_iter(text) {
-            if bounded(text, m.start(), m.end()) && validate::nino(m.as_str()) {
-                out.push(Finding::new(
-                    &self.ids.nino,
-                    Category::Pii,
-                    m.start(),
-                    m.end(),
-                    RANK,
-                ));
+        for (s, e) in windows::find_in(&self.nino, text, &near) {
+            if bounded(text, s, e) && validate::nino(&text[s..e]) {
+                out.push(Finding::new(&self.ids.nino, Category::Pii, s, e, RANK));
             }
         }
     }
