@@ -41,7 +41,7 @@ pub fn request(
         let Some(text) = span.text(body) else {
             continue;
         };
-        let found = guard.engine().scan(text);
+        let found = guard.engine().scan_remembered(text);
         let mut cuts = Vec::new();
         for f in found {
             let v = &text[f.start..f.end];

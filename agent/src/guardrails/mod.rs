@@ -12,6 +12,7 @@ mod custom;
 mod entropy;
 mod injection;
 pub mod inspect;
+mod memo;
 mod normalize;
 mod pii;
 pub mod redact;
@@ -205,6 +206,8 @@ pub struct Engine {
     builtin: Arc<Builtin>,
     pii_options: pii::PiiOptions,
     custom: custom::Custom,
+    /// The findings of long texts already scanned ([`Engine::scan_remembered`]).
+    memo: memo::Memo,
 }
 
 impl std::fmt::Debug for Engine {
@@ -228,6 +231,7 @@ impl Engine {
             builtin: builtin()?,
             pii_options: pii::PiiOptions::new(options),
             custom: custom::Custom::compile(custom)?,
+            memo: memo::Memo::default(),
         })
     }
 
@@ -288,6 +292,12 @@ impl Engine {
         b.injection.scan(text, &mut out);
         self.custom.scan(text, &mut out);
         resolve(out)
+    }
+
+    /// [`Engine::scan`], remembering the findings of long texts: a text scanned before (a
+    /// conversation's earlier messages, sent again each turn) costs a hash and a lookup.
+    pub fn scan_remembered(&self, text: &str) -> Vec<Finding> {
+        self.memo.findings(text, |t| self.scan(t))
     }
 
     /// The findings of only the detectors in `cats`, overlaps resolved.
