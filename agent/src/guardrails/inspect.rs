@@ -128,4 +128,42 @@ mod tests {
             prop_assert_eq!(&back["messages"][0]["content"], "be brief");
         }
     }
+
+    #[test]
+    fn a_long_message_sent_again_is_judged_and_redacted_as_the_first_time() {
+        let g = redacting();
+        let cx = Context {
+            provider: "openai",
+            model: Some("gpt-4o"),
+            app: None,
+        };
+        let long = format!(
+            "{} write to jane.doe@example.org with key AKIAZ4ZK3JXQWT7PLD2M {}",
+            "context ".repeat(400),
+            "more ".repeat(100)
+        );
+        assert!(long.len() > super::super::memo::MIN_BYTES);
+        let turn = |last: &str| {
+            let mut body = serde_json::json!({"model": "gpt-4o", "messages": [
+                {"role": "user", "content": long}, {"role": "user", "content": last}]});
+            let i = request(
+                &g,
+                &[1; 32],
+                ApiKind::Openai,
+                "chat_completions",
+                &mut body,
+                &cx,
+            );
+            (i.hits, body["messages"][0]["content"].clone())
+        };
+        let first = turn("first");
+        let again = turn("second");
+        assert_eq!(
+            first, again,
+            "the remembered findings act exactly as a fresh scan"
+        );
+        let text = again.1.as_str().unwrap();
+        assert!(text.contains("[REDACTED:email]") && text.contains("[REDACTED:aws_access_key]"));
+        assert_eq!(again.0.len(), 2, "{:?}", again.0);
+    }
 }
