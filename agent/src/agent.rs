@@ -166,7 +166,9 @@ impl Shared {
             inventory: current.inventory.clone(),
             tunnels: current.tunnels.clone(),
         };
+        let pipeline = next.pipeline.clone();
         self.live.store(Arc::new(next));
+        pipeline.make_latest();
         Ok(())
     }
 
@@ -589,6 +591,7 @@ pub async fn start_with_response_stages(
         pipeline = pipeline.with_response_stage(stage);
     }
     let pipeline = Arc::new(pipeline);
+    pipeline.make_latest();
 
     let open_files_limit = crate::sys::raise_open_files_limit();
     let max_connections = match open_files_limit {

@@ -300,7 +300,13 @@ pub struct Pipeline {
     guard: Option<Arc<crate::guardrails::actions::Guard>>,
     /// The key of the hashes records keep of guardrail matches (the device's).
     hash_key: [u8; 32],
+    /// The pipeline in force now, shared by every pipeline of this agent ([`Pipeline::latest`]).
+    latest: Latest,
 }
+
+/// Where the pipeline in force is kept for what outlives a policy swap: a WebSocket opened under one
+/// policy has its later units judged by the next.
+type Latest = Arc<arc_swap::ArcSwapOption<Pipeline>>;
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -354,6 +360,7 @@ impl Pipeline {
             device: None,
             guard: None,
             hash_key: [0; 32],
+            latest: Arc::default(),
         }
     }
 
@@ -449,7 +456,19 @@ impl Pipeline {
             device: self.device.clone(),
             guard: self.guard.clone(),
             hash_key: self.hash_key,
+            latest: self.latest.clone(),
         }
+    }
+
+    /// Puts this pipeline in force for what outlives a swap: the next unit on a socket opened under
+    /// an earlier pipeline is judged by this one. Call it when the listener starts using it.
+    pub fn make_latest(self: &Arc<Self>) {
+        self.latest.store(Some(self.clone()));
+    }
+
+    /// The pipeline in force now: this one, unless a later one was put in force since.
+    pub(crate) fn latest(self: &Arc<Self>) -> Arc<Pipeline> {
+        self.latest.load_full().unwrap_or_else(|| self.clone())
     }
 
     /// Adds a request-side stage to a slot; stages in one slot run in the order they were added.

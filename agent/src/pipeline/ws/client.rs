@@ -278,7 +278,8 @@ async fn client_message(
         return Vec::new();
     }
     let mut ex = message_exchange(ctx, &id, identity, payload);
-    match ctx.pipeline.govern_unit(&mut ex, &mut guard).await {
+    // The policy in force now, even if the socket was opened under an earlier one.
+    match ctx.pipeline.latest().govern_unit(&mut ex, &mut guard).await {
         Ok(()) => {
             guard.set_phase(Phase::WaitingForUpstream);
             let out = match (ex.original.is_some(), ex.readable.as_ref()) {
@@ -341,7 +342,8 @@ async fn guarded_event(
         max_output_tokens: None,
     };
     let mut ex = message_exchange(ctx, "", identity, payload);
-    let Some((found, value)) = ctx.pipeline.scan_request(&ex) else {
+    let pipeline = ctx.pipeline.latest();
+    let Some((found, value)) = pipeline.scan_request(&ex) else {
         return wires;
     };
     let Some(n) = with(state, |st| {
@@ -364,7 +366,7 @@ async fn guarded_event(
                 .into(),
         );
     });
-    if let Some(err) = ctx.pipeline.apply_found(&mut ex, &mut guard, found, value) {
+    if let Some(err) = pipeline.apply_found(&mut ex, &mut guard, found, value) {
         let client_event = v.get("event_id").and_then(Value::as_str);
         let _ = inject
             .send(error_event(ctx.kind, &err, &ex.id, client_event))

@@ -279,3 +279,38 @@ async fn realtime_conversation_items_are_read_by_the_guardrails_before_they_leav
         .iter()
         .any(|g| g.category == crate::guardrails::Category::Pii));
 }
+
+#[tokio::test]
+async fn a_policy_put_in_force_while_the_socket_is_open_judges_its_next_create() {
+    let mut h = start_governed(
+        Kind::Responses,
+        "/v1/responses",
+        None,
+        Vec::new(),
+        false,
+        Governed::default(),
+    );
+    let first = create("gpt-4.5-preview", json!({}));
+    h.client_sends(&first).await;
+    assert_eq!(
+        h.upstream_gets().await,
+        first,
+        "allowed when the socket opened"
+    );
+    let answer = events("resp_1", "gpt-4.5-preview", 10, 2);
+    h.upstream_sends(&answer).await;
+    for f in &answer {
+        assert_eq!(&h.client_gets().await, f);
+    }
+    // The admin denies the model; Codex keeps the same socket open.
+    h.put_policy("[models]\ndeny = [\"gpt-4.5*\"]\n");
+    h.client_sends(&create("gpt-4.5-preview", json!({}))).await;
+    let err = payload(&h.client_gets().await);
+    assert_eq!(err["error"]["code"], "model_blocked", "{err}");
+    let records = h.close().await;
+    assert_eq!(by_message(&records, 1).outcome, Outcome::Completed);
+    assert_eq!(
+        by_message(&records, 2).decided_by.as_deref(),
+        Some("authorize:models")
+    );
+}

@@ -89,6 +89,7 @@ pub(super) struct Harness {
     pub(super) client: DuplexStream,
     pub(super) upstream: DuplexStream,
     recorder: Arc<Recorder>,
+    pipeline: Arc<Pipeline>,
     done: tokio::task::JoinHandle<()>,
     client_frames: FrameReader,
     upstream_frames: FrameReader,
@@ -168,6 +169,7 @@ pub(super) fn start_governed(
         pipeline = pipeline.with_response_stage(r);
     }
     let pipeline = Arc::new(pipeline);
+    pipeline.make_latest();
     let entry = policy.hosts.lookup("api.openai.com").unwrap().clone();
     let target = Target::new(
         InterceptMode::Proxy,
@@ -182,7 +184,7 @@ pub(super) fn start_governed(
         // Response guardrails are the stage tests' business; request guardrails run in any case.
         guardrails: None,
         responses: pipeline.inspect_response.clone(),
-        pipeline,
+        pipeline: pipeline.clone(),
         target,
         headers: http::HeaderMap::new(),
         cap: 1 << 20,
@@ -199,6 +201,7 @@ pub(super) fn start_governed(
         client,
         upstream,
         recorder,
+        pipeline,
         done,
         client_frames: FrameReader::with_rsv1(1 << 20, true),
         upstream_frames: FrameReader::with_rsv1(1 << 20, true),
@@ -251,6 +254,24 @@ pub(super) fn events(id: &str, model: &str, input: u64, output: u64) -> Vec<Byte
 }
 
 impl Harness {
+    /// Puts the default policy plus `extra` in force, as a policy swap does, while the socket is open.
+    pub(super) fn put_policy(&self, extra: &str) {
+        let text = format!("{}\n{extra}", crate::policy::DEFAULT_POLICY_TOML);
+        let policy = Policy::from_toml(&text, crate::policy::PolicySource::Embedded).unwrap();
+        let upstream = crate::upstream::UpstreamClient::new(
+            &policy.upstream,
+            crate::upstream::OwnCaCheck::new(|_| false),
+            None,
+        )
+        .unwrap();
+        let next = Arc::new(
+            self.pipeline
+                .reconfigured(upstream, policy.limits.clone(), Vec::new())
+                .for_policy(&policy),
+        );
+        next.make_latest();
+    }
+
     pub(super) async fn client_sends(&mut self, b: &Bytes) {
         self.client.write_all(b).await.unwrap();
     }
