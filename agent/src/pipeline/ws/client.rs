@@ -237,7 +237,10 @@ async fn client_message(
                 .or(session_model),
             stream: true,
             include_usage: None,
-            max_output_tokens: None,
+            // A number, or "inf" (then the policy's reserve stands in).
+            max_output_tokens: v
+                .pointer("/response/max_output_tokens")
+                .and_then(Value::as_u64),
         };
     } else if v.get("stream").is_none() {
         identity.stream = true; // every answer on the socket is a stream of events

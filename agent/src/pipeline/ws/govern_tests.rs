@@ -314,3 +314,34 @@ async fn a_policy_put_in_force_while_the_socket_is_open_judges_its_next_create()
         Some("authorize:models")
     );
 }
+
+#[tokio::test]
+async fn a_realtime_response_reserves_its_own_output_cap() {
+    let mut h = start_governed(
+        Kind::Realtime,
+        "/v1/realtime?model=gpt-realtime",
+        None,
+        Vec::new(),
+        false,
+        Governed::by(
+            "[[budgets]]\nname = \"rt\"\nlimit_tokens = 1000\nwindow = \"day\"\nreserve_output_tokens = 60\n",
+        ),
+    );
+    let capped = super::frame::masked_text_frame(
+        br#"{"type":"response.create","event_id":"evt_1","response":{"max_output_tokens":5}}"#,
+        [1, 2, 3, 4],
+    );
+    h.client_sends(&capped).await;
+    assert_eq!(h.upstream_gets().await, capped);
+    let unbounded = super::frame::masked_text_frame(
+        br#"{"type":"response.create","event_id":"evt_2","response":{"max_output_tokens":"inf"}}"#,
+        [1, 2, 3, 4],
+    );
+    h.client_sends(&unbounded).await;
+    assert_eq!(h.upstream_gets().await, unbounded, "both fit");
+    let records = h.close().await;
+    let reserved = |n| by_message(&records, n).reserved.map(|r| r.tokens);
+    let (first, second) = (reserved(1).unwrap(), reserved(2).unwrap());
+    assert!(first < 30, "its cap, not the policy's 60: {first}");
+    assert!(second >= 60, "\"inf\": the policy's reserve: {second}");
+}
