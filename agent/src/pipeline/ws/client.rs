@@ -1,8 +1,9 @@
 //! The client → upstream direction of a session: frames are held until their message is whole (at
-//! most the cap); a `response.create` runs through the request stages with a view built like
-//! identify's — the socket's head, the message as the body — and then its original frames are
-//! forwarded, or, refused, dropped while the client gets the `error` event. Other messages, control
-//! frames and messages too large to read pass on as they came.
+//! most the cap); a `response.create` is governed as an HTTP request is (the pipeline in force's
+//! gates, guardrails and stages, with a view built like identify's — the socket's head, the message
+//! as the body — and its begin row) and then its original frames are forwarded, or, refused, dropped
+//! while the client gets the `error` event. Realtime events that carry text go through the request
+//! guardrails. Other messages, control frames and messages too large to read pass on as they came.
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -19,7 +20,7 @@ use super::session::{io_end, with, DirEnd, Shared, READ_BUF};
 use super::units::{Unit, MAX_PENDING};
 use super::{Kind, SocketCtx};
 use crate::pipeline::exchange::{Exchange, RequestBody};
-use crate::pipeline::guard::{End, Phase, RequestFacts};
+use crate::pipeline::guard::{End, Phase, RecordGuard, RequestFacts};
 use crate::pipeline::Stop;
 use crate::policy::ApiKind;
 use crate::providers::dialect::{self, AirlockError};
@@ -274,10 +275,15 @@ async fn client_message(
             "too_many_pending_responses",
             format!("{MAX_PENDING} responses are already waiting on this socket; wait for them to finish"),
         );
-        let _ = inject
-            .send(error_event(ctx.kind, &err, &id, client_event.as_deref()))
-            .await;
-        let _ = guard.refuse(ctx.target.api, err, "forward".into());
+        refuse(
+            ctx,
+            inject,
+            guard,
+            err,
+            "forward".into(),
+            client_event.as_deref(),
+        )
+        .await;
         return Vec::new();
     }
     let mut ex = message_exchange(ctx, &id, identity, payload);
@@ -285,11 +291,7 @@ async fn client_message(
     match ctx.pipeline.latest().govern_unit(&mut ex, &mut guard).await {
         Ok(()) => {
             guard.set_phase(Phase::WaitingForUpstream);
-            let out = match (ex.original.is_some(), ex.readable.as_ref()) {
-                // A stage rewrote the message: it goes as one new, uncompressed frame.
-                (true, Some(body)) => vec![frame::masked_text_frame(body, mask())],
-                _ => wires,
-            };
+            let out = outgoing(&ex, wires);
             let inspect = inspect::open(ctx, &id, ex.identity.model.as_deref());
             // Registered before it is sent, so its first event always finds it.
             with(state, |st| {
@@ -300,10 +302,7 @@ async fn client_message(
         }
         Err(Stop::Refuse { err, by }) => {
             tracing::debug!(id = %id, stage = %by, kind = err.kind, "websocket message refused");
-            let _ = inject
-                .send(error_event(ctx.kind, &err, &id, client_event.as_deref()))
-                .await;
-            let _ = guard.refuse(ctx.target.api, err, by);
+            refuse(ctx, inject, guard, err, by, client_event.as_deref()).await;
             Vec::new()
         }
         Err(Stop::Answer { resp, by }) => {
@@ -371,18 +370,38 @@ async fn guarded_event(
     });
     if let Some(err) = pipeline.apply_found(&mut ex, &mut guard, found, value) {
         let client_event = v.get("event_id").and_then(Value::as_str);
-        let _ = inject
-            .send(error_event(ctx.kind, &err, &ex.id, client_event))
-            .await;
-        let _ = guard.refuse(ctx.target.api, err, "inspect_request:guardrails".into());
+        let by = "inspect_request:guardrails".to_string();
+        refuse(ctx, inject, guard, err, by, client_event).await;
         return Vec::new();
     }
-    let out = match (ex.original.is_some(), ex.readable.as_ref()) {
-        (true, Some(body)) => vec![frame::masked_text_frame(body, mask())],
-        _ => wires,
-    };
+    let out = outgoing(&ex, wires);
     guard.finish(End::bare(Outcome::Completed, None));
     out
+}
+
+/// What goes upstream for a message the stages let through: its original frames, or, when a stage
+/// rewrote it, one new uncompressed frame.
+fn outgoing(ex: &Exchange, wires: Vec<Bytes>) -> Vec<Bytes> {
+    match (ex.original.is_some(), ex.readable.as_ref()) {
+        (true, Some(body)) => vec![frame::masked_text_frame(body, mask())],
+        _ => wires,
+    }
+}
+
+/// Refuses a message on the socket: the client gets the `error` event (answering `client_event`
+/// on Realtime), the record says who refused.
+async fn refuse(
+    ctx: &SocketCtx,
+    inject: &mpsc::Sender<Bytes>,
+    guard: RecordGuard,
+    err: AirlockError,
+    by: String,
+    client_event: Option<&str>,
+) {
+    let _ = inject
+        .send(error_event(ctx.kind, &err, guard.id(), client_event))
+        .await;
+    let _ = guard.refuse(ctx.target.api, err, by);
 }
 
 /// What request stages see of one message: the socket's target and headers, the message as the body
