@@ -289,6 +289,34 @@ def test_realtime_responses_are_recorded_with_their_usage(stage_agent, mock, mod
     assert a["websocket"]["response_id"] == first[-1]["response"]["id"]
 
 
+@pytest.mark.parametrize("mode", ["base_url", "proxy"])
+def test_realtime_text_a_client_adds_goes_through_the_request_guardrails(stage_agent, mock, mode):
+    """A key typed into a Realtime conversation item never reaches the provider: the client gets Realtime's
+    `error` event naming its event, and the socket goes on; an item without findings passes as sent."""
+    agent = stage_agent()
+    key = "AKIA" + "Z7QWERTYUIOPASDF"
+    hello = f"Hello realtime world {time.monotonic_ns()}"
+    with open_socket(agent, mode, path="/v1/realtime?model=gpt-realtime") as ws:
+        socket_id = ws.response.headers["x-airlock-request-id"]
+        assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        ws.send(json.dumps({"type": "conversation.item.create", "event_id": "evt_key", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": f"my key is {key}"}]}}))
+        err = json.loads(ws.recv(timeout=10))
+        assert err["type"] == "error" and err["error"]["code"] == "guardrail_violation", err
+        assert err["error"]["event_id"] == "evt_key" and key not in json.dumps(err)
+        ws.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": hello}]}}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "conversation.item.added"
+    sent = [json.dumps(m.get("body")) for m in ws_messages(mock)]
+    assert not [m for m in sent if key in m], "the key reached the provider"
+    assert [m for m in sent if hello in m], "the clean item went on"
+    blocked = [r for r in records_of(agent, socket_id, 1) if r["operation"] == "realtime_event"]
+    assert blocked and blocked[0]["outcome"] == "rejected", blocked
+    assert blocked[0]["decided_by"] == "inspect_request:guardrails"
+    assert any(g["rule"] == "aws_access_key" for g in blocked[0]["guardrails"])
+    assert key not in agent.log_path.read_text()
+
+
 @pytest.mark.parametrize("mode,deflate", [("base_url", True), ("proxy", False)])
 def test_a_response_stage_rewrites_the_text_on_a_socket_and_the_records_stay_exact(mock, tmp_path, monkeypatch,
                                                                                    mode, deflate):
