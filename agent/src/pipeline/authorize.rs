@@ -13,13 +13,6 @@ use crate::governance::{Ask, Refusal};
 use crate::policy::ModelDecision;
 use crate::providers::dialect::AirlockError;
 
-fn models_refusal(err: AirlockError) -> Stop {
-    Stop::Refuse {
-        err,
-        by: "authorize:models".into(),
-    }
-}
-
 impl Pipeline {
     /// Authorize: the policy's model rules, then every plugged-in gate, in order.
     pub(super) async fn authorize(
@@ -27,18 +20,7 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
-        if let Some(err) = self.refuse_model(ex) {
-            return Err(models_refusal(err));
-        }
-        if let Some(err) = self.apply_credentials(ex, guard) {
-            return Err(Stop::Refuse {
-                err,
-                by: "authorize:credentials".into(),
-            });
-        }
-        self.admit(ex, guard).await?;
-        self.run_slot(&self.stages.authorize, "authorize", ex, guard)
-            .await
+        self.gates(ex, guard, true).await
     }
 
     /// Authorize for one unit on a WebSocket: the model rules, budgets and rate limits and the
@@ -48,8 +30,29 @@ impl Pipeline {
         ex: &mut Exchange,
         guard: &mut RecordGuard,
     ) -> Result<(), Stop> {
+        self.gates(ex, guard, false).await
+    }
+
+    /// Model rules, credentials (when `credentials`), budgets and rate limits, plugged-in gates.
+    async fn gates(
+        &self,
+        ex: &mut Exchange,
+        guard: &mut RecordGuard,
+        credentials: bool,
+    ) -> Result<(), Stop> {
         if let Some(err) = self.refuse_model(ex) {
-            return Err(models_refusal(err));
+            return Err(Stop::Refuse {
+                err,
+                by: "authorize:models".into(),
+            });
+        }
+        if credentials {
+            if let Some(err) = self.apply_credentials(ex, guard) {
+                return Err(Stop::Refuse {
+                    err,
+                    by: "authorize:credentials".into(),
+                });
+            }
         }
         self.admit(ex, guard).await?;
         self.run_slot(&self.stages.authorize, "authorize", ex, guard)
