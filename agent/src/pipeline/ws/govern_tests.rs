@@ -5,18 +5,20 @@
 
 use serde_json::json;
 
-use super::tests::{by_message, create, events, payload, start_governed, Governed};
+use super::tests::{by_message, create, events, payload, start_governed, Governed, Harness};
 use super::Kind;
 use crate::record::Outcome;
 
+/// A session of `kind` on `path` whose pipeline governs by `governed`.
+fn governed(kind: Kind, path: &str, governed: Governed) -> Harness {
+    start_governed(kind, path, None, Vec::new(), false, governed)
+}
+
 #[tokio::test]
 async fn a_model_the_policy_denies_is_refused_on_the_socket_and_never_reaches_the_upstream() {
-    let mut h = start_governed(
+    let mut h = governed(
         Kind::Responses,
         "/v1/responses",
-        None,
-        Vec::new(),
-        false,
         Governed::by("[models]\ndeny = [\"gpt-4.5*\"]\n"),
     );
     h.client_sends(&create("gpt-4.5-preview", json!({}))).await;
@@ -38,10 +40,7 @@ async fn a_model_the_policy_denies_is_refused_on_the_socket_and_never_reaches_th
         "the refused create never reached the upstream"
     );
     let answer = events("resp_2", "gpt-5", 10, 2);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     let records = h.close().await;
     let denied = by_message(&records, 1);
     assert_eq!(denied.outcome, Outcome::Rejected);
@@ -60,14 +59,7 @@ reserve_output_tokens = 60
 
 #[tokio::test]
 async fn a_budget_reserves_each_create_and_settles_it_with_what_the_response_used() {
-    let mut h = start_governed(
-        Kind::Responses,
-        "/v1/responses",
-        None,
-        Vec::new(),
-        false,
-        Governed::by(BUDGET),
-    );
+    let mut h = governed(Kind::Responses, "/v1/responses", Governed::by(BUDGET));
     // 1: admitted — its estimate (the message's size / 4 + 60 output tokens) fits in 100.
     let first = create("gpt-5", json!({}));
     h.client_sends(&first).await;
@@ -85,10 +77,7 @@ async fn a_budget_reserves_each_create_and_settles_it_with_what_the_response_use
     );
     // The first ends having used 15 tokens; the reservation becomes that, and a third fits.
     let answer = events("resp_1", "gpt-5", 10, 5);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     let third = create("gpt-5", json!({}));
     h.client_sends(&third).await;
     assert_eq!(
@@ -97,10 +86,7 @@ async fn a_budget_reserves_each_create_and_settles_it_with_what_the_response_use
         "settled at what it used, the first leaves room"
     );
     let answer = events("resp_3", "gpt-5", 10, 5);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     let records = h.close().await;
     let first = by_message(&records, 1);
     assert!(first.reserved.is_some_and(|r| r.tokens > 60));
@@ -113,14 +99,7 @@ async fn a_budget_reserves_each_create_and_settles_it_with_what_the_response_use
 
 #[tokio::test]
 async fn a_secret_in_a_create_is_blocked_before_it_leaves() {
-    let mut h = start_governed(
-        Kind::Responses,
-        "/v1/responses",
-        None,
-        Vec::new(),
-        false,
-        Governed::default(),
-    );
+    let mut h = governed(Kind::Responses, "/v1/responses", Governed::default());
     let key = "AKIA".to_string() + "Z7QWERTYUIOPASDF";
     let leak = create(
         "gpt-5",
@@ -138,10 +117,7 @@ async fn a_secret_in_a_create_is_blocked_before_it_leaves() {
         "the create carrying the key never reached the upstream"
     );
     let answer = events("resp_2", "gpt-5", 10, 2);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     let records = h.close().await;
     let blocked = by_message(&records, 1);
     assert_eq!(
@@ -162,12 +138,9 @@ async fn each_create_has_its_begin_row_committed_before_it_is_forwarded() {
         crate::journal::SyncMode::Normal,
     )
     .unwrap();
-    let mut h = start_governed(
+    let mut h = governed(
         Kind::Responses,
         "/v1/responses",
-        None,
-        Vec::new(),
-        false,
         Governed {
             policy: "",
             journal: Some(journal.clone()),
@@ -193,10 +166,7 @@ async fn each_create_has_its_begin_row_committed_before_it_is_forwarded() {
     assert_eq!(body["model"], "gpt-5");
     assert_eq!(body["websocket"]["message"], 1);
     let answer = events("resp_1", "gpt-5", 10, 2);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     let records = h.close().await;
     assert_eq!(by_message(&records, 1).id, begun[0].0);
     journal.flush().await;
@@ -227,12 +197,9 @@ fn item(id: &str, text: &str) -> bytes::Bytes {
 
 #[tokio::test]
 async fn realtime_conversation_items_are_read_by_the_guardrails_before_they_leave() {
-    let mut h = start_governed(
+    let mut h = governed(
         Kind::Realtime,
         "/v1/realtime?model=gpt-realtime",
-        None,
-        Vec::new(),
-        false,
         Governed::by(REDACT_EMAIL),
     );
     // A key: blocked, answered with Realtime's error event naming the client event.
@@ -282,14 +249,7 @@ async fn realtime_conversation_items_are_read_by_the_guardrails_before_they_leav
 
 #[tokio::test]
 async fn a_policy_put_in_force_while_the_socket_is_open_judges_its_next_create() {
-    let mut h = start_governed(
-        Kind::Responses,
-        "/v1/responses",
-        None,
-        Vec::new(),
-        false,
-        Governed::default(),
-    );
+    let mut h = governed(Kind::Responses, "/v1/responses", Governed::default());
     let first = create("gpt-4.5-preview", json!({}));
     h.client_sends(&first).await;
     assert_eq!(
@@ -298,10 +258,7 @@ async fn a_policy_put_in_force_while_the_socket_is_open_judges_its_next_create()
         "allowed when the socket opened"
     );
     let answer = events("resp_1", "gpt-4.5-preview", 10, 2);
-    h.upstream_sends(&answer).await;
-    for f in &answer {
-        assert_eq!(&h.client_gets().await, f);
-    }
+    h.relays(&answer).await;
     // The admin denies the model; Codex keeps the same socket open.
     h.put_policy("[models]\ndeny = [\"gpt-4.5*\"]\n");
     h.client_sends(&create("gpt-4.5-preview", json!({}))).await;
@@ -317,16 +274,9 @@ async fn a_policy_put_in_force_while_the_socket_is_open_judges_its_next_create()
 
 #[tokio::test]
 async fn a_realtime_response_reserves_its_own_output_cap() {
-    let mut h = start_governed(
-        Kind::Realtime,
-        "/v1/realtime?model=gpt-realtime",
-        None,
-        Vec::new(),
-        false,
-        Governed::by(
+    let mut h = governed(Kind::Realtime, "/v1/realtime?model=gpt-realtime", Governed::by(
             "[[budgets]]\nname = \"rt\"\nlimit_tokens = 1000\nwindow = \"day\"\nreserve_output_tokens = 60\n",
-        ),
-    );
+        ));
     let capped = super::frame::masked_text_frame(
         br#"{"type":"response.create","event_id":"evt_1","response":{"max_output_tokens":5}}"#,
         [1, 2, 3, 4],

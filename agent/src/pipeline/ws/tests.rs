@@ -139,6 +139,19 @@ impl Governed {
     }
 }
 
+/// The default policy plus `extra`, and an upstream client for it.
+fn policy_and_upstream(extra: &str) -> (Policy, crate::upstream::UpstreamClient) {
+    let text = format!("{}\n{extra}", crate::policy::DEFAULT_POLICY_TOML);
+    let policy = Policy::from_toml(&text, crate::policy::PolicySource::Embedded).unwrap();
+    let upstream = crate::upstream::UpstreamClient::new(
+        &policy.upstream,
+        crate::upstream::OwnCaCheck::new(|_| false),
+        None,
+    )
+    .unwrap();
+    (policy, upstream)
+}
+
 pub(super) fn start_governed(
     kind: Kind,
     path: &str,
@@ -148,18 +161,7 @@ pub(super) fn start_governed(
     governed: Governed,
 ) -> Harness {
     let recorder = Arc::new(Recorder::new(100, governed.journal));
-    let text = format!(
-        "{}\n{}",
-        crate::policy::DEFAULT_POLICY_TOML,
-        governed.policy
-    );
-    let policy = Policy::from_toml(&text, crate::policy::PolicySource::Embedded).unwrap();
-    let upstream = crate::upstream::UpstreamClient::new(
-        &policy.upstream,
-        crate::upstream::OwnCaCheck::new(|_| false),
-        None,
-    )
-    .unwrap();
+    let (policy, upstream) = policy_and_upstream(governed.policy);
     let clock = Arc::new(crate::governance::clock::SystemClock);
     let mut pipeline = Pipeline::new(upstream, recorder.clone(), policy.limits.clone())
         .for_policy(&policy)
@@ -183,7 +185,6 @@ pub(super) fn start_governed(
     let ctx = SocketCtx {
         // Response guardrails are the stage tests' business; request guardrails run in any case.
         guardrails: None,
-        responses: pipeline.inspect_response.clone(),
         pipeline: pipeline.clone(),
         target,
         headers: http::HeaderMap::new(),
@@ -256,14 +257,7 @@ pub(super) fn events(id: &str, model: &str, input: u64, output: u64) -> Vec<Byte
 impl Harness {
     /// Puts the default policy plus `extra` in force, as a policy swap does, while the socket is open.
     pub(super) fn put_policy(&self, extra: &str) {
-        let text = format!("{}\n{extra}", crate::policy::DEFAULT_POLICY_TOML);
-        let policy = Policy::from_toml(&text, crate::policy::PolicySource::Embedded).unwrap();
-        let upstream = crate::upstream::UpstreamClient::new(
-            &policy.upstream,
-            crate::upstream::OwnCaCheck::new(|_| false),
-            None,
-        )
-        .unwrap();
+        let (policy, upstream) = policy_and_upstream(extra);
         let next = Arc::new(
             self.pipeline
                 .reconfigured(upstream, policy.limits.clone(), Vec::new())
@@ -285,6 +279,13 @@ impl Harness {
     }
     pub(super) async fn client_gets(&mut self) -> Bytes {
         read_frame(&mut self.client, &mut self.client_frames).await
+    }
+    /// The upstream sends `frames` and the client gets each as it was sent.
+    pub(super) async fn relays(&mut self, frames: &[Bytes]) {
+        self.upstream_sends(frames).await;
+        for f in frames {
+            assert_eq!(&self.client_gets().await, f);
+        }
     }
     pub(super) async fn close(mut self) -> Vec<Record> {
         let close = Bytes::from_static(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2]);
