@@ -163,7 +163,6 @@ impl Pipeline {
                 strip_hop_by_hop(&mut head_101);
                 let template = guard.record().cloned();
                 template.map(|template| SocketCtx {
-                    responses: self.inspect_response.clone(),
                     guardrails: self.guardrails().map(|g| (g.clone(), self.hash_key)),
                     response_headers: head_101,
                     // An upstream that kept its compression context although asked not to: the

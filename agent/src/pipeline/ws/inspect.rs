@@ -53,7 +53,7 @@ pub(crate) enum Out {
 
 /// Opens the response stages for the unit whose record is `id`, or `None` when none cares.
 pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Inspected> {
-    if ctx.responses.is_empty() && ctx.guardrails.is_none() {
+    if ctx.pipeline.inspect_response.is_empty() && ctx.guardrails.is_none() {
         return None;
     }
     let operation = ctx.kind.operation();
@@ -83,7 +83,8 @@ pub(super) fn open(ctx: &SocketCtx, id: &str, model: Option<&str>) -> Option<Ins
         ));
     }
     stages.extend(
-        ctx.responses
+        ctx.pipeline
+            .inspect_response
             .iter()
             .filter_map(|s| s.open(&head).map(|st| (s.name(), st))),
     );

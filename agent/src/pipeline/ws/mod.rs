@@ -24,7 +24,6 @@ use std::sync::Arc;
 use http::header::HeaderMap;
 
 use super::guard::RecordGuard;
-use super::stage::ResponseStage;
 use super::{Pipeline, Target};
 use crate::policy::ApiKind;
 use crate::record::{now_rfc3339, Outcome, Record, WsFacts};
@@ -68,7 +67,8 @@ impl Kind {
 /// What a session needs from the pipeline and the request that opened it.
 pub(crate) struct SocketCtx {
     /// The pipeline of the request that opened the socket: every client `response.create` meets its
-    /// request stages and gates ([`Pipeline::govern_unit`]), and its records go to its finisher.
+    /// request stages and gates ([`Pipeline::govern_unit`]), its response stages are opened per unit
+    /// ([`inspect`]), and its records go to its finisher.
     pub(crate) pipeline: Arc<Pipeline>,
     /// Where the socket goes.
     pub(crate) target: Target,
@@ -84,8 +84,6 @@ pub(crate) struct SocketCtx {
     pub(crate) deflate: Option<(bool, bool)>,
     /// The socket's record as it was at the 101: the template of its units' records.
     pub(crate) template: Record,
-    /// The response stages, opened per unit ([`inspect`]).
-    pub(crate) responses: Arc<Vec<Box<dyn ResponseStage>>>,
     /// The policy's guardrails and the device's hash key, when enabled: a response stage on every unit.
     pub(crate) guardrails: Option<(Arc<crate::guardrails::actions::Guard>, [u8; 32])>,
     /// The upstream's 101 headers (hop-by-hop removed): the head response stages see.

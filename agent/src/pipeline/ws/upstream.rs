@@ -33,7 +33,7 @@ where
     let mut reader = FrameReader::with_rsv1(ctx.cap, ctx.deflate.is_some());
     let mut asm = Assembler::new(
         ctx.cap,
-        !ctx.responses.is_empty(),
+        !ctx.pipeline.inspect_response.is_empty(),
         ctx.deflate.map(|(_, upstream)| upstream),
     );
     let mut buf = vec![0u8; READ_BUF];
@@ -104,7 +104,7 @@ async fn upstream_pieces<W: AsyncWrite + Unpin>(
     cw: &mut W,
     ctx: &SocketCtx,
 ) -> std::io::Result<()> {
-    let inspecting = !ctx.responses.is_empty();
+    let inspecting = !ctx.pipeline.inspect_response.is_empty();
     loop {
         let piece = match reader.next_piece() {
             Ok(Some(p)) => p,
