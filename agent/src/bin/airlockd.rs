@@ -39,6 +39,10 @@ struct Args {
     /// Check the policy and exit.
     #[arg(long)]
     check: bool,
+    /// Prepare the state directory (device id, device CA, merged trust bundle) and exit, without
+    /// listening: what `airlock setup` runs as the service's user before it trusts the CA.
+    #[arg(long, conflicts_with = "check")]
+    init: bool,
     /// Configuration directory: the fleet enrollment (enrollment.toml) and the policy drop folder
     /// (policy.d/). Default: $AIRLOCK_CONFIG_DIR, /etc/airlock for root, else ~/.config/airlock.
     #[arg(long)]
@@ -63,6 +67,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let state = StateDir::resolve(args.state_dir.as_deref())?;
+    if args.init {
+        let policy = match &args.policy {
+            Some(p) => Policy::from_file(p)?,
+            None => Policy::embedded()?,
+        };
+        return init_state(&state, &policy);
+    }
     // A user without a home (a service account) has no per-user config dir: not enrolled. An
     // enrollment that exists but cannot be read is an error, never a silent unenrolled start.
     let config = ConfigDir::resolve(args.config_dir.as_deref()).ok();
@@ -206,6 +217,26 @@ async fn run(
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// `--init`: the state directory, device id, CA and merged bundle the agent would make at start,
+/// made now; prints the CA certificate's path and fingerprint.
+fn init_state(state: &StateDir, policy: &Policy) -> anyhow::Result<()> {
+    airlock_agent::paths::ensure_private_dir(state.root())?;
+    let ca =
+        airlock_agent::ca::CertificateAuthority::load_or_create(state, &policy.hosts.ca_domains())?;
+    airlock_agent::device::id(state)?;
+    let info = ca.info();
+    if let Err(e) = airlock_agent::ca::write_merged_bundle(state, info) {
+        tracing::warn!(error = %e, "cannot write the merged trust bundle yet; the agent retries at start");
+    }
+    println!(
+        "state directory {} ready; device CA {} (SHA-256 {})",
+        state.root().display(),
+        info.cert_path.display(),
+        info.fingerprint_sha256
+    );
     Ok(())
 }
 
