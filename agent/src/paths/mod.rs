@@ -21,6 +21,20 @@ mod other;
 #[cfg(not(unix))]
 use other as os;
 
+// Where the managed (system-wide) configuration lives on each OS; see `config`.
+#[cfg(not(any(target_os = "macos", windows)))]
+mod managed_unix;
+#[cfg(not(any(target_os = "macos", windows)))]
+use managed_unix as managed;
+#[cfg(target_os = "macos")]
+mod managed_macos;
+#[cfg(target_os = "macos")]
+use managed_macos as managed;
+#[cfg(windows)]
+mod managed_windows;
+#[cfg(windows)]
+use managed_windows as managed;
+
 /// Default listen address of the agent (loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8479";
 
