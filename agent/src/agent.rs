@@ -1,5 +1,5 @@
 //! Wiring: builds the running agent from a policy and a state directory — binds the listener first (so a
-//! taken port fails fast), checks the state directory is private, takes the control socket (refusing
+//! taken port fails fast), or serves the ones the service manager passed ([`Inherited`]), checks the state directory is private, takes the control socket (refusing
 //! to start if another agent answers on it), loads or creates the device CA, writes the merged trust
 //! bundle and the runtime file the CLI reads, builds the upstream client, the recorder and the
 //! pipeline, hands the listener its narrow [`ProxyState`] and the control server the agent as
@@ -31,6 +31,8 @@ use crate::policy::Policy;
 use crate::proxy::tunnels::TunnelStats;
 use crate::proxy::{Connections, LiveState, ProxyState, Refusals};
 use crate::record::{now_rfc3339, Recorder};
+use crate::sys::activation;
+pub use crate::sys::activation::Inherited;
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
 
@@ -81,6 +83,10 @@ pub struct Shared {
     open_files_limit: Option<u64>,
     inventory: Arc<Inventory>,
     control_socket: Option<PathBuf>,
+    /// Which listeners someone else made (the service manager): `proxy`, `control`.
+    inherited: Vec<&'static str>,
+    /// The proxy listener's socket inode, by which the CLI finds it in `/proc/net/tcp`.
+    proxy_inode: Option<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -175,12 +181,16 @@ impl Shared {
     /// Writes the runtime file the CLI reads to find and verify this agent. The CLI trusts the control
     /// socket only if its peer is this file's pid and uid (and the answer carries the CA fingerprint),
     /// and trusts this file only because it sits in a state directory nobody else may write.
+    /// `activated` says the listening sockets came from the service manager (`inherited`: which), so
+    /// their peer credentials name it (root), not this pid.
     pub fn write_runtime_file(&self) -> Result<()> {
         let runtime = json!({
             "listen": self.listen.to_string(),
             "control_socket": self.control_socket,
             "pid": std::process::id(),
             "uid": paths::current_uid(),
+            "activated": !self.inherited.is_empty(),
+            "inherited": self.inherited,
             "version": env!("CARGO_PKG_VERSION"),
             "started_at": self.started_at,
             "ca_fingerprint_sha256": self.ca().info().fingerprint_sha256,
@@ -321,6 +331,11 @@ impl Shared {
             "uptime_secs": self.started.elapsed().as_secs(),
             "state_dir": self.state.root(),
             "control_socket": self.control_socket,
+            "listeners": {
+                "activated": !self.inherited.is_empty(),
+                "inherited": self.inherited,
+                "proxy_socket_inode": self.proxy_inode,
+            },
             "policy": self.policy_status(&live),
             "ca": {
                 "cert_path": info.cert_path,
@@ -505,6 +520,20 @@ pub async fn start_with_response_stages(
     stages: Vec<(RequestSlot, Box<dyn RequestStage>)>,
     responses: Vec<Box<dyn ResponseStage>>,
 ) -> Result<RunningAgent> {
+    start_with_listeners(config, Inherited::default(), stages, responses).await
+}
+
+/// Starts the agent on listeners made elsewhere where given — the service manager's
+/// ([`activation::take_from_env`]), a test's, an embedder's — and binds the others as
+/// [`start`] does. A passed proxy listener must be bound to loopback (its address replaces
+/// `config.listen`); a passed control socket must be bound at the state directory's
+/// `airlock.sock`, and is neither taken over nor removed (its maker owns the path).
+pub async fn start_with_listeners(
+    config: AgentConfig,
+    listeners: Inherited,
+    stages: Vec<(RequestSlot, Box<dyn RequestStage>)>,
+    responses: Vec<Box<dyn ResponseStage>>,
+) -> Result<RunningAgent> {
     let AgentConfig {
         listen,
         state,
@@ -513,15 +542,36 @@ pub async fn start_with_response_stages(
         unavailable,
         ledger,
     } = config;
-    let listener = proxy::bind(listen).await?;
+    let Inherited {
+        proxy: passed_proxy,
+        control: passed_control,
+    } = listeners;
+    let mut inherited = Vec::new();
+    let listener = match passed_proxy {
+        Some(l) => {
+            inherited.push(activation::PROXY_NAME);
+            proxy::adopt(l)?
+        }
+        None => proxy::bind(listen).await?,
+    };
     let addr = listener
         .local_addr()
         .map_err(|e| crate::AgentError::io("cannot read the listen address of", state.root(), e))?;
+    if !inherited.is_empty() && addr != listen {
+        tracing::info!(%addr, asked = %listen, "serving the proxy port the service manager passed, not --listen");
+    }
+    let proxy_inode = activation::socket_inode(&listener);
 
     paths::ensure_private_dir(state.root())?;
     warn_if_unreachable(&state);
     // Before the runtime file is written: a live agent on this state directory keeps its files.
-    let control = control::bind(&state.control_socket()).await?;
+    let control = match passed_control {
+        Some(l) => {
+            inherited.push(activation::CONTROL_NAME);
+            Some(control::adopt(l, &state.control_socket())?)
+        }
+        None => control::bind(&state.control_socket()).await?,
+    };
     let domains = policy.hosts.ca_domains();
     let ca = CertificateAuthority::load_or_create(&state, &domains)?;
     warn_uncovered(&ca, &domains);
@@ -647,6 +697,8 @@ pub async fn start_with_response_stages(
         open_files_limit,
         inventory: inventory.clone(),
         control_socket: control.as_ref().map(|_| state.control_socket()),
+        inherited,
+        proxy_inode,
     });
     shared.write_runtime_file()?;
     let control = control.map(|l| l.serve(control::Context::new(shared.clone())));

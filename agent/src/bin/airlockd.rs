@@ -115,6 +115,9 @@ fn main() -> anyhow::Result<()> {
         Some(p) => Policy::from_file(p)?,
         None => Policy::embedded()?,
     };
+    // The service manager's listening sockets are taken before any other thread runs, since taking
+    // them clears LISTEN_* from the environment.
+    let inherited = airlock_agent::sys::activation::take_from_env()?;
     let threads = args
         .threads
         .unwrap_or_else(|| {
@@ -139,7 +142,7 @@ fn main() -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, policy, state, config, enrollment))
+    runtime.block_on(run(args, policy, state, config, enrollment, inherited))
 }
 
 /// "22 intercepted hosts, 3 local servers": what the policy covers, in words.
@@ -160,6 +163,7 @@ async fn run(
     state: StateDir,
     config: Option<ConfigDir>,
     enrollment: Option<Enrollment>,
+    inherited: agent::Inherited,
 ) -> anyhow::Result<()> {
     // An enrolled device starts under its last good bundle (or its fail mode) before any network.
     let ledger = Arc::new(Ledger::default());
@@ -175,14 +179,19 @@ async fn run(
     let hosts = host_counts(&policy);
     let source = policy.source.to_string();
     let state_dir = state.clone();
-    let running = agent::start(AgentConfig {
-        listen: args.listen,
-        state,
-        policy,
-        records_in_memory: args.records_in_memory,
-        unavailable,
-        ledger: Some(ledger.clone()),
-    })
+    let running = agent::start_with_listeners(
+        AgentConfig {
+            listen: args.listen,
+            state,
+            policy,
+            records_in_memory: args.records_in_memory,
+            unavailable,
+            ledger: Some(ledger.clone()),
+        },
+        inherited,
+        Vec::new(),
+        Vec::new(),
+    )
     .await?;
     // Enrolling, re-enrolling and leaving take effect while running.
     let _fleet = config.map(|config| {
@@ -214,8 +223,11 @@ async fn run(
             .map_or_else(|| "not available on this OS".into(), |p| p.display().to_string()),
     );
     tracing::info!(%addr, policy = %source, "airlockd started");
+    // Type=notify: the listeners are serving and the runtime file is written.
+    airlock_agent::sys::activation::notify_ready();
     wait_for_signal().await;
     tracing::info!("shutting down");
+    airlock_agent::sys::activation::notify_stopping();
     running.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -435,6 +435,13 @@ pub async fn bind(path: &Path) -> Result<Option<Listener>> {
     Ok(server::bind(path).await?.map(Listener))
 }
 
+/// Serves on a control socket someone else bound at `path` (the service manager, through socket
+/// activation): nothing at the path is taken over, and the socket file stays when the server stops,
+/// since its maker owns it.
+pub fn adopt(listener: crate::sys::activation::ControlListener, path: &Path) -> Result<Listener> {
+    Ok(Listener(server::adopt(listener, path)?))
+}
+
 impl Listener {
     /// Starts answering on the socket.
     pub fn serve(self, ctx: Context) -> ControlServer {
@@ -448,7 +455,8 @@ impl ControlServer {
         self.0.path()
     }
 
-    /// Stops accepting and removes the socket file (if it is still the one this server made).
+    /// Stops accepting and removes the socket file (if it is still the one this server made, and
+    /// not one the service manager passed).
     pub async fn shutdown(self) {
         self.0.shutdown().await
     }

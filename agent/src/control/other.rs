@@ -22,6 +22,13 @@ pub(super) async fn bind(path: &Path) -> Result<Option<Bound>> {
     Ok(None)
 }
 
+pub(super) fn adopt(
+    listener: crate::sys::activation::ControlListener,
+    _path: &Path,
+) -> Result<Bound> {
+    match listener {}
+}
+
 impl Bound {
     pub(super) fn serve(self, _ctx: Arc<Context>) -> Running {
         match self {}

@@ -2,8 +2,9 @@
 //! a live one, or anything that is not a socket, is refused), binding it mode 0666, accepting
 //! connections with their peer credentials (`tokio::net::UnixStream::peer_cred()`), serving each with
 //! hyper's HTTP/1.1 (one request per connection, headers within a timeout, a bounded number at once),
-//! and removing the socket file on a clean shutdown if it is still the one this server made. It must
-//! not decide access (the routing does, per request).
+//! and removing the socket file on a clean shutdown if it is still the one this server made. A socket
+//! the service manager passed ([`adopt`]) is served as it is: its path is the manager's, so it is
+//! neither taken over nor removed. It must not decide access (the routing does, per request).
 
 use std::convert::Infallible;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -35,14 +36,16 @@ const MAX_PATH: usize = 107;
 pub(super) struct Bound {
     listener: UnixListener,
     path: PathBuf,
-    id: (u64, u64),
+    /// The socket file this server made (device, inode), to remove at shutdown; `None` when someone
+    /// else (the service manager) made it and owns the path.
+    id: Option<(u64, u64)>,
 }
 
 /// A serving control socket.
 #[derive(Debug)]
 pub(super) struct Running {
     path: PathBuf,
-    id: (u64, u64),
+    id: Option<(u64, u64)>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -81,8 +84,48 @@ pub(super) async fn bind(path: &Path) -> Result<Option<Bound>> {
     Ok(Some(Bound {
         listener,
         path: path.to_path_buf(),
-        id: (meta.dev(), meta.ino()),
+        id: Some((meta.dev(), meta.ino())),
     }))
+}
+
+/// Serves a listening socket the service manager bound: it must be the socket at `path` (the state
+/// directory's, where the CLI looks), and is left there at shutdown.
+pub(super) fn adopt(listener: std::os::unix::net::UnixListener, path: &Path) -> Result<Bound> {
+    let bound = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let same_file = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    match &bound {
+        Some(b) if b == path || same_file(b, path) => {}
+        _ => {
+            let shown = bound.as_ref().map_or_else(
+                || "no path (an abstract or unnamed socket)".to_string(),
+                |b| b.display().to_string(),
+            );
+            return Err(refused(
+                path,
+                format!("is not where the control socket the service manager passed is bound ({shown}), so the CLI would not find the agent"),
+                format!(
+                    "set ListenStream={} in airlockd-control.socket, or start airlockd with the --state-dir that holds the socket",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| AgentError::io("cannot serve the passed control socket", path, e))?;
+    let listener = UnixListener::from_std(listener)
+        .map_err(|e| AgentError::io("cannot serve the passed control socket", path, e))?;
+    Ok(Bound {
+        listener,
+        path: path.to_path_buf(),
+        id: None,
+    })
 }
 
 /// Removes a socket file nothing answers on; refuses a live one and anything else at the path.
@@ -172,9 +215,11 @@ impl Running {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
-        // Only our own socket: another agent may have taken the path over since.
-        let ours =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        // Only our own socket: another agent may have taken the path over since, and one the
+        // service manager passed is its to keep (it stays open while the agent restarts).
+        let ours = self.id.is_some_and(|id| {
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+        });
         if ours {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the control socket");

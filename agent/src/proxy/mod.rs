@@ -215,6 +215,35 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
+/// Serves on a listener someone else bound (the service manager's, an embedder's): it must be bound
+/// to loopback like one [`bind`] makes. Made non-blocking and handed to the async runtime.
+pub fn adopt(listener: std::net::TcpListener) -> Result<TcpListener> {
+    let addr = listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        source,
+        hint: "the listener handed to airlockd cannot tell its address; pass a bound TCP listener"
+            .into(),
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(AgentError::Bind {
+            addr,
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not a loopback address"),
+            hint: "Airlock listens on loopback only (127.0.0.1 or [::1]) so no other machine can use it; \
+                   bind the socket handed to it (ListenStream= in airlockd.socket) to 127.0.0.1:PORT"
+                .into(),
+        });
+    }
+    let bad = |source| AgentError::Bind {
+        addr,
+        source,
+        hint:
+            "the listener handed to airlockd cannot be served; check it is a listening TCP socket"
+                .into(),
+    };
+    listener.set_nonblocking(true).map_err(bad)?;
+    TcpListener::from_std(listener).map_err(bad)
+}
+
 /// What to do with a connection just accepted.
 #[derive(Debug, PartialEq, Eq)]
 enum Admission {

@@ -1,8 +1,10 @@
 //! Process-level resources the operating system bounds — how many file descriptors the agent may hold
-//! open (each client connection needs one, a tunnel or an upstream leg another) — and the OS's
-//! readers of socket facts (`procfs`, and on Linux `sockdiag`). It owns asking the OS; it must not
-//! decide how many connections to serve (the agent wiring does, from these numbers).
+//! open (each client connection needs one, a tunnel or an upstream leg another) —, the listening
+//! sockets a service manager hands over (`activation`), and the OS's readers of socket facts
+//! (`procfs`, and on Linux `sockdiag`). It owns asking the OS; it must not decide how many
+//! connections to serve (the agent wiring does, from these numbers).
 
+pub mod activation;
 pub mod procfs;
 #[cfg(target_os = "linux")]
 pub mod sockdiag;
