@@ -6,7 +6,11 @@
 //! connection a request goes over naming the file's pid and uid, checked before a byte is sent, on
 //! every connection → the status answer (the same pid; the CA fingerprint of the certificate on disk)
 //! → the proxy port in the file, where tools get pointed (its listening socket owned by that uid, held
-//! by that pid). With the control socket silent, something holding the agent's port is refused, not
+//! by that pid). Under socket activation (the runtime file says which sockets the service manager
+//! made) a socket's creator is root, not the agent: then the control socket passes only if the file's
+//! pid holds it where we can see, and the kernel names that pid and uid as the writer of every byte of
+//! the answer (`SCM_CREDENTIALS`); the root-owned port only if that pid holds it, or, where its open
+//! files are hidden from us, the verified agent reports serving that very socket. With the control socket silent, something holding the agent's port is refused, not
 //! taken for the agent. Every path the CLI hands out comes from the state directory. It owns these
 //! checks and the refusal messages; it must not print anything or build environments.
 
@@ -217,6 +221,17 @@ pub struct Runtime {
     pub pid: u32,
     /// The agent's uid (`None` on systems without uids).
     pub uid: Option<u32>,
+    /// The proxy port's listening socket was made by the service manager (socket activation).
+    pub inherited_proxy: bool,
+    /// The control socket was made by the service manager.
+    pub inherited_control: bool,
+}
+
+impl Runtime {
+    /// Whether any of the agent's sockets came from the service manager.
+    pub fn activated(&self) -> bool {
+        self.inherited_proxy || self.inherited_control
+    }
 }
 
 /// Reads and checks the runtime file; `None` if there is none.
@@ -300,11 +315,18 @@ fn read_runtime(state: &TrustedState) -> Result<Option<Runtime>> {
             "names {listen}, which is not a loopback address"
         )));
     }
+    let inherited = |name: &str| {
+        v["inherited"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n == name))
+    };
     Ok(Some(Runtime {
         path,
         listen,
         pid,
         uid,
+        inherited_proxy: inherited("proxy"),
+        inherited_control: inherited("control"),
     }))
 }
 
@@ -404,6 +426,12 @@ pub enum SocketProof {
     PeerCred,
     /// This OS gives no peer credentials: the socket file's owner and the answer's pid matched.
     FileOwner,
+    /// The service manager (root) made the socket; the runtime file's pid holds it (`holds`, where
+    /// its open files are visible to us) and the kernel names it as the writer of every answer.
+    ServiceManager {
+        /// Whether we saw the pid holding the socket (its open files are hidden from other users).
+        holds: bool,
+    },
 }
 
 /// The agent the state directory names, verified.
@@ -452,11 +480,19 @@ impl Verified {
                 "the control socket belongs to {owner} and its answer names pid {pid} (this OS gives \
                  no peer credentials)"
             ),
+            SocketProof::ServiceManager { holds } => format!(
+                "the service manager made the control socket and pid {pid} of {owner}{} writes its \
+                 answers (kernel credentials)",
+                if holds { ", which holds it," } else { "" }
+            ),
         };
         let port = match self.port_proof {
             Some(PidProof::HoldsSocket) => " and holds the proxy port's listening socket",
             Some(PidProof::RunsAsOwner) => {
                 " and the proxy port's listening socket belongs to that user"
+            }
+            Some(PidProof::ReportedByAgent) => {
+                " and serves the proxy port's listening socket (root's, as it reports)"
             }
             None => " (this OS does not show who holds the proxy port)",
         };
@@ -482,8 +518,16 @@ impl Verified {
     /// Sends `body` to the verified agent and returns the status and answer as they are (a refusal
     /// is an answer here, not an error).
     pub fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value)> {
-        let answer = self.connect()?.request(method, path, body)?;
+        let answer = self.exchange(method, path, body)?;
         Ok((answer.status, answer.body))
+    }
+
+    /// One request over a new connection whose peer is still the agent, and whose answer's writer
+    /// is too.
+    fn exchange(&self, method: &str, path: &str, body: &[u8]) -> Result<control::Answer> {
+        let answer = self.connect()?.request(method, path, body)?;
+        check_writer(&self.socket, &self.runtime, self.socket_proof, &answer)?;
+        Ok(answer)
     }
 
     fn connect(&self) -> Result<control::Conn> {
@@ -495,7 +539,9 @@ impl Verified {
             )
         })?;
         if let Some(cred) = conn.peer() {
-            if !same_process(cred, &self.runtime) {
+            let activated = matches!(self.socket_proof, SocketProof::ServiceManager { .. });
+            let by_manager = activated && cred.uid == 0;
+            if !same_process(cred, &self.runtime) && !by_manager {
                 return Err(Refused::untrusted(format!(
                     "the control socket {shown} is served by pid {} of {} now, not by the agent \
                      airlock verified (pid {}): the agent restarted, or another program took the \
@@ -510,8 +556,7 @@ impl Verified {
     }
 
     fn call(&self, method: &str, path: &str) -> Result<Value> {
-        let conn = self.connect()?;
-        let answer = conn.request(method, path, &[])?;
+        let answer = self.exchange(method, path, &[])?;
         if answer.status == 403 {
             return Err(anyhow!(
                 "the agent refused {method} {path}: {}",
@@ -600,6 +645,13 @@ pub fn find_agent(
     check_socket_file(&socket, &rt)?;
     let socket_proof = match conn.peer() {
         Some(cred) if same_process(cred, &rt) => SocketProof::PeerCred,
+        Some(cred) if cred.uid == 0 && rt.inherited_control => {
+            let inodes = peer::unix_listeners(&socket.path);
+            match by_service_manager(&rt, &inodes, peer::holding) {
+                Ok(proof) => proof,
+                Err(why) => return Err(someone_else_on_socket(&socket, Some(cred), &why)),
+            }
+        }
         Some(cred) => {
             let why = if rt.uid.is_some_and(|u| u != cred.uid) {
                 format!(
@@ -619,6 +671,7 @@ pub fn find_agent(
         None => SocketProof::FileOwner,
     };
     let answer = conn.request("GET", STATUS_PATH, &[])?;
+    check_writer(&socket, &rt, socket_proof, &answer)?;
     if answer.status != 200 {
         return Err(anyhow!(
             "the agent on {} answered {} for GET {STATUS_PATH}: {}",
@@ -630,7 +683,10 @@ pub fn find_agent(
     let status = answer.body;
     let ca = check_answer(state, &socket, &rt, &status)?;
     let port_proof = match peer::lookup(rt.listen)? {
-        Lookup::Found(l) => Some(check_listener(&target, &l, &rt)?),
+        Lookup::Found(l) => {
+            let reported = status["listeners"]["proxy_socket_inode"].as_u64();
+            Some(check_listener(&target, &l, &rt, reported)?)
+        }
         Lookup::Nobody => {
             return Err(anyhow!(
             "the agent (pid {}) answers on its control socket, but nothing listens on its proxy \
@@ -688,7 +744,7 @@ fn nobody_on_the_socket(
         );
         return Err(someone_else(&target, None, &why));
     };
-    check_listener(&target, &l, &rt)?;
+    check_listener(&target, &l, &rt, None)?;
     Err(anyhow!(
         "the agent (pid {}) listens on {} but does not answer on its control socket {} ({}): the \
          socket was removed, or the agent is older than this airlock. Restart airlockd",
@@ -702,6 +758,69 @@ fn nobody_on_the_socket(
 /// Whether the kernel's peer credentials are the runtime file's pid and uid.
 fn same_process(cred: PeerCred, rt: &Runtime) -> bool {
     cred.pid == rt.pid && rt.uid.is_none_or(|u| u == cred.uid)
+}
+
+/// A control socket whose peer is root, with a runtime file that says the service manager made it:
+/// the file's pid must hold one of the listening sockets bound at the path (`inodes`, from the
+/// kernel's table) wherever we can see its open files; the writer check on every answer does the
+/// rest. `Err` says why not, as a clause after "it is not your Airlock agent:".
+fn by_service_manager(
+    rt: &Runtime,
+    inodes: &[u64],
+    holding: impl Fn(u32, u64) -> peer::Holding,
+) -> std::result::Result<SocketProof, String> {
+    use peer::Holding;
+    let says = runtime_says(rt);
+    let mut hidden = inodes.is_empty();
+    for inode in inodes {
+        match holding(rt.pid, *inode) {
+            Holding::Yes => return Ok(SocketProof::ServiceManager { holds: true }),
+            Holding::No => {}
+            Holding::Hidden => hidden = true,
+            Holding::Gone => {
+                return Err(format!(
+                    "{says}, and that process is not running (the runtime file is stale; the agent \
+                     may be restarting: run the command again)"
+                ))
+            }
+        }
+    }
+    if hidden {
+        // Another user's process: which sockets it holds is not ours to see. Every answer's writer
+        // must still be that pid (check_writer).
+        return Ok(SocketProof::ServiceManager { holds: false });
+    }
+    Err(format!(
+        "{says}, and the socket was made by root (a service manager), but that process does not \
+         hold it"
+    ))
+}
+
+/// The kernel's word on who wrote an answer must agree with how the socket was verified: a socket
+/// the service manager made is trusted only through the writer, so there it must be the runtime
+/// file's pid and uid; elsewhere a writer that is known must be too.
+fn check_writer(
+    socket: &SocketPath,
+    rt: &Runtime,
+    proof: SocketProof,
+    answer: &control::Answer,
+) -> Result<()> {
+    let why = match (answer.writer, proof) {
+        (Some(w), _) if same_process(w, rt) => return Ok(()),
+        (None, SocketProof::ServiceManager { .. }) => format!(
+            "{}, and the socket was made by a service manager, but the kernel did not name one \
+             process as the writer of the answer",
+            runtime_says(rt)
+        ),
+        (None, _) => return Ok(()),
+        (Some(w), _) => format!(
+            "{}, but the answer was written by pid {} of {}",
+            runtime_says(rt),
+            w.pid,
+            owner::who(w.uid)
+        ),
+    };
+    Err(someone_else_on_socket(socket, answer.writer, &why))
 }
 
 /// The socket file must belong to root or the agent's user: nobody else can have made it.
@@ -790,8 +909,19 @@ fn runtime_says(rt: &Runtime) -> String {
     )
 }
 
-/// The listening socket must belong to the runtime file's uid and be held by its pid.
-fn check_listener(target: &AgentAddr, l: &Listener, rt: &Runtime) -> Result<PidProof> {
+/// The listening socket must belong to the runtime file's uid and be held by its pid — or, when the
+/// runtime file says the service manager made it, belong to root and be the agent's (see
+/// [`root_listener`]). `reported` is the socket inode the verified agent says it serves.
+fn check_listener(
+    target: &AgentAddr,
+    l: &Listener,
+    rt: &Runtime,
+    reported: Option<u64>,
+) -> Result<PidProof> {
+    if l.uid == 0 && rt.inherited_proxy && rt.uid.is_some_and(|u| u != 0) {
+        return root_listener(l, rt, reported, peer::holding)
+            .map_err(|why| someone_else(target, Some(l), &why));
+    }
     if let Some(uid) = rt.uid.filter(|u| *u != l.uid) {
         let why = format!(
             "{}, but the socket belongs to {}, not {}",
@@ -808,6 +938,36 @@ fn check_listener(target: &AgentAddr, l: &Listener, rt: &Runtime) -> Result<PidP
             &format!("{}, but {reason}", runtime_says(rt)),
         )
     })
+}
+
+/// A root-owned proxy listener of an agent whose runtime file says the service manager made it: the
+/// file's pid must hold it, or — where its open files are hidden from us — the verified agent must
+/// report that very socket (its inode; only root's processes can hold a root-made socket, so what is
+/// left to rule out is another of root's). `Err` says why not.
+fn root_listener(
+    l: &Listener,
+    rt: &Runtime,
+    reported: Option<u64>,
+    holding: impl Fn(u32, u64) -> peer::Holding,
+) -> std::result::Result<PidProof, String> {
+    use peer::Holding;
+    let says = runtime_says(rt);
+    match holding(rt.pid, l.inode) {
+        Holding::Yes => Ok(PidProof::HoldsSocket),
+        Holding::No => Err(format!(
+            "{says}, and the socket was made by root (a service manager), but that process does not \
+             hold it"
+        )),
+        Holding::Gone => Err(format!(
+            "{says}, and that process is not running (the runtime file is stale)"
+        )),
+        Holding::Hidden if reported == Some(l.inode) => Ok(PidProof::ReportedByAgent),
+        Holding::Hidden => Err(format!(
+            "{says}, and the socket was made by root (a service manager), but the agent does not \
+             report serving that socket (inode {})",
+            l.inode
+        )),
+    }
 }
 
 /// The answer must carry the runtime file's pid and the fingerprint of the CA certificate on disk.
@@ -908,6 +1068,105 @@ mod tests {
         );
         let junk = FP.replace("B0", "ZZ");
         assert!(!same_fingerprint(&junk, &junk));
+    }
+
+    fn rt(pid: u32, uid: u32) -> Runtime {
+        Runtime {
+            path: PathBuf::from("/var/lib/airlock/runtime.json"),
+            listen: "127.0.0.1:8479".parse().unwrap(),
+            pid,
+            uid: Some(uid),
+            inherited_proxy: true,
+            inherited_control: true,
+        }
+    }
+
+    #[test]
+    fn a_service_managers_control_socket_needs_the_runtime_pid_holding_it() {
+        use peer::Holding;
+        let agent = rt(4242, 998);
+        // The pid holds one of the sockets at the path.
+        let holds = |pid: u32, inode: u64| {
+            if pid == 4242 && inode == 7 {
+                Holding::Yes
+            } else {
+                Holding::No
+            }
+        };
+        assert_eq!(
+            by_service_manager(&agent, &[5, 7], holds),
+            Ok(SocketProof::ServiceManager { holds: true })
+        );
+        // Visible, and it holds none of them: refused.
+        let e = by_service_manager(&agent, &[5], holds).unwrap_err();
+        assert!(e.contains("does not hold it"), "{e}");
+        // Dead pid: refused as stale.
+        let e = by_service_manager(&agent, &[7], |_, _| Holding::Gone).unwrap_err();
+        assert!(e.contains("stale"), "{e}");
+        // Another user's process: left to the writer check.
+        assert_eq!(
+            by_service_manager(&agent, &[7], |_, _| Holding::Hidden),
+            Ok(SocketProof::ServiceManager { holds: false })
+        );
+        assert_eq!(
+            by_service_manager(&agent, &[], holds),
+            Ok(SocketProof::ServiceManager { holds: false }),
+            "no row for the path (reached another way): the writer check decides"
+        );
+    }
+
+    #[test]
+    fn a_socket_made_by_the_service_manager_is_trusted_only_through_its_writer() {
+        let agent = rt(4242, 998);
+        let socket = SocketPath {
+            path: PathBuf::from("/var/lib/airlock/airlock.sock"),
+            source: "in the state directory".into(),
+        };
+        let answer = |writer| control::Answer {
+            status: 200,
+            body: Value::Null,
+            writer,
+        };
+        let manager = SocketProof::ServiceManager { holds: false };
+        let me = PeerCred {
+            pid: 4242,
+            uid: 998,
+        };
+        let other = PeerCred { pid: 4243, uid: 0 };
+        assert!(check_writer(&socket, &agent, manager, &answer(Some(me))).is_ok());
+        let e = check_writer(&socket, &agent, manager, &answer(Some(other))).unwrap_err();
+        assert!(e.to_string().contains("written by pid 4243"), "{e}");
+        let e = check_writer(&socket, &agent, manager, &answer(None)).unwrap_err();
+        assert!(e.to_string().contains("writer"), "{e}");
+        // A socket the agent made itself: a writer the OS names must be it, none is not required.
+        assert!(check_writer(&socket, &agent, SocketProof::PeerCred, &answer(None)).is_ok());
+        assert!(
+            check_writer(&socket, &agent, SocketProof::PeerCred, &answer(Some(other))).is_err()
+        );
+    }
+
+    #[test]
+    fn a_root_owned_port_is_the_agents_when_it_holds_it_or_reports_it() {
+        use peer::Holding;
+        let agent = rt(4242, 998);
+        let l = Listener {
+            bound: "127.0.0.1:8479".parse().unwrap(),
+            uid: 0,
+            inode: 99,
+        };
+        assert_eq!(
+            root_listener(&l, &agent, None, |_, _| Holding::Yes),
+            Ok(PidProof::HoldsSocket)
+        );
+        assert!(root_listener(&l, &agent, Some(99), |_, _| Holding::No).is_err());
+        assert!(root_listener(&l, &agent, Some(99), |_, _| Holding::Gone).is_err());
+        assert_eq!(
+            root_listener(&l, &agent, Some(99), |_, _| Holding::Hidden),
+            Ok(PidProof::ReportedByAgent)
+        );
+        let e = root_listener(&l, &agent, Some(98), |_, _| Holding::Hidden).unwrap_err();
+        assert!(e.contains("inode 99"), "{e}");
+        assert!(root_listener(&l, &agent, None, |_, _| Holding::Hidden).is_err());
     }
 
     #[cfg(unix)]

@@ -1,7 +1,9 @@
 //! Talking to the agent's control API: HTTP/1.1 over its unix socket (`--socket`, `$AIRLOCK_SOCKET`,
 //! else `airlock.sock` in the state directory). A connection's peer credentials — the pid and uid of
-//! the process serving the socket, from the kernel — are read before a byte is sent, so `trust` can
-//! hold the very connection a request goes over to the agent's runtime file. The HTTP is written by
+//! the process that made the socket listen, from the kernel — are read before a byte is sent, so
+//! `trust` can hold the very connection a request goes over to the agent's runtime file; and each
+//! answer comes with the kernel's word on which process wrote it (the one that accepted the
+//! connection: the agent, even on a socket its service manager made). The HTTP is written by
 //! hand (one request per connection, `Connection: close`, a bounded answer with `Content-Length` or
 //! chunked framing): no client crate takes a connection whose credentials were checked first — ureq
 //! 3's connector API is semver-exempt ("unversioned") and hides the socket — and a blocking CLI has no
@@ -16,7 +18,7 @@ mod other;
 #[cfg(not(unix))]
 use other as os;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,6 +93,9 @@ pub struct Answer {
     pub status: u16,
     /// The body.
     pub body: Value,
+    /// The one process that wrote every byte of it, as the kernel attests (Linux); `None` where
+    /// the OS does not tell, or when several processes (or one without credentials) wrote it.
+    pub writer: Option<PeerCred>,
 }
 
 impl Answer {
@@ -144,7 +149,8 @@ impl Conn {
     /// Sends one request and reads its answer; the connection is used up.
     pub fn request(mut self, method: &str, path: &str, body: &[u8]) -> Result<Answer> {
         let shown = self.path.display().to_string();
-        let raw = exchange(&mut self.stream, method, path, body)
+        let (raw, writer) = send_request(&mut self.stream, method, path, body)
+            .and_then(|()| self.stream.read_answer(MAX_ANSWER))
             .with_context(|| format!("{method} {path} on the control socket {shown} failed"))?;
         let (status, bytes) = parse(&raw).map_err(|e| {
             anyhow!("the agent on {shown} sent an answer that is not HTTP for {path}: {e}")
@@ -154,16 +160,15 @@ impl Conn {
                 "the agent on {shown} sent something that is not JSON for {path} (status {status})"
             )
         })?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            writer,
+        })
     }
 }
 
-fn exchange<S: Read + Write>(
-    s: &mut S,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> io::Result<Vec<u8>> {
+fn send_request<S: Write>(s: &mut S, method: &str, path: &str, body: &[u8]) -> io::Result<()> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: airlock\r\nUser-Agent: airlock/{}\r\nAccept: application/json\r\n\
          Connection: close\r\nContent-Length: {}\r\n\r\n",
@@ -172,10 +177,7 @@ fn exchange<S: Read + Write>(
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
-    s.flush()?;
-    let mut raw = Vec::new();
-    s.take(MAX_ANSWER).read_to_end(&mut raw)?;
-    Ok(raw)
+    s.flush()
 }
 
 /// The status and body of one HTTP/1.1 response read to its end.
@@ -243,6 +245,7 @@ fn dechunk(mut rest: &[u8]) -> std::result::Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn answers_are_read_with_either_framing_and_junk_is_refused() {
@@ -285,7 +288,9 @@ mod tests {
             sent: Vec::new(),
             reply: io::Cursor::new(b"HTTP/1.1 200 OK\r\n\r\n{}".to_vec()),
         };
-        let raw = exchange(&mut w, "POST", "/airlock/v1/ca/reload", b"abc").unwrap();
+        send_request(&mut w, "POST", "/airlock/v1/ca/reload", b"abc").unwrap();
+        let mut raw = Vec::new();
+        w.read_to_end(&mut raw).unwrap();
         let sent = String::from_utf8(w.sent).unwrap();
         assert!(
             sent.starts_with("POST /airlock/v1/ca/reload HTTP/1.1\r\nHost: airlock\r\n"),

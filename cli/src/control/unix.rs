@@ -1,6 +1,6 @@
 //! The control socket on unix systems for [`super`]: a `std` unix stream with timeouts. Only who
-//! serves the socket is per OS: [`peer`] comes from `linux.rs` (`SO_PEERCRED`) or from
-//! `bsd.rs` (macOS and the BSDs, not read yet).
+//! serves the socket and who wrote the answer are per OS: they come from `linux.rs` (`SO_PEERCRED`,
+//! `SCM_CREDENTIALS`) or from `bsd.rs` (macOS and the BSDs, not read yet).
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -20,13 +20,19 @@ use super::PeerCred;
 pub(super) type Stream = UnixStream;
 
 pub(super) fn connect(path: &Path) -> io::Result<Stream> {
-    UnixStream::connect(path)
+    let s = UnixStream::connect(path)?;
+    // Before a byte is sent, so every message of the answer carries its writer.
+    peer_os::attest(&s)?;
+    Ok(s)
 }
 
 /// What this OS adds to a stream.
 pub(super) trait StreamExt {
     fn set_timeouts(&self, t: Duration) -> io::Result<()>;
     fn peer(&self) -> Option<PeerCred>;
+    /// Reads the answer to its end (at most `limit` bytes), with the one process that wrote all of
+    /// it where the OS tells.
+    fn read_answer(&mut self, limit: u64) -> io::Result<(Vec<u8>, Option<PeerCred>)>;
 }
 
 impl StreamExt for UnixStream {
@@ -37,5 +43,9 @@ impl StreamExt for UnixStream {
 
     fn peer(&self) -> Option<PeerCred> {
         peer_os::peer(self)
+    }
+
+    fn read_answer(&mut self, limit: u64) -> io::Result<(Vec<u8>, Option<PeerCred>)> {
+        peer_os::read_attested(self, limit)
     }
 }

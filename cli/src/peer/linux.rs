@@ -1,12 +1,13 @@
 //! Linux listener identity for [`super`]: the owner uid and inode of a listening socket come from
-//! `/proc/net/tcp` and `/proc/net/tcp6` (readable by every user), and the processes holding it from
-//! the `socket:[inode]` links under `/proc/<pid>/fd` (readable for our own processes, or all as root).
+//! `/proc/net/tcp` and `/proc/net/tcp6` (readable by every user), a unix listener's inode from
+//! `/proc/net/unix` by its path, and the processes holding one from the `socket:[inode]` links under
+//! `/proc/<pid>/fd` (readable for our own processes, or all as root).
 
 use std::fs;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Listener, Lookup, PidProof};
+use super::{Holding, Listener, Lookup, PidProof};
 use crate::owner;
 use airlock_agent::sys::procfs;
 
@@ -63,6 +64,71 @@ pub(super) fn check_pid(listener: &Listener, pid: u32) -> Result<PidProof, Strin
         }
         Err(e) => Err(format!("its open files cannot be read ({fd_dir}: {e})")),
     }
+}
+
+pub(super) fn holding(pid: u32, inode: u64) -> Holding {
+    match fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(entries) => {
+            let wanted = socket_link(inode);
+            let held = entries
+                .flatten()
+                .any(|e| fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()));
+            if held {
+                Holding::Yes
+            } else {
+                Holding::No
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Holding::Gone,
+        Err(_) => Holding::Hidden,
+    }
+}
+
+pub(super) fn unix_listeners(path: &std::path::Path) -> Vec<u64> {
+    let Ok(text) = fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    // The kernel lists the path the socket was bound with; the CLI may have reached it another way.
+    let real = fs::canonicalize(path).ok();
+    parse_unix_table(&text)
+        .into_iter()
+        .filter(|(p, _)| {
+            let p = std::path::Path::new(p);
+            p == path
+                || real
+                    .as_deref()
+                    .is_some_and(|r| fs::canonicalize(p).is_ok_and(|q| q == r))
+        })
+        .map(|(_, inode)| inode)
+        .collect()
+}
+
+/// `__SO_ACCEPTCON` in `/proc/net/unix`'s Flags column: the socket is listening.
+const UNIX_LISTENING: u32 = 0x0001_0000;
+/// `SOCK_STREAM` in its Type column.
+const UNIX_STREAM: u32 = 1;
+
+/// The listening stream sockets of `/proc/net/unix` that are bound to a path: (path, inode).
+pub(crate) fn parse_unix_table(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Num RefCount Protocol Flags Type St Inode Path — the path is the rest of the line.
+            let mut rest = line.trim_start();
+            let mut fields = [""; 7];
+            for f in &mut fields {
+                let end = rest.find(char::is_whitespace)?;
+                *f = &rest[..end];
+                rest = rest[end..].trim_start();
+            }
+            let flags = u32::from_str_radix(fields[3], 16).ok()?;
+            let kind = u32::from_str_radix(fields[4], 16).ok()?;
+            let inode = fields[6].parse().ok()?;
+            let path = rest.trim_end();
+            (flags & UNIX_LISTENING != 0 && kind == UNIX_STREAM && path.starts_with('/'))
+                .then(|| (path.to_string(), inode))
+        })
+        .collect()
 }
 
 pub(super) fn holders(listener: &Listener) -> Vec<(u32, Option<String>)> {
@@ -298,6 +364,40 @@ mod tests {
         let v6: SocketAddr = "[::1]:8479".parse().unwrap();
         assert_eq!(reached_by(&[any4, exact], v6), None);
         assert_eq!(reached_by(&[any4, any6], v6), Some(any6));
+    }
+
+    #[test]
+    fn reads_the_unix_table() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23456 /var/lib/airlock/airlock.sock\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 23457 /var/lib/airlock/airlock.sock\n\
+            0000000000000000: 00000002 00000000 00010000 0002 01  3458 /run/dgram\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01  3459 @abstract\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01  3460 /tmp/with space.sock\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01  3461\n";
+        assert_eq!(
+            parse_unix_table(text),
+            vec![
+                ("/var/lib/airlock/airlock.sock".to_string(), 23456),
+                ("/tmp/with space.sock".to_string(), 3460)
+            ],
+            "only listening stream sockets bound to a path"
+        );
+    }
+
+    #[test]
+    fn this_process_is_seen_holding_its_own_unix_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let sock = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let inodes = unix_listeners(&path);
+        assert_eq!(inodes.len(), 1, "{inodes:?}");
+        assert_eq!(holding(std::process::id(), inodes[0]), Holding::Yes);
+        assert_eq!(
+            holding(std::process::id(), inodes[0] + 1_000_000),
+            Holding::No
+        );
+        drop(sock);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who listens on a loopback address: the uid that owns the listening socket and, where the OS lets us
-//! see it, which processes hold it. It owns the OS-specific ways of finding that out (on Linux,
-//! `/proc/net/tcp{,6}` and `/proc/<pid>/fd`); elsewhere it reports that it cannot tell, and `trust`
+//! see it, which processes hold it — and the same for the listening unix sockets bound at a path. It
+//! owns the OS-specific ways of finding that out (on Linux, `/proc/net/tcp{,6}`, `/proc/net/unix` and
+//! `/proc/<pid>/fd`); elsewhere it reports that it cannot tell, and `trust`
 //! falls back to the pid and CA fingerprint checks alone. It must not decide whether a listener is
 //! trusted, and it never connects to anything.
 
@@ -47,6 +48,34 @@ pub enum PidProof {
     /// The pid's open files are not readable by us (it runs as another user), but it runs as the
     /// socket's owner.
     RunsAsOwner,
+    /// The socket belongs to root (a service manager made it) and the pid's open files are not
+    /// readable by us, but the verified agent reports serving that very socket (its inode).
+    ReportedByAgent,
+}
+
+/// Whether a process holds a socket among its open files, as far as we can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // which variants are built depends on the OS
+pub enum Holding {
+    /// It does.
+    Yes,
+    /// Its open files are readable, and the socket is not among them.
+    No,
+    /// Its open files are not readable by us (another user's process), or the OS does not show them.
+    Hidden,
+    /// No such process.
+    Gone,
+}
+
+/// Whether `pid` holds the socket with inode `inode`.
+pub fn holding(pid: u32, inode: u64) -> Holding {
+    os::holding(pid, inode)
+}
+
+/// The inodes of the listening unix stream sockets bound at `path` (empty where the OS does not
+/// show them).
+pub fn unix_listeners(path: &std::path::Path) -> Vec<u64> {
+    os::unix_listeners(path)
 }
 
 /// Finds the listening socket that a TCP connection to `target` would reach.

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Listener, Lookup, PidProof};
+use super::{Holding, Listener, Lookup, PidProof};
 
 pub(super) fn lookup(_target: SocketAddr) -> std::io::Result<Lookup> {
     Ok(Lookup::Unsupported)
@@ -20,4 +20,12 @@ pub(super) fn holders(_listener: &Listener) -> Vec<(u32, Option<String>)> {
 
 pub(super) fn command_name(_pid: u32) -> Option<String> {
     None
+}
+
+pub(super) fn holding(_pid: u32, _inode: u64) -> Holding {
+    Holding::Hidden
+}
+
+pub(super) fn unix_listeners(_path: &std::path::Path) -> Vec<u64> {
+    Vec::new()
 }
