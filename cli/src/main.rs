@@ -351,7 +351,14 @@ fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
         s["version"].as_str().unwrap_or("?"),
         s["uptime_secs"]
     );
-    outln!("  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac)");
+    let held = if v.runtime.activated() {
+        " (sockets held by the service manager)"
+    } else {
+        ""
+    };
+    outln!(
+        "  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac){held}"
+    );
     outln!("  Verified:      {}", v.how());
     outln!(
         "  Control:       {} ({})",
