@@ -54,6 +54,7 @@ mod nodecheck;
 mod owner;
 mod peer;
 mod policy;
+mod setup;
 mod trust;
 mod usage;
 mod userproxy;
@@ -166,6 +167,23 @@ enum Command {
         #[command(subcommand)]
         action: policy::PolicyAction,
     },
+    /// Trust the device CA in this machine's trust stores (system, NSS, Java) and point new shells
+    /// at the agent; shows what it will change and asks unless --yes.
+    Setup(setup::SetupArgs),
+    /// Undo `airlock setup`: every Airlock CA out of the trust stores, the shell files and desktop
+    /// proxy setting it wrote, the service; --purge also deletes the state directory.
+    Uninstall(setup::UninstallArgs),
+    /// Print shell completions: airlock completions bash > /etc/bash_completion.d/airlock.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write airlock.1 and airlock-<command>.1 here.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +198,13 @@ enum CaAction {
     },
     /// Print the CA certificate (PEM).
     Export,
+    /// Which trust stores hold the current CA (system, NSS databases, Java keystores, the merged
+    /// bundle), and which still hold old ones.
+    TrustStatus {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the CA with a new one covering every host the policy intercepts.
     Rotate {
         /// Policy whose hosts the new CA must cover (default: the verified running agent's, else the
@@ -233,6 +258,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return policy::run(action)
         }
         Command::Enroll(args) => return enroll::enroll(args, &DaemonPaths::of(&cli).daemon()),
+        Command::Setup(args) => return setup::setup(args, cli.state_dir.as_deref()),
+        Command::Uninstall(args) => return setup::uninstall(args, cli.state_dir.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "airlock", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => return man(dir.as_deref()),
         Command::Credentials {
             action: credentials::CredentialsAction::Fingerprint,
         } => return credentials::fingerprint(),
@@ -275,7 +310,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Enroll(args) => enroll::enroll(&args, &paths.daemon()),
         Command::Unenroll(args) => enroll::unenroll(&args, &paths.daemon()),
+        Command::Setup(_)
+        | Command::Uninstall(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable_command(),
     }
+}
+
+/// Commands answered before the state directory is read never get here.
+fn unreachable_command() -> Result<ExitCode> {
+    bail!("internal error: command dispatched twice")
+}
+
+/// `airlock man`: the page on stdout, or every command's page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        out!("{}", String::from_utf8_lossy(&buf));
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, c: clap::Command| -> Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c).render(&mut buf)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+    };
+    for sub in cmd.get_subcommands() {
+        let name = format!("airlock-{}", sub.get_name());
+        write(&name, sub.clone().name(name.clone()))?;
+    }
+    write("airlock", cmd)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The global flags that locate the daemon, kept for commands that confirm a change with it.
@@ -607,6 +675,7 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
             }
         }
         CaAction::Rotate { policy } => rotate(ctx, policy)?,
+        CaAction::TrustStatus { json } => return setup::trust_status(&ctx.state.dir, json),
     }
     Ok(ExitCode::SUCCESS)
 }

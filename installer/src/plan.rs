@@ -165,33 +165,44 @@ fn as_missing_nss(store: &dyn Store, s: &Setup) -> Option<NssDb> {
         .then(|| NssDb::to_create(dir))
 }
 
-/// How each step went.
+/// How each step went, in order.
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
-    /// What was done.
-    pub done: Vec<String>,
-    /// What failed, with why and what to do.
-    pub failed: Vec<String>,
+    /// Each step: whether it worked, and what was done or why it failed (with what to do).
+    pub steps: Vec<(bool, String)>,
 }
 
 impl Outcome {
     fn result(&mut self, what: String, r: Result<()>) {
         match r {
-            Ok(()) => self.done.push(what),
-            Err(e) => self.failed.push(format!("{what}: {e}")),
+            Ok(()) => self.steps.push((true, what)),
+            Err(e) => self.steps.push((false, format!("{what}: {e}"))),
         }
+    }
+
+    /// How many steps failed.
+    pub fn failures(&self) -> usize {
+        self.steps.iter().filter(|(ok, _)| !ok).count()
     }
 }
 
 /// Carries out `plan` for `ca`, recording each change in the manifest at `manifest_path` as it
-/// succeeds.
+/// succeeds. `created_before` are folders the caller made for this setup before (the state folder
+/// the CA went into), outermost first: uninstall removes them when they are empty again.
 pub fn apply_setup(
     plan: SetupPlan,
     scope: Scope,
     ca: &Ca,
     manifest_path: &Path,
+    created_before: Vec<PathBuf>,
 ) -> Result<Outcome> {
-    let mut m = Manifest::load(manifest_path)?.unwrap_or_else(|| Manifest::new(scope.word()));
+    let mut m = match Manifest::load(manifest_path)? {
+        Some(m) => m,
+        None => Manifest {
+            created_dirs: created_before.into_iter().filter(|d| d.is_dir()).collect(),
+            ..Manifest::new(scope.word())
+        },
+    };
     m.ca_serial = Some(ca.short_serial().to_string());
     m.save(manifest_path)?;
     let mut out = Outcome::default();
@@ -353,6 +364,12 @@ pub fn apply_uninstall(
     manifest_path: &Path,
     pac_url: Option<&str>,
 ) -> Result<Outcome> {
+    // Read first: a purge may take the manifest's folder with it.
+    let created = Manifest::load(manifest_path)
+        .ok()
+        .flatten()
+        .map(|m| m.created_dirs)
+        .unwrap_or_default();
     let mut out = Outcome::default();
     for step in steps {
         let what = step.describe();
@@ -383,12 +400,7 @@ pub fn apply_uninstall(
             };
         out.result(what, r);
     }
-    if out.failed.is_empty() {
-        let created = Manifest::load(manifest_path)
-            .ok()
-            .flatten()
-            .map(|m| m.created_dirs)
-            .unwrap_or_default();
+    if out.failures() == 0 {
         fsutil::remove_file(manifest_path)?;
         fsutil::remove_created_dirs(&created);
     }
