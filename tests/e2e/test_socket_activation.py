@@ -276,6 +276,33 @@ def test_connections_during_restarts_are_answered_and_each_instance_verifies(moc
         stop_activated(a)
 
 
+def test_airlockd_tells_the_service_manager_when_it_serves_and_when_it_stops(mock, tmp_path):
+    """Type=notify: READY=1 on $NOTIFY_SOCKET once the listeners serve, STOPPING=1 at SIGTERM."""
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(30)
+    state = tmp_path / "state"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(mock_policy(mock))
+    proc = subprocess.Popen([str(binary("airlockd")), "--listen", "127.0.0.1:0", "--state-dir", str(state),
+                             "--policy", str(policy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=clean_env({"NOTIFY_SOCKET": str(notify_path)}))
+    try:
+        ready = notify.recv(4096).decode()
+        assert "READY=1" in ready.splitlines(), ready
+        # Ready means serving: the runtime file is there and the port answers.
+        port = int(json.loads((state / "airlockd.json").read_text())["listen"].rsplit(":", 1)[1])
+        assert health(port) == 200
+        proc.send_signal(signal.SIGTERM)
+        stopping = notify.recv(4096).decode()
+        assert "STOPPING=1" in stopping.splitlines(), stopping
+        assert proc.wait(timeout=20) == 0
+    finally:
+        stop(proc)
+        notify.close()
+
+
 # --- an unprivileged user verifying an agent that runs as a service user --------------------------
 
 @pytest.fixture
