@@ -165,6 +165,8 @@ async fn run(
     enrollment: Option<Enrollment>,
     inherited: agent::Inherited,
 ) -> anyhow::Result<()> {
+    // Listening for a stop from the start, so none is missed however early it comes.
+    let stop = wait_for_signal();
     // An enrolled device starts under its last good bundle (or its fail mode) before any network.
     let ledger = Arc::new(Ledger::default());
     // What governs if the device leaves its fleet while running: what it was started with.
@@ -225,7 +227,7 @@ async fn run(
     tracing::info!(%addr, policy = %source, "airlockd started");
     // Type=notify: the listeners are serving and the runtime file is written.
     airlock_agent::sys::activation::notify_ready();
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     airlock_agent::sys::activation::notify_stopping();
     running.shutdown(Duration::from_secs(5)).await;
@@ -278,24 +280,36 @@ fn cli_command() -> String {
         .unwrap_or_else(|| "airlock".into())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Resolves at SIGTERM or Ctrl-C, listening from the moment it is called (not from its first poll):
+/// a service manager may stop the agent right after READY=1, and a signal with no handler yet would
+/// kill it before it could say STOPPING=1 and flush its journal.
+#[cfg(unix)]
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
                     _ = term.recv() => {},
+                    _ = interrupt.recv() => {},
                 }
             }
-            Err(_) => {
+            (Ok(mut term), Err(_)) => {
+                term.recv().await;
+            }
+            (Err(_), _) => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves at Ctrl-C.
+#[cfg(not(unix))]
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
