@@ -629,10 +629,23 @@ pub fn find_agent(
     named: Option<&AgentAddr>,
     socket: Option<&Path>,
 ) -> Result<Agent> {
-    let runtime = read_runtime(state)?;
-    let target = target(state, runtime.as_ref(), named)?;
     let socket = SocketPath::choose(socket, state.dir.control_socket());
-    let Some(conn) = control::connect(&socket.path)? else {
+    let deadline = std::time::Instant::now() + RESTART_WAIT;
+    let (runtime, conn) = loop {
+        let runtime = read_runtime(state)?;
+        let conn = control::connect(&socket.path)?;
+        let restarting = conn
+            .as_ref()
+            .and_then(control::Conn::peer)
+            .is_some_and(|c| between_instances(c, runtime.as_ref()));
+        if !restarting || std::time::Instant::now() >= deadline {
+            break (runtime, conn);
+        }
+        drop(conn);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let target = target(state, runtime.as_ref(), named)?;
+    let Some(conn) = conn else {
         return nobody_on_the_socket(state, target, socket, runtime);
     };
     let Some(rt) = runtime else {
@@ -753,6 +766,28 @@ fn nobody_on_the_socket(
         socket.path.display(),
         socket.source
     ))
+}
+
+/// How long the CLI waits for a socket-activated agent to come back (`Restart=always`, `RestartSec=1`)
+/// before judging what it finds.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a root-made control socket is held by the service manager between two instances of the
+/// agent: its runtime file is gone (a clean stop removes it) or names a process that has exited (a
+/// killed one leaves it). Connections then wait in the backlog for the next instance, whose runtime
+/// file is what to verify it against.
+fn between_instances(peer: PeerCred, runtime: Option<&Runtime>) -> bool {
+    if peer.uid != 0 {
+        return false;
+    }
+    match runtime {
+        None => true,
+        Some(rt) => {
+            rt.inherited_control
+                && rt.pid != peer.pid
+                && peer::holding(rt.pid, 0) == peer::Holding::Gone
+        }
+    }
 }
 
 /// Whether the kernel's peer credentials are the runtime file's pid and uid.
