@@ -50,9 +50,12 @@ ensure_toolchain
 step "system packages"
 missing=()
 # gnome-keyring (a real Secret Service, started per test in its own dbus-run-session) and secret-tool
-# for the credential tests.
+# for the credential tests; NSS's certutil, lintian, rpm, Chromium, systemd's analyzers and a JDK for
+# the packaging and trust-store tests.
 for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2 nginx:nginx \
-    gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools dbus-run-session:dbus-daemon; do
+    gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools dbus-run-session:dbus-daemon \
+    certutil:libnss3-tools lintian:lintian rpm:rpm chromium:chromium systemd-analyze:systemd \
+    systemd-socket-activate:systemd keytool:default-jre-headless; do
   find_cmd "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
