@@ -25,6 +25,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs packages: ne
 
 BIN = Path(os.environ.get("AIRLOCK_BIN_DIR", ROOT / "target" / "debug"))
 
+# The package tests (dpkg on this machine, ~10 minutes with debug binaries) run when
+# AIRLOCK_TEST_PACKAGES=1; scripts/test.sh turns them on once they have passed a full run (issue 11).
+packages_enabled = pytest.mark.skipif(os.environ.get("AIRLOCK_TEST_PACKAGES") != "1",
+                                      reason="set AIRLOCK_TEST_PACKAGES=1 to build and install the packages")
+
 
 def run(*args, check=True, **kw) -> subprocess.CompletedProcess:
     r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
@@ -142,6 +147,7 @@ client.models.list().then(p => { console.log('models', p.data.length); }).catch(
 """
 
 
+@packages_enabled
 def test_the_deb_installs_serves_real_clients_through_the_system_stores_and_leaves_no_trace(
         packages, clean_machine, mock, tmp_path):
     before = clean_machine
@@ -210,6 +216,7 @@ def test_the_deb_installs_serves_real_clients_through_the_system_stores_and_leav
         "deinstall" in run("dpkg-query", "-W", "-f=${Status}", "airlock", check=False).stdout
 
 
+@packages_enabled
 def test_an_upgrade_keeps_the_device_ca_journal_and_credentials(packages, clean_machine):
     run("dpkg", "-i", packages["old_deb"])
     state = Path("/var/lib/airlock")
@@ -233,6 +240,7 @@ def test_an_upgrade_keeps_the_device_ca_journal_and_credentials(packages, clean_
     assert run("getent", "passwd", "airlock", check=False).returncode != 0
 
 
+@packages_enabled
 def test_the_rpm_carries_the_same_files_and_scripts_and_installs_into_a_scratch_root(packages, tmp_path):
     rpm = packages["rpm"]
     info = run("rpm", "-qip", rpm).stdout
