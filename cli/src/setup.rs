@@ -24,9 +24,9 @@ use crate::{envvars, javaopts};
 /// The service account the packages create.
 pub const SERVICE_USER: &str = "airlock";
 
-/// `airlock setup`.
+/// The flags `setup` and `uninstall` share: for whom, whether to ask, and the agent's address.
 #[derive(Debug, clap::Args)]
-pub struct SetupArgs {
+pub struct ScopeArgs {
     /// System-wide: the system trust store, Java, /etc/profile.d (the default as root).
     #[arg(long, conflicts_with = "user")]
     system: bool,
@@ -37,6 +37,37 @@ pub struct SetupArgs {
     /// Do it without asking.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// The agent's proxy address: what new shells are pointed at, and whose PAC URL the desktop
+    /// setting holds.
+    #[arg(long, env = "AIRLOCK_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+}
+
+impl ScopeArgs {
+    /// System or user: as asked, else by who runs it.
+    fn scope(&self) -> Result<Scope> {
+        match (self.system, self.user) {
+            (true, _) if !is_root() => bail!(
+                "`--system` changes the machine's trust stores and /etc: run it as root (`sudo airlock setup --system`), \
+                 or use `--user` for your account alone"
+            ),
+            (true, _) => Ok(Scope::System),
+            (_, true) => Ok(Scope::User),
+            _ if is_root() => Ok(Scope::System),
+            _ => Ok(Scope::User),
+        }
+    }
+
+    fn pac_url(&self) -> String {
+        format!("http://{}/proxy.pac", self.listen)
+    }
+}
+
+/// `airlock setup`.
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    common: ScopeArgs,
     /// Also point the desktop's automatic proxy setting (GNOME, macOS, Windows) at the agent's PAC
     /// file; uninstall puts the previous setting back.
     #[arg(long)]
@@ -47,46 +78,20 @@ pub struct SetupArgs {
     /// Leave shell startup files alone.
     #[arg(long)]
     no_env: bool,
-    /// The agent's proxy address new shells are pointed at.
-    #[arg(long, env = "AIRLOCK_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
 }
 
 /// `airlock uninstall`.
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
-    /// System-wide (the default as root).
-    #[arg(long, conflicts_with = "user")]
-    system: bool,
-    /// What `airlock setup --user` did for your account (the default for other users).
-    #[arg(long)]
-    user: bool,
-    /// Do it without asking.
-    #[arg(long, short = 'y')]
-    yes: bool,
+    #[command(flatten)]
+    common: ScopeArgs,
     /// Also delete the agent's state directory: the device CA, the journal, stored credentials.
     #[arg(long)]
     purge: bool,
-    /// The agent's proxy address (to recognise its PAC URL in the desktop setting).
-    #[arg(long, env = "AIRLOCK_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
 }
 
 fn is_root() -> bool {
-    airlock_agent::paths::current_uid() == Some(0)
-}
-
-fn scope(system: bool, user: bool) -> Result<Scope> {
-    match (system, user) {
-        (true, _) if !is_root() => bail!(
-            "`--system` changes the machine's trust stores and /etc: run it as root (`sudo airlock setup --system`), \
-             or use `--user` for your account alone"
-        ),
-        (true, _) => Ok(Scope::System),
-        (_, true) => Ok(Scope::User),
-        _ if is_root() => Ok(Scope::System),
-        _ => Ok(Scope::User),
-    }
+    crate::owner::current_uid() == Some(0)
 }
 
 fn home() -> Option<PathBuf> {
@@ -134,18 +139,6 @@ fn xdg_state() -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("HOME is not set, so there is no place for your setup: set HOME"))
 }
 
-/// The folders above `path` that do not exist, outermost first.
-fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    out.reverse();
-    out
-}
-
 /// `airlockd`: beside this `airlock`, else on PATH.
 fn airlockd() -> Result<PathBuf> {
     std::env::current_exe()
@@ -167,16 +160,13 @@ fn ensure_ca(scope: Scope, state: &StateDir) -> Result<CaInfo> {
     let daemon = airlockd()?;
     let dir = state.root().display().to_string();
     let service_user = (scope == Scope::System && is_root())
-        .then(|| ids(SERVICE_USER))
+        .then(|| crate::owner::account(SERVICE_USER))
         .flatten();
     let out = match service_user {
         Some((uid, gid)) => {
             if !state.root().exists() {
-                std::fs::create_dir_all(state.root())
-                    .with_context(|| format!("cannot create {dir}"))?;
-                set_mode(state.root(), 0o711)?;
-                std::os::unix::fs::chown(state.root(), Some(uid), Some(gid))
-                    .with_context(|| format!("cannot give {dir} to the {SERVICE_USER} user"))?;
+                crate::owner::create_owned_dir(state.root(), uid, gid)
+                    .with_context(|| format!("cannot create {dir} for the {SERVICE_USER} user"))?;
             }
             let runuser = cmd::require("runuser", "the agent's state", "util-linux")?;
             std::process::Command::new(runuser)
@@ -198,24 +188,6 @@ fn ensure_ca(scope: Scope, state: &StateDir) -> Result<CaInfo> {
         );
     }
     CaInfo::read(state).map_err(|e| anyhow!("{e}"))
-}
-
-#[cfg(unix)]
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", p.display()))
-}
-
-/// The uid and gid of `user`, if it exists.
-fn ids(user: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 3 && f[0] == user)
-            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-            .flatten()
-    })
 }
 
 /// What `airlock env` would print for the agent at `state` listening on `listen`.
@@ -275,7 +247,10 @@ fn report(out: &plan::Outcome) {
 
 /// `airlock setup`.
 pub fn setup(args: &SetupArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
-    let scope = scope(args.system, args.user)?;
+    let scope = args.common.scope()?;
+    if args.desktop_proxy && airlock_installer::desktop::backend().is_none() {
+        bail!("--desktop-proxy: no desktop proxy setting found (gsettings, networksetup or reg.exe); leave the flag off");
+    }
     let state = target_state(scope, state_dir)?;
     let manifest = manifest_path(scope, &state)?;
     let only = args.only.as_ref().map(|o| {
@@ -290,7 +265,10 @@ pub fn setup(args: &SetupArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
     let fresh = !state.ca_cert().is_file();
     // Folders this setup brings into being (the user's state folder on a first run): uninstall
     // takes them away again when they are empty.
-    let created_before = missing_ancestors(&manifest);
+    let created_before = manifest
+        .parent()
+        .map(airlock_installer::fsutil::missing_dirs)
+        .unwrap_or_default();
     let info = ensure_ca(scope, &state)?;
     let ca = installer_ca(&info)?;
     let setup = Setup {
@@ -298,15 +276,10 @@ pub fn setup(args: &SetupArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
         home: home(),
         shell: std::env::var("SHELL").ok(),
         bundle: Some(state.merged_bundle()),
-        env: (!args.no_env).then(|| env_text(&state, args.listen)),
-        pac_url: args
-            .desktop_proxy
-            .then(|| format!("http://{}/proxy.pac", args.listen)),
+        env: (!args.no_env).then(|| env_text(&state, args.common.listen)),
+        pac_url: args.desktop_proxy.then(|| args.common.pac_url()),
         only,
     };
-    if args.desktop_proxy && airlock_installer::desktop::backend().is_none() {
-        bail!("--desktop-proxy: no desktop proxy setting found (gsettings, networksetup or reg.exe); leave the flag off");
-    }
     let plan = plan::plan_setup(&setup);
     outln!(
         "airlock setup ({}) for the agent in {} (device CA {}{}, SHA-256 {}):",
@@ -326,7 +299,7 @@ pub fn setup(args: &SetupArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
         outln!("Nothing to change.");
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm("airlock setup")? {
+    if !args.common.yes && !confirm("airlock setup")? {
         outln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
@@ -348,7 +321,7 @@ pub fn setup(args: &SetupArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
 
 /// `airlock uninstall`.
 pub fn uninstall(args: &UninstallArgs, state_dir: Option<&Path>) -> Result<ExitCode> {
-    let scope = scope(args.system, args.user)?;
+    let scope = args.common.scope()?;
     let state = target_state(scope, state_dir)?;
     let manifest_file = manifest_path(scope, &state)?;
     let manifest = Manifest::load(&manifest_file)?;
@@ -387,15 +360,14 @@ pub fn uninstall(args: &UninstallArgs, state_dir: Option<&Path>) -> Result<ExitC
         outln!("Nothing of Airlock's is installed here.");
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm("airlock uninstall")? {
+    if !args.common.yes && !confirm("airlock uninstall")? {
         outln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
     if let Some(s) = &service {
         stop_service(s);
     }
-    let pac = format!("http://{}/proxy.pac", args.listen);
-    let out = plan::apply_uninstall(steps, &manifest_file, Some(&pac))?;
+    let out = plan::apply_uninstall(steps, &manifest_file, Some(&args.common.pac_url()))?;
     report(&out);
     if out.failures() > 0 {
         eprintln!(

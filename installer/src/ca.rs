@@ -3,6 +3,9 @@
 //! CAs of different rotations coexist while both are wanted and the right ones are removed; anything
 //! named with the Airlock prefix is ours to remove. It owns those names; it never reads the CA key.
 
+use std::io::Write;
+use std::path::Path;
+
 use crate::error::{InstallerError, Result};
 
 /// The prefix of every file name and keystore alias the installer writes.
@@ -59,6 +62,20 @@ impl Ca {
     /// The NSS nickname: `Airlock device CA <serial>`.
     pub fn nickname(&self) -> String {
         format!("{NICK_PREFIX}{}", self.short_serial())
+    }
+
+    /// Runs `f` with the certificate in a fresh temporary file ending in `.{ext}` (for the tools that
+    /// read one), removed afterwards whatever `f` returns.
+    pub fn with_file<T>(&self, ext: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+        let dir = std::env::temp_dir();
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("{}-", self.file_name()))
+            .suffix(&format!(".{ext}"))
+            .tempfile_in(&dir)
+            .map_err(|e| InstallerError::io("create a temporary file in", &dir, e))?;
+        file.write_all(self.pem().as_bytes())
+            .map_err(|e| InstallerError::io("write", file.path(), e))?;
+        f(file.path())
     }
 
     /// Whether `pem` (one or more certificates) holds this certificate.

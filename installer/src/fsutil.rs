@@ -14,18 +14,20 @@ pub const BEGIN: &str =
 /// The line that closes it.
 pub const END: &str = "# <<< airlock <<<";
 
+/// `dir` and those of its parents that do not exist, outermost first.
+pub fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
+}
+
 /// Creates `dir` and its missing parents; returns the folders it created, outermost first.
 pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if d.as_os_str().is_empty() || d.exists() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        cur = d.parent();
-    }
-    missing.reverse();
+    let missing = missing_dirs(dir);
     for d in &missing {
         fs::create_dir(d).map_err(|e| InstallerError::io("create the folder", d, e))?;
         set_mode(d, mode)?;

@@ -133,8 +133,8 @@ pub fn plan_setup(s: &Setup) -> SetupPlan {
     let mut ordered = Vec::new();
     for step in steps {
         if let Step::Trust(store) = &step {
-            if let Some(db) = as_missing_nss(store.as_ref(), s) {
-                ordered.push(Step::CreateNss(db));
+            if let Some(dir) = store.to_create() {
+                ordered.push(Step::CreateNss(NssDb::to_create(dir)));
             }
         }
         ordered.push(step);
@@ -152,17 +152,6 @@ pub fn plan_setup(s: &Setup) -> SetupPlan {
         steps: ordered,
         left,
     }
-}
-
-/// The NSS database behind `store`, if it is one that setup has to create.
-fn as_missing_nss(store: &dyn Store, s: &Setup) -> Option<NssDb> {
-    if store.kind() != Kind::Nss || s.scope != Scope::User {
-        return None;
-    }
-    let home = s.home.as_deref()?;
-    let dir = home.join(".pki/nssdb");
-    (store.location() == dir && !dir.join("cert9.db").is_file() && !dir.join("cert8.db").is_file())
-        .then(|| NssDb::to_create(dir))
 }
 
 /// How each step went, in order.

@@ -90,6 +90,25 @@ pub fn user_name(uid: u32) -> Option<String> {
     name_in_passwd(&text, uid)
 }
 
+/// The uid and primary gid of the account `name` from `/etc/passwd` (the service user `airlock
+/// setup` hands the state directory to).
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let text = read_bounded(Path::new("/etc/passwd"), 4 << 20)?;
+    ids_in_passwd(&text, name)
+}
+
+/// The uid and gid of `name` in passwd-format `text`.
+pub fn ids_in_passwd(text: &str, name: &str) -> Option<(u32, u32)> {
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let _password = f.next()?;
+        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+    })
+}
+
 /// The name of `uid` in passwd-format `text`.
 pub fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
     text.lines().find_map(|line| {
@@ -104,6 +123,15 @@ pub fn name_in_passwd(text: &str, uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_is_found_by_name_with_its_uid_and_gid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nairlock:x:998:997:Airlock agent:/var/lib/airlock:/usr/sbin/nologin\nbroken:x:12\n";
+        assert_eq!(ids_in_passwd(passwd, "airlock"), Some((998, 997)));
+        assert_eq!(ids_in_passwd(passwd, "airloc"), None);
+        assert_eq!(ids_in_passwd(passwd, "broken"), None);
+        assert_eq!(name_in_passwd(passwd, 998).as_deref(), Some("airlock"));
+    }
 
     fn v4(ip: [u8; 4], port: u16) -> String {
         format!("{:08X}:{port:04X}", u32::from_ne_bytes(ip))

@@ -1,6 +1,7 @@
 //! Who owns a file and who else may change it: the owner uid, the permission bits, and the names of
-//! users for messages. It owns the OS-specific ways of reading those facts; it must not decide what
-//! is safe (that is `trust`'s job). On systems without unix ownership (Windows, where the installer
+//! users for messages; and, for `airlock setup`, finding a service account and making a folder it
+//! owns. It owns the OS-specific ways of doing those; it must not decide what is safe (that is
+//! `trust`'s job). On systems without unix ownership (Windows, where the installer
 //! sets ACLs) the facts are unknown and every ownership check is skipped.
 
 use std::fs;
@@ -83,6 +84,16 @@ pub fn facts(path: &Path, follow: bool) -> io::Result<Facts> {
     };
     let (uid, mode) = os::owner_and_mode(&meta);
     Ok(Facts { kind, uid, mode })
+}
+
+/// The uid and gid of the account `name`, `None` if there is none (or the OS has no uids).
+pub fn account(name: &str) -> Option<(u32, u32)> {
+    os::account(name)
+}
+
+/// Creates `dir` (and its parents) as a 0711 folder owned by `uid`:`gid`.
+pub fn create_owned_dir(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    os::create_owned_dir(dir, uid, gid)
 }
 
 /// The effective uid of this process, `None` where the OS has no uids.

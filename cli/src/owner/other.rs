@@ -11,3 +11,13 @@ pub(super) fn owner_and_mode(_meta: &fs::Metadata) -> (Option<u32>, Option<u32>)
 pub(super) fn user_name(_uid: u32) -> Option<String> {
     None
 }
+
+/// No unix accounts: the service runs as a Windows service account.
+pub(super) fn account(_name: &str) -> Option<(u32, u32)> {
+    None
+}
+
+/// The folder; its ACL is the installer's (the MSI) to set.
+pub(super) fn create_owned_dir(dir: &std::path::Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
+    fs::create_dir_all(dir)
+}

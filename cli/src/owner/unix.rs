@@ -8,6 +8,19 @@ pub(super) fn owner_and_mode(meta: &fs::Metadata) -> (Option<u32>, Option<u32>) 
     (Some(meta.uid()), Some(meta.mode() & 0o7777))
 }
 
+/// The uid and gid of the account `name` in `/etc/passwd`.
+pub(super) fn account(name: &str) -> Option<(u32, u32)> {
+    airlock_agent::sys::procfs::user_ids(name)
+}
+
+/// `dir`, 0711, owned by `uid`:`gid`.
+pub(super) fn create_owned_dir(dir: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+}
+
 /// The user's name, for messages only (see [`airlock_agent::sys::procfs::user_name`]).
 pub(super) fn user_name(uid: u32) -> Option<String> {
     airlock_agent::sys::procfs::user_name(uid)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{Holding, Kind, Store};
 use crate::ca::{Ca, FILE_PREFIX};
 use crate::cmd;
-use crate::error::{InstallerError, Result};
+use crate::error::Result;
 
 /// The password every JDK ships its `cacerts` with.
 const STOREPASS: &str = "changeit";
@@ -122,15 +122,13 @@ impl JavaKeystore {
     }
 
     fn refuse_unless_writable(&self) -> Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(InstallerError::Refused(format!(
+        super::writable_or(self.writable, || {
+            format!(
                 "the Java keystore {} can only be changed by root: run `sudo airlock setup` (for your own \
                  shells `airlock env` points JVMs at the agent's trust store instead)",
                 self.path.display()
-            )))
-        }
+            )
+        })
     }
 
     /// The path of the keystore.
@@ -179,28 +177,27 @@ impl Store for JavaKeystore {
         if list.iter().any(|(_, f)| ca.has_fingerprint(f)) {
             return Ok(());
         }
-        let tmp = std::env::temp_dir().join(format!("{alias}-{}.pem", std::process::id()));
-        fs::write(&tmp, ca.pem()).map_err(|e| InstallerError::io("write", &tmp, e))?;
         let path = self.path.display().to_string();
-        let file = tmp.display().to_string();
-        let result = cmd::run(
-            &self.keytool,
-            [
-                "-importcert",
-                "-noprompt",
-                "-trustcacerts",
-                "-alias",
-                &alias,
-                "-file",
-                &file,
-                "-keystore",
-                &path,
-                "-storepass",
-                STOREPASS,
-            ],
-        );
-        let _ = fs::remove_file(&tmp);
-        result.map(|_| ())
+        ca.with_file("pem", |file| {
+            let file = file.display().to_string();
+            cmd::run(
+                &self.keytool,
+                [
+                    "-importcert",
+                    "-noprompt",
+                    "-trustcacerts",
+                    "-alias",
+                    &alias,
+                    "-file",
+                    &file,
+                    "-keystore",
+                    &path,
+                    "-storepass",
+                    STOREPASS,
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     fn remove_all(&self) -> Result<usize> {

@@ -79,6 +79,10 @@ pub trait Store {
     fn remove_all(&self) -> Result<usize>;
     /// The names of every Airlock CA it holds (what [`Store::remove_all`] would remove).
     fn airlock_entries(&self) -> Result<Vec<String>>;
+    /// The database folder to create before the CA can be added, when it does not exist yet.
+    fn to_create(&self) -> Option<PathBuf> {
+        None
+    }
     /// Whether this process may change it (a read-only store is still checked).
     fn writable(&self) -> bool {
         true
@@ -135,6 +139,15 @@ fn system_store(writable: bool) -> Option<Box<dyn Store>> {
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn system_store(_writable: bool) -> Option<Box<dyn Store>> {
     None
+}
+
+/// `Ok` when a store may be changed; else the refusal, in `why`'s words (what it takes instead).
+fn writable_or(writable: bool, why: impl FnOnce() -> String) -> Result<()> {
+    if writable {
+        Ok(())
+    } else {
+        Err(crate::error::InstallerError::Refused(why()))
+    }
 }
 
 /// Whether `dir` exists and is a directory.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::{Holding, Kind, Store};
 use crate::ca::{Ca, NICK_PREFIX};
 use crate::cmd;
-use crate::error::{InstallerError, Result};
+use crate::error::Result;
 use crate::fsutil;
 
 const PACKAGE: &str = "libnss3-tools (`apt install libnss3-tools`, `dnf install nss-tools`)";
@@ -205,6 +205,10 @@ impl Store for NssDb {
         self.dir.clone()
     }
 
+    fn to_create(&self) -> Option<PathBuf> {
+        self.missing.then(|| self.dir.clone())
+    }
+
     fn check(&self, ca: &Ca) -> Result<Holding> {
         if !self.dir.join("cert9.db").is_file() && !self.dir.join("cert8.db").is_file() {
             return Ok(Holding::default());
@@ -232,19 +236,25 @@ impl Store for NssDb {
             return Ok(());
         }
         self.delete(&certutil, &nick)?;
-        let tmp =
-            std::env::temp_dir().join(format!("{}-{}.pem", ca.file_name(), std::process::id()));
-        fs::write(&tmp, ca.pem()).map_err(|e| InstallerError::io("write", &tmp, e))?;
         // "C,,": a CA trusted to issue server certificates; nothing else.
-        let result = cmd::run(
-            &certutil,
-            ["-A", "-d", &self.arg(), "-t", "C,,", "-n", &nick, "-i"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([tmp.display().to_string()]),
-        );
-        let _ = fs::remove_file(&tmp);
-        result.map(|_| ())
+        ca.with_file("pem", |file| {
+            let file = file.display().to_string();
+            cmd::run(
+                &certutil,
+                [
+                    "-A",
+                    "-d",
+                    &self.arg(),
+                    "-t",
+                    "C,,",
+                    "-n",
+                    &nick,
+                    "-i",
+                    &file,
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     fn remove_all(&self) -> Result<usize> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::{Holding, Kind, Store};
 use crate::ca::{Ca, FILE_PREFIX};
 use crate::cmd;
-use crate::error::{InstallerError, Result};
+use crate::error::Result;
 use crate::fsutil;
 
 /// One distribution family's anchor folder, refresh command and resulting bundle.
@@ -120,14 +120,12 @@ impl AnchorDir {
     }
 
     fn refuse_unless_writable(&self) -> Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(InstallerError::Refused(format!(
+        super::writable_or(self.writable, || {
+            format!(
                 "the system trust store ({}) can only be changed by root: run `sudo airlock setup`",
                 self.dir.display()
-            )))
-        }
+            )
+        })
     }
 }
 

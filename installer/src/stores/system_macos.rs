@@ -3,13 +3,12 @@
 //! their MDM's `airlock setup` run) and `security delete-certificate`. Matched by SHA-256 and by the
 //! Airlock subject. It owns this store only.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{Holding, Kind, Store};
 use crate::ca::Ca;
 use crate::cmd;
-use crate::error::{InstallerError, Result};
+use crate::error::Result;
 
 const KEYCHAIN: &str = "/Library/Keychains/System.keychain";
 /// The subject common name every device CA starts with.
@@ -71,9 +70,10 @@ impl Store for SystemKeychain {
     }
 
     fn add(&self, ca: &Ca) -> Result<()> {
-        if !self.writable {
-            return Err(InstallerError::Refused("the System keychain can only be changed by an administrator: run `sudo airlock setup`".into()));
-        }
+        super::writable_or(self.writable, || {
+            "the System keychain can only be changed by an administrator: run `sudo airlock setup`"
+                .into()
+        })?;
         let sec = Self::security()?;
         for old in self.ours()?.into_iter().filter(|h| !ca.has_fingerprint(h)) {
             cmd::run(&sec, ["delete-certificate", "-Z", &old, "-t", KEYCHAIN])?;
@@ -81,23 +81,22 @@ impl Store for SystemKeychain {
         if self.check(ca)?.current {
             return Ok(());
         }
-        let tmp = std::env::temp_dir().join(format!("{}.pem", ca.file_name()));
-        fs::write(&tmp, ca.pem()).map_err(|e| InstallerError::io("write", &tmp, e))?;
-        let file = tmp.display().to_string();
-        let r = cmd::run(
-            &sec,
-            [
-                "add-trusted-cert",
-                "-d",
-                "-r",
-                "trustRoot",
-                "-k",
-                KEYCHAIN,
-                &file,
-            ],
-        );
-        let _ = fs::remove_file(Path::new(&file));
-        r.map(|_| ())
+        ca.with_file("pem", |file| {
+            let file = file.display().to_string();
+            cmd::run(
+                &sec,
+                [
+                    "add-trusted-cert",
+                    "-d",
+                    "-r",
+                    "trustRoot",
+                    "-k",
+                    KEYCHAIN,
+                    &file,
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     fn remove_all(&self) -> Result<usize> {

@@ -2,13 +2,12 @@
 //! the CurrentUser store mkcert uses), changed with `certutil -addstore -f Root` and `certutil
 //! -delstore Root <serial>`. Matched by the CA's serial. It owns this store only.
 
-use std::fs;
 use std::path::PathBuf;
 
 use super::{Holding, Kind, Store};
 use crate::ca::Ca;
 use crate::cmd;
-use crate::error::{InstallerError, Result};
+use crate::error::Result;
 
 /// LocalMachine\Root.
 #[derive(Debug, Clone)]
@@ -49,15 +48,14 @@ impl Store for LocalMachineRoot {
     }
 
     fn add(&self, ca: &Ca) -> Result<()> {
-        if !self.writable {
-            return Err(InstallerError::Refused("LocalMachine\\Root can only be changed elevated: run `airlock setup` as Administrator".into()));
-        }
-        let tmp = std::env::temp_dir().join(format!("{}.cer", ca.file_name()));
-        fs::write(&tmp, ca.pem()).map_err(|e| InstallerError::io("write", &tmp, e))?;
-        let file = tmp.display().to_string();
-        let r = cmd::run(&Self::certutil()?, ["-addstore", "-f", "Root", &file]);
-        let _ = fs::remove_file(&tmp);
-        r.map(|_| ())
+        super::writable_or(self.writable, || {
+            "LocalMachine\\Root can only be changed elevated: run `airlock setup` as Administrator"
+                .into()
+        })?;
+        ca.with_file("cer", |file| {
+            let file = file.display().to_string();
+            cmd::run(&Self::certutil()?, ["-addstore", "-f", "Root", &file]).map(|_| ())
+        })
     }
 
     fn remove_all(&self) -> Result<usize> {
