@@ -61,6 +61,22 @@ for b in airlock airlockd; do
   [ -x "$BIN/$b" ] || { echo "package.sh: $BIN/$b is missing: build it or drop --no-build" >&2; exit 1; }
 done
 
+# The debug build is packaged from stripped copies in a staging target dir of its own (its binaries
+# are ~300 MB each with debug info; stripped they package and lint in seconds), presented to the
+# packaging tools as a release build so the asset paths stay one set.
+PKG_PROFILE=$PROFILE
+if [ "$PROFILE" = dev ]; then
+  STAGE=$TARGET/package-stage
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE/release"
+  for b in airlock airlockd; do
+    strip -o "$STAGE/release/$b" "$BIN/$b"
+  done
+  BIN=$STAGE/release
+  PKG_PROFILE=release
+  export CARGO_TARGET_DIR=$STAGE
+fi
+
 # Completions and man pages, from the binary being packaged.
 GEN=$BIN/packaging
 rm -rf "$GEN"
@@ -80,16 +96,13 @@ else
 fi
 
 case ",$ONLY," in *,deb,*)
-  # The debug build is large: compress it quickly (a release package gets the full compression).
-  FAST=()
-  [ "$PROFILE" = dev ] && FAST=(--fast)
-  cargo deb -p airlock-cli --no-build --profile "$PROFILE" "${FAST[@]}" "${DEB_VERSION[@]}" --output "$OUT" >/dev/null 2>"$OUT/cargo-deb.log" \
+  cargo deb -p airlock-cli --no-build --profile "$PKG_PROFILE" "${DEB_VERSION[@]}" --output "$OUT" >/dev/null 2>"$OUT/cargo-deb.log" \
     || { cat "$OUT/cargo-deb.log" >&2; exit 1; }
   ls -t "$OUT"/airlock_*.deb | head -1
   ;;
 esac
 case ",$ONLY," in *,rpm,*)
-  cargo generate-rpm -p cli --profile "$PROFILE" "${RPM_VERSION[@]}" --output "$OUT" >/dev/null 2>"$OUT/cargo-rpm.log" \
+  cargo generate-rpm -p cli --profile "$PKG_PROFILE" "${RPM_VERSION[@]}" --output "$OUT" >/dev/null 2>"$OUT/cargo-rpm.log" \
     || { cat "$OUT/cargo-rpm.log" >&2; exit 1; }
   ls -t "$OUT"/airlock-*.rpm | head -1
   ;;
