@@ -75,6 +75,16 @@ pub fn discover(writable: bool) -> Vec<JavaKeystore> {
     out
 }
 
+/// Whether `alias` names an Airlock CA: ours (`airlock-<serial>`), or the copy Debian's
+/// `ca-certificates-java` hook makes from the system store's anchor (`debian:airlock-<serial>.crt`),
+/// which that hook does not always take out again when the anchor goes.
+fn is_ours(alias: &str) -> bool {
+    alias
+        .strip_prefix("debian:")
+        .unwrap_or(alias)
+        .starts_with(FILE_PREFIX)
+}
+
 /// `(alias, SHA-256 fingerprint)` of each entry in a `keytool -list` listing.
 fn entries(listing: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -157,9 +167,7 @@ impl Store for JavaKeystore {
             current: list.iter().any(|(_, f)| ca.has_fingerprint(f)),
             stale: list
                 .iter()
-                .filter(|(a, f)| {
-                    a.starts_with(FILE_PREFIX) && *a != alias && !ca.has_fingerprint(f)
-                })
+                .filter(|(a, f)| is_ours(a) && *a != alias && !ca.has_fingerprint(f))
                 .map(|(a, _)| a.clone())
                 .collect(),
         })
@@ -170,7 +178,7 @@ impl Store for JavaKeystore {
         let alias = ca.file_name();
         let list = self.list()?;
         for (a, f) in &list {
-            if a.starts_with(FILE_PREFIX) && *a != alias && !ca.has_fingerprint(f) {
+            if is_ours(a) && *a != alias && !ca.has_fingerprint(f) {
                 self.delete(a)?;
             }
         }
@@ -205,7 +213,7 @@ impl Store for JavaKeystore {
             .list()?
             .into_iter()
             .map(|(a, _)| a)
-            .filter(|a| a.starts_with(FILE_PREFIX))
+            .filter(|a| is_ours(a))
             .collect();
         if ours.is_empty() {
             return Ok(0);
@@ -222,7 +230,7 @@ impl Store for JavaKeystore {
             .list()?
             .into_iter()
             .map(|(a, _)| a)
-            .filter(|a| a.starts_with(FILE_PREFIX))
+            .filter(|a| is_ours(a))
             .collect())
     }
 
@@ -234,6 +242,14 @@ impl Store for JavaKeystore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debians_copies_of_an_airlock_anchor_are_ours_and_others_are_not() {
+        assert!(is_ours("airlock-5f2a990123456789"));
+        assert!(is_ours("debian:airlock-5f2a990123456789.pem"));
+        assert!(!is_ours("debian:corp-airlock-root.pem"));
+        assert!(!is_ours("mykey"));
+    }
 
     #[test]
     fn aliases_and_fingerprints_come_from_the_listing() {
