@@ -7,6 +7,7 @@
 # ~/.cache/airlock-test/cargo-tools when they are not on PATH.
 #
 #   scripts/package.sh [--profile release|dev] [--version V] [--out DIR] [--no-build] [--only deb|rpm]
+#   scripts/package.sh --tools-only      (install the packaging tools and stop: the test script's step)
 #
 # --profile dev packages the debug build (what the tests use: no second, slow release build);
 # --version overrides the package version (the upgrade test builds an older one); --no-build packages
@@ -19,6 +20,7 @@ VERSION=""
 OUT=""
 BUILD=1
 ONLY="deb,rpm"
+TOOLS_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE=$2; shift 2 ;;
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --tools-only) TOOLS_ONLY=1; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "package.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -53,6 +56,7 @@ need_tool() { # command crate@version
 }
 case ",$ONLY," in *,deb,*) need_tool cargo-deb cargo-deb@3.6.0 ;; esac
 case ",$ONLY," in *,rpm,*) need_tool cargo-generate-rpm cargo-generate-rpm@0.21.1 ;; esac
+[ "$TOOLS_ONLY" = 1 ] && exit 0
 
 if [ "$BUILD" = 1 ]; then
   cargo build --locked --profile "$PROFILE" -p airlock-cli -p airlock-agent --bins

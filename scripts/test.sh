@@ -70,6 +70,11 @@ fi
 AIRLOCK_TEST_NGINX=$(find_cmd nginx)
 export AIRLOCK_TEST_NGINX
 
+step "packaging tools"
+# cargo-deb and cargo-generate-rpm at the versions scripts/package.sh pins, built once into the cache.
+scripts/package.sh --tools-only
+export PATH=$HOME/.cache/airlock-test/cargo-tools/bin:$PATH
+
 step "Python test environment"
 # Installed from the lock, never from requirements.txt's ranges; rebuilt from scratch when the lock or
 # the Python changes, so nothing left from an older lock stays installed.
@@ -170,6 +175,8 @@ done
 
 step "end-to-end tests"
 export AIRLOCK_BIN_DIR=$CARGO_TARGET_DIR/debug
+# The package tests build the .deb/.rpm from this build and install them on this machine.
+export AIRLOCK_TEST_PACKAGES=1
 # The tests of real tools and clients report what they measured (tests/e2e/coverage.py) here.
 export AIRLOCK_COVERAGE_FILE=$CACHE/coverage.jsonl
 rm -f "$AIRLOCK_COVERAGE_FILE"
