@@ -285,11 +285,7 @@ def check_user_setup(user: str, home: Path) -> None:
     shutil.chown(home / ".mozilla/firefox/p1.default", user, user)
     run("runuser", "-u", user, "--", "certutil", "-N", "-d", f"sql:{home}/.mozilla/firefox/p1.default",
         "--empty-password")
-    bins = Path(f"/tmp/airlock-bins-{os.getpid()}")
-    bins.mkdir(exist_ok=True)
-    bins.chmod(0o755)
-    for b in ("airlock", "airlockd"):
-        shutil.copy(BIN / b, bins / b)
+    bins = user_bins()
     bashrc_before = (home / ".bashrc").read_bytes()
     before = listing(home)
     env = ["env", f"HOME={home}", "SHELL=/bin/bash", f"PATH=/usr/bin:/bin"]
@@ -313,3 +309,50 @@ def check_user_setup(user: str, home: Path) -> None:
     left = run("runuser", "-u", user, "--", "certutil", "-L", "-d", f"sql:{home}/.mozilla/firefox/p1.default").stdout
     assert "Airlock" not in left
     shutil.rmtree(bins)
+
+
+def user_bins() -> Path:
+    """The binaries where another account can run them (the build dir is under root's home)."""
+    bins = Path(f"/tmp/airlock-bins-{os.getpid()}")
+    bins.mkdir(exist_ok=True)
+    bins.chmod(0o755)
+    for b in ("airlock", "airlockd"):
+        shutil.copy(BIN / b, bins / b)
+    return bins
+
+
+def test_setup_asks_before_changing_anything_and_without_a_terminal_wants_yes(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    r = run(BIN / "airlock", "setup", "--user", check=False,
+            env={"HOME": str(home), "PATH": "/usr/bin:/bin", "SHELL": "/bin/bash"})
+    assert r.returncode == 1
+    assert "run it again with --yes" in r.stderr, r.stderr
+    assert "- add an Airlock block to" in r.stdout, r.stdout
+    assert not (home / ".bashrc").exists() and not (home / ".pki").exists()
+
+
+def test_the_desktop_proxy_points_at_the_pac_file_and_uninstall_puts_the_users_setting_back():
+    """GNOME's setting, through gsettings and a real dconf in the user's own D-Bus session."""
+    user = "airlock-e2e-desk"
+    if run("id", user, check=False).returncode == 0:
+        run("userdel", "-r", user, check=False)
+    run("useradd", "-m", "-s", "/bin/bash", user)
+    bins = user_bins()
+    script = f"""
+set -e
+gsettings set org.gnome.system.proxy mode manual
+A="{bins}/airlock"
+"$A" setup --user --yes --desktop-proxy --no-env --only nss >/dev/null
+echo "set: $(gsettings get org.gnome.system.proxy mode) $(gsettings get org.gnome.system.proxy autoconfig-url)"
+"$A" uninstall --user --yes --purge >/dev/null
+echo "back: $(gsettings get org.gnome.system.proxy mode) $(gsettings get org.gnome.system.proxy autoconfig-url)"
+"""
+    try:
+        r = run("runuser", "-u", user, "--", "env", f"HOME=/home/{user}", "PATH=/usr/bin:/bin",
+                "dbus-run-session", "--", "sh", "-c", script, timeout=120)
+        assert "set: 'auto' 'http://127.0.0.1:8479/proxy.pac'" in r.stdout, r.stdout + r.stderr
+        assert "back: 'manual' ''" in r.stdout, r.stdout + r.stderr
+    finally:
+        run("userdel", "-r", user, check=False)
+        shutil.rmtree(bins, ignore_errors=True)
