@@ -54,7 +54,12 @@ mod nodecheck;
 mod owner;
 mod peer;
 mod policy;
+mod dashboard;
+mod doctor;
+mod requests;
 mod setup;
+mod status;
+mod tray;
 mod trust;
 mod usage;
 mod userproxy;
@@ -173,6 +178,17 @@ enum Command {
     /// Undo `airlock setup`: every Airlock CA out of the trust stores, the shell files and desktop
     /// proxy setting it wrote, the service; --purge also deletes the state directory.
     Uninstall(setup::UninstallArgs),
+    /// Recent requests, oldest first; -f keeps printing new ones as they finish (like
+    /// `kubectl logs -f`). Your own requests; root and the agent's user see everyone's.
+    Requests(requests::RequestsArgs),
+    /// The local dashboard: live requests, usage charts, budgets, policy and CA status, served on a
+    /// random loopback port with a one-time token and opened in your browser.
+    Dashboard(dashboard::DashboardArgs),
+    /// Check that Airlock works for you — agent, policy, CA trust, this shell's settings, a live
+    /// self-test, the clock, AI apps that bypass the agent — and say how to fix what does not.
+    Doctor(doctor::DoctorArgs),
+    /// The tray icon: the agent's state at a glance, today's spend, the last refusal, the dashboard.
+    Tray(tray::TrayArgs),
     /// Print shell completions: airlock completions bash > /etc/bash_completion.d/airlock.
     Completions {
         /// The shell.
@@ -226,19 +242,19 @@ fn main() -> ExitCode {
 }
 
 /// Where the agent should be, as the user named it.
-struct Session {
+pub(crate) struct Session {
     state: TrustedState,
     named: Option<client::AgentAddr>,
     socket: Option<PathBuf>,
 }
 
 impl Session {
-    fn find_agent(&self) -> Result<Agent> {
+    pub(crate) fn find_agent(&self) -> Result<Agent> {
         trust::find_agent(&self.state, self.named.as_ref(), self.socket.as_deref())
     }
 
     /// The verified agent, or an error saying it is not running.
-    fn verified(&self) -> Result<Verified> {
+    pub(crate) fn verified(&self) -> Result<Verified> {
         match self.find_agent()? {
             Agent::Verified(v) => Ok(*v),
             Agent::NotRunning(n) => bail!("{}", n.message()),
@@ -268,6 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man { dir } => return man(dir.as_deref()),
+        Command::Tray(args) => return tray::run(args),
         Command::Credentials {
             action: credentials::CredentialsAction::Fingerprint,
         } => return credentials::fingerprint(),
@@ -281,7 +298,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         socket: cli.socket,
     };
     match cli.command {
-        Command::Status { json } => status(&ctx, json),
+        Command::Status { json } => status::run(&ctx, json),
+        Command::Requests(args) => requests::run(&ctx, &args),
+        Command::Dashboard(args) => dashboard::run(&ctx, &args),
+        Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Env { shell, base_url } => {
             let vars = launch::env_vars(&ctx.verified()?, launch::Options { base_url });
             out!("{}", envvars::render(&vars, &shell));
@@ -313,6 +333,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Setup(_)
         | Command::Uninstall(_)
         | Command::Completions { .. }
+        | Command::Tray(_)
         | Command::Man { .. } => unreachable_command(),
     }
 }
@@ -371,272 +392,6 @@ impl DaemonPaths {
     }
 }
 
-fn status(ctx: &Session, json: bool) -> Result<ExitCode> {
-    let found = match ctx.find_agent() {
-        Ok(found) => found,
-        Err(e) => {
-            if let (true, Some(r)) = (json, e.downcast_ref::<Refused>()) {
-                let v = serde_json::json!({"running": false, "refused": true, "reason": r.message});
-                outln!("{}", serde_json::to_string_pretty(&v)?);
-            }
-            return Err(e);
-        }
-    };
-    let v = match found {
-        Agent::Verified(v) => v,
-        Agent::NotRunning(n) => {
-            if json {
-                let v = serde_json::json!({"running": false, "listen": n.target.addr.to_string(),
-                                           "control_socket": n.socket.path});
-                outln!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                outln!("Airlock agent: not running");
-                outln!("  {}", n.message());
-            }
-            return Ok(ExitCode::from(3));
-        }
-    };
-    let s = &v.status;
-    let listen = v.addr();
-    if json {
-        // Paths and the address are the local ones the agent was verified against, never the answer's.
-        let mut out = s.clone();
-        out["running"] = Value::Bool(true);
-        out["listen"] = Value::String(listen.to_string());
-        out["proxy_url"] = Value::String(v.proxy_url());
-        out["state_dir"] = serde_json::json!(v.state.dir.root());
-        out["control_socket"] = serde_json::json!(v.socket.path);
-        out["ca"]["cert_path"] = serde_json::json!(v.ca.cert);
-        out["ca"]["bundle_path"] = serde_json::json!(v.ca.bundle);
-        out["ca"]["java_trust_store_path"] = serde_json::json!(v.ca.java_trust_store);
-        out["verified"] = Value::String(v.how());
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!(
-        "Airlock agent: running (pid {}, version {}, up {}s)",
-        v.runtime.pid,
-        s["version"].as_str().unwrap_or("?"),
-        s["uptime_secs"]
-    );
-    let held = if v.runtime.activated() {
-        " (sockets held by the service manager)"
-    } else {
-        ""
-    };
-    outln!(
-        "  Listening:     {listen}  (proxy http://{listen}, PAC http://{listen}/proxy.pac){held}"
-    );
-    outln!("  Verified:      {}", v.how());
-    outln!(
-        "  Control:       {} ({})",
-        v.socket.path.display(),
-        if v.may_write() {
-            "you may change the agent"
-        } else {
-            "you may read it, and see your own requests; changes need root or the agent's user"
-        }
-    );
-    outln!(
-        "  Policy:        {} ({})",
-        s["policy"]["name"].as_str().unwrap_or("?"),
-        s["policy"]["source"].as_str().unwrap_or("?")
-    );
-    outln!(
-        "  Device CA:     {}\n                 SHA-256 {}",
-        v.ca.cert.display(),
-        v.ca.info.fingerprint_sha256
-    );
-    let hosts: Vec<&str> = s["interception_hosts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|h| h["intercepted"] == true)
-                .filter_map(|h| h["host"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    outln!(
-        "  Intercepting:  {} hosts: {}",
-        hosts.len(),
-        hosts.join(", ")
-    );
-    if let Some(p) = s["upstream"]["proxy"].as_str() {
-        outln!(
-            "  Upstream:      through {p} ({})",
-            s["upstream"]["proxy_source"].as_str().unwrap_or("?")
-        );
-    }
-    outln!(
-        "  Requests:      {} seen, {} in flight",
-        s["requests_seen"],
-        s["requests_in_flight"]
-    );
-    if let Some(t) = tunnels_line(s) {
-        outln!("{t}");
-    }
-    out!("{}", limits_lines(s));
-    out!("{}", governance_lines(s));
-    let uncovered = uncovered_hosts(s);
-    if !uncovered.is_empty() {
-        outln!(
-            "  WARNING: the policy intercepts {} outside the device CA's name constraints, so they are \
-             tunnelled uninspected. Run `airlock ca rotate` to make a CA that covers them.",
-            uncovered.join(", ")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Tunnels opened and failed by reason (`airlock status`): "12 opened, 3 failed (dns 1, refused 2)".
-fn tunnels_line(s: &Value) -> Option<String> {
-    let t = &s["tunnels"];
-    let opened = t["opened"].as_u64()?;
-    let failed = &t["failed"];
-    let total = failed["total"].as_u64().unwrap_or(0);
-    let mut line = format!("  Tunnels:       {opened} opened, {total} could not connect");
-    if total > 0 {
-        let reasons: Vec<String> = failed
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter(|(k, v)| *k != "total" && v.as_u64().unwrap_or(0) > 0)
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        line.push_str(&format!(" ({})", reasons.join(", ")));
-    }
-    Some(line)
-}
-
-/// Bytes as MiB for people.
-fn mib(v: &Value) -> String {
-    match v.as_u64() {
-        Some(b) if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        Some(b) => format!("{} KiB", b.div_ceil(1024)),
-        None => "?".into(),
-    }
-}
-
-/// The bounds in force and how close the agent is to them (`airlock status`).
-/// Each budget's use, limit and reset, and each rate limit's headroom (`airlock status`).
-fn governance_lines(s: &Value) -> String {
-    let g = &s["governance"];
-    let mut out = String::new();
-    for b in g["budgets"].as_array().into_iter().flatten() {
-        let mut parts = Vec::new();
-        if let Some(l) = b["limit_tokens"].as_u64() {
-            parts.push(format!(
-                "{} of {l} tokens",
-                b["used_tokens"].as_u64().unwrap_or(0)
-            ));
-        }
-        if let Some(l) = b["limit_usd"].as_f64() {
-            parts.push(format!(
-                "${:.2} of ${l:.2}",
-                b["used_usd"].as_f64().unwrap_or(0.0)
-            ));
-        }
-        out.push_str(&format!(
-            "  Budget:        {}{} — {} this {}{}\n",
-            b["name"].as_str().unwrap_or("?"),
-            b["scope"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default(),
-            parts.join(", "),
-            b["window"].as_str().unwrap_or("window"),
-            b["resets_at"]
-                .as_str()
-                .map(|r| format!(", resets {r}"))
-                .unwrap_or_default(),
-        ));
-    }
-    for l in g["rate_limits"].as_array().into_iter().flatten() {
-        let mut parts = Vec::new();
-        if let Some(obj) = l.as_object() {
-            for (k, v) in obj {
-                if let (Some(used), Some(limit)) = (v["used"].as_u64(), v["limit"].as_u64()) {
-                    parts.push(format!("{k} {used}/{limit}"));
-                }
-            }
-        }
-        if let Some(c) = l["concurrency"].as_u64() {
-            parts.push(format!(
-                "in flight {}/{c}",
-                l["in_flight"].as_u64().unwrap_or(0)
-            ));
-        }
-        out.push_str(&format!(
-            "  Rate limit:    {} ({}) — {}\n",
-            l["name"].as_str().unwrap_or("?"),
-            l["scope"].as_str().unwrap_or(""),
-            parts.join(", ")
-        ));
-    }
-    out
-}
-
-fn limits_lines(s: &Value) -> String {
-    let l = &s["limits"];
-    if l.is_null() {
-        return String::new();
-    }
-    let mut out = format!(
-        "  Limits:        request body {} MiB, buffered bodies {} of {}, connections {} of {}\n",
-        l["max_request_body_mib"],
-        mib(&s["buffered_request_bytes"]["in_use"]),
-        mib(&s["buffered_request_bytes"]["max"]),
-        s["connections"]["open"],
-        s["connections"]["max"],
-    );
-    out.push_str(&format!(
-        "                 timeouts: headers {} s, TLS handshake {} s, provider response {} s, stream idle {} s\n",
-        l["header_read_timeout_secs"],
-        l["tls_handshake_timeout_secs"],
-        l["response_header_timeout_secs"],
-        l["stream_idle_timeout_secs"],
-    ));
-    let j = &s["journal"];
-    if !j.is_null() {
-        out.push_str(&format!(
-            "  Journal:       {} ({}, {} rows, sync {})\n",
-            j["path"].as_str().unwrap_or("?"),
-            mib(&j["bytes"]),
-            j["head_seq"],
-            j["sync"].as_str().unwrap_or("?"),
-        ));
-        let failed = j["failed_commits"].as_u64().unwrap_or(0);
-        if failed > 0 || j["retrying"].as_u64().unwrap_or(0) > 0 {
-            out.push_str(&format!(
-                "  WARNING: {failed} journal commits failed ({}); finished records are kept and retried, \
-                 new requests are refused until it can write. Free disk space in the state directory\n",
-                j["last_error"].as_str().unwrap_or("unknown error"),
-            ));
-        }
-        if j["lost"].as_u64().unwrap_or(0) > 0 {
-            out.push_str(&format!(
-                "  WARNING: {} journal rows could not be written at all\n",
-                j["lost"]
-            ));
-        }
-    }
-    out
-}
-
-fn uncovered_hosts(s: &Value) -> Vec<String> {
-    s["ca"]["uncovered_hosts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
     match action {
@@ -651,7 +406,7 @@ fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
         CaAction::Show { json } => {
             // The uncovered hosts come from the agent, so it is verified first; the rest is local.
             let uncovered = match ctx.find_agent()? {
-                Agent::Verified(v) => uncovered_hosts(&v.status),
+                Agent::Verified(v) => status::uncovered_hosts(&v.status),
                 Agent::NotRunning(_) => Vec::new(),
             };
             let info = trust::ca_files(&ctx.state)?.info;
@@ -761,22 +516,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_counts_failed_tunnels_by_reason() {
-        let s = serde_json::json!({"tunnels": {"opened": 12, "failed": {
-            "dns": 1, "refused": 2, "timeout": 0, "unreachable": 0, "proxy_refused": 0, "other": 0, "total": 3}}});
-        assert_eq!(
-            tunnels_line(&s).unwrap(),
-            "  Tunnels:       12 opened, 3 could not connect (dns 1, refused 2)"
-        );
-        let none = serde_json::json!({"tunnels": {"opened": 0, "failed": {"total": 0}}});
-        assert_eq!(
-            tunnels_line(&none).unwrap(),
-            "  Tunnels:       0 opened, 0 could not connect"
-        );
-        assert_eq!(tunnels_line(&serde_json::json!({})), None, "an older agent");
-    }
-
-    #[test]
     fn rotate_covers_wildcards_by_their_suffix() {
         let s = serde_json::json!({"interception_hosts": [
             {"host": "api.openai.com"}, {"host": "*.openai.azure.com"}, {"host": "api.openai.com"}
@@ -785,36 +524,5 @@ mod tests {
             domains_from_status(&s),
             ["api.openai.com", "openai.azure.com"]
         );
-    }
-
-    #[test]
-    fn status_shows_the_limits_and_warns_about_a_failing_journal() {
-        let s = serde_json::json!({
-            "limits": {"max_request_body_mib": 64, "header_read_timeout_secs": 10,
-                       "tls_handshake_timeout_secs": 10, "response_header_timeout_secs": 600,
-                       "stream_idle_timeout_secs": 300},
-            "buffered_request_bytes": {"in_use": 3 << 20, "max": 512u64 << 20},
-            "connections": {"open": 7, "max": 10000},
-            "journal": {"path": "/s/journal.db", "bytes": 1u64 << 20, "head_seq": 42, "sync": "normal",
-                        "failed_commits": 2, "retrying": 1, "lost": 0, "last_error": "database or disk is full"},
-        });
-        let out = limits_lines(&s);
-        assert!(
-            out.contains(
-                "request body 64 MiB, buffered bodies 3 MiB of 512 MiB, connections 7 of 10000"
-            ),
-            "{out}"
-        );
-        assert!(out.contains("stream idle 300 s"), "{out}");
-        assert!(
-            out.contains("/s/journal.db (1 MiB, 42 rows, sync normal)"),
-            "{out}"
-        );
-        assert!(
-            out.contains("2 journal commits failed (database or disk is full)"),
-            "{out}"
-        );
-        assert!(!out.contains("could not be written at all"), "{out}");
-        assert_eq!(limits_lines(&serde_json::json!({})), "");
     }
 }
