@@ -55,7 +55,7 @@ pub fn label(v: f64, usd: bool) -> String {
 /// A bar chart: one labelled bar per `(key, value)`, largest first as given.
 pub fn bars(title: &str, usd: bool, items: &[(String, f64)]) -> String {
     let row = 26.0;
-    let (left, width) = (180.0, 560.0);
+    let (left, width) = (200.0, 540.0);
     let height = 40.0 + row * items.len().max(1) as f64 + 24.0;
     let max = items.iter().map(|i| i.1).fold(0.0, f64::max);
     let mut s = open(title, width + left + 90.0, height);
@@ -79,8 +79,9 @@ pub fn bars(title: &str, usd: bool, items: &[(String, f64)]) -> String {
         };
         let _ = write!(
             s,
-            r##"<g class="bar" data-key="{k}"><title>{k}: {l}</title><text x="{tx}" y="{ty}" text-anchor="end" font-size="12">{k}</text><rect x="{left}" y="{y}" width="{w:.1}" height="18" rx="3" fill="{c}"/><text x="{vx:.1}" y="{ty}" font-size="12" fill="#334155">{l}</text></g>"##,
-            k = esc(&truncate(key, 28)),
+            r##"<g class="bar" data-key="{k}"><title>{k}: {l}</title><text x="{tx}" y="{ty}" text-anchor="end" font-size="12">{t}</text><rect x="{left}" y="{y}" width="{w:.1}" height="18" rx="3" fill="{c}"/><text x="{vx:.1}" y="{ty}" font-size="12" fill="#334155">{l}</text></g>"##,
+            k = esc(key),
+            t = esc(&truncate(key, 26)),
             l = esc(&label(*v, usd)),
             tx = left - 8.0,
             ty = y + 13.0,
@@ -159,8 +160,9 @@ pub fn lines(title: &str, usd: bool, x_labels: &[String], series: &[(String, Vec
         let lx = left + 210.0 * (i % 3) as f64;
         let _ = write!(
             s,
-            r##"<g class="series" data-key="{k}"><title>{k}</title><polyline points="{p}" fill="none" stroke="{c}" stroke-width="2"/><rect x="{lx}" y="{ry}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ly}" font-size="12">{k}</text></g>"##,
-            k = esc(&truncate(key, 26)),
+            r##"<g class="series" data-key="{k}"><title>{k}</title><polyline points="{p}" fill="none" stroke="{c}" stroke-width="2"/><rect x="{lx}" y="{ry}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ly}" font-size="12">{t}</text></g>"##,
+            k = esc(key),
+            t = esc(&truncate(key, 26)),
             p = points.join(" "),
             c = colour(i),
             ry = ly - 10.0,

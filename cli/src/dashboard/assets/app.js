@@ -16,7 +16,7 @@ function el(tag, props, ...children) {
 }
 const $ = (id) => document.getElementById(id);
 const fmtTime = (t) => { try { return new Date(t).toLocaleTimeString(); } catch (_) { return String(t); } };
-const fmtUsd = (v) => v == null ? "—" : (v < 0.01 && v > 0 ? "$" + v.toFixed(6) : "$" + v.toFixed(4));
+const fmtUsd = (v) => v == null ? "—" : (v === 0 ? "$0" : (v < 0.01 ? "$" + v.toFixed(6) : "$" + v.toFixed(4)));
 const tokens = (r) => r.usage ? (r.usage.input_tokens || 0) + (r.usage.output_tokens || 0) : 0;
 const reason = (r) => r.outcome === "completed" ? "" : (r.error || r.upstream_error || r.decided_by || "");
 
@@ -115,7 +115,8 @@ function agentState(up, message) {
 const num = (v) => v == null ? "—" : (typeof v === "number" && !Number.isInteger(v) ? v.toFixed(6) : String(v));
 function renderBudgets(g) {
   const budgets = (g && g.budgets) || [];
-  $("budgets").tBodies[0].replaceChildren(...budgets.map((b) => {
+  const none = (cols, text) => [el("tr", {}, el("td", { class: "empty", colspan: String(cols), text: text }))];
+  $("budgets").tBodies[0].replaceChildren(...(budgets.length ? [] : none(9, "The policy sets no budgets.")), ...budgets.map((b) => {
     const tok = b.limit_tokens != null, limit = tok ? b.limit_tokens : b.limit_usd, used = tok ? b.used_tokens : b.used_usd;
     const unit = tok ? " tokens" : " USD", headroom = limit == null ? null : Math.max(0, limit - used - (tok ? b.reserved_tokens || 0 : 0));
     const frac = limit ? Math.min(1, used / limit) : 0, meter = el("div", { class: "meter" + (frac > 0.8 ? " hot" : "") }, el("div"));
@@ -126,9 +127,9 @@ function renderBudgets(g) {
       el("td", {}, meter), el("td", { text: b.resets_at ? new Date(b.resets_at).toLocaleString() : "—" }));
   }));
   const rates = (g && g.rate_limits) || [];
-  $("rates").tBodies[0].replaceChildren(...rates.map((r) => {
+  $("rates").tBodies[0].replaceChildren(...(rates.length ? [] : none(7, "The policy sets no rate limits.")), ...rates.map((r) => {
     const rpm = r.requests_per_minute;
-    return el("tr", {}, el("td", { text: r.name }), el("td", { text: r.scope || "everyone" }), el("td", { class: "num", text: rpm ? String(rpm.used) : "—" }),
+    return el("tr", { "data-rate": r.name }, el("td", { text: r.name }), el("td", { text: r.scope || "everyone" }), el("td", { class: "num", text: rpm ? String(rpm.used) : "—" }),
       el("td", { class: "num", text: rpm ? String(rpm.limit) : "—" }), el("td", { class: "num", text: rpm ? String(Math.max(0, rpm.limit - rpm.used)) : "—" }),
       el("td", { class: "num", text: num(r.in_flight) }), el("td", { class: "num", text: num(r.concurrency) }));
   }));
