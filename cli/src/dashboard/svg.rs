@@ -208,7 +208,7 @@ mod tests {
         assert!(svg.contains("$2.00") && svg.contains("$1.00"));
         // The largest bar fills the width; the other is half of it.
         assert!(
-            svg.contains(r#"width="560.0""#) && svg.contains(r#"width="280.0""#),
+            svg.contains(r#"width="540.0""#) && svg.contains(r#"width="270.0""#),
             "{svg}"
         );
         assert!(bars("x", false, &[]).contains("no requests in this range"));
