@@ -25,6 +25,7 @@ use crate::governance::Governance;
 use crate::inventory::Inventory;
 use crate::journal::Journal;
 use crate::paths::{self, StateDir};
+use crate::pause::Pause;
 use crate::pipeline::settle::CostStage;
 use crate::pipeline::{Pipeline, RequestSlot, RequestStage, ResponseStage};
 use crate::policy::Policy;
@@ -35,6 +36,9 @@ use crate::sys::activation;
 pub use crate::sys::activation::Inherited;
 use crate::upstream::{OwnCaCheck, UpstreamClient};
 use crate::{proxy, Result};
+
+mod controls;
+pub use controls::PauseRefused;
 
 /// File descriptors kept free of client connections (the state files, the records file, the
 /// listener, upstream pools): connections = (open-files limit − this) / 2, since a tunnelled or
@@ -75,6 +79,7 @@ pub struct Shared {
     connections: Arc<Connections>,
     refusals: Arc<Refusals>,
     tunnels: Arc<TunnelStats>,
+    pause: Arc<Pause>,
     listen: SocketAddr,
     state: StateDir,
     started_at: String,
@@ -171,10 +176,15 @@ impl Shared {
             callers: current.callers.clone(),
             inventory: current.inventory.clone(),
             tunnels: current.tunnels.clone(),
+            pause: current.pause.clone(),
         };
         let pipeline = next.pipeline.clone();
+        let pause_allowed = next.policy.pause.allow;
         self.live.store(Arc::new(next));
         pipeline.make_latest();
+        if !pause_allowed {
+            self.end_pause(None, "the new policy does not allow pausing");
+        }
         Ok(())
     }
 
@@ -320,6 +330,9 @@ impl Shared {
         let limits = &policy.limits;
         let budget = live.pipeline.budget();
         let refused = &self.refusals;
+        let policy_status = self.policy_status(&live);
+        let journal = recorder.journal_status();
+        let health = self.health(&policy_status, &journal);
         json!({
             "agent": "airlockd",
             "version": env!("CARGO_PKG_VERSION"),
@@ -336,7 +349,9 @@ impl Shared {
                 "inherited": self.inherited,
                 "proxy_socket_inode": self.proxy_inode,
             },
-            "policy": self.policy_status(&live),
+            "policy": policy_status,
+            "health": health,
+            "pause": self.pause_status(),
             "ca": {
                 "cert_path": info.cert_path,
                 "bundle_path": self.bundle_path,
@@ -363,7 +378,7 @@ impl Shared {
             },
             "buffered_request_bytes": {"in_use": budget.in_use(), "max": budget.total()},
             "limits": limits,
-            "journal": recorder.journal_status(),
+            "journal": journal,
             "governance": live.pipeline.governance().map(|(g, rules)| g.status(rules)),
             "credentials": live.pipeline.credential_store().map(|c| c.status()),
             "refused": {
@@ -401,6 +416,19 @@ impl FleetHost for Shared {
 }
 
 impl Control for Shared {
+    fn pause(
+        &self,
+        uid: Option<u32>,
+        minutes: Option<u32>,
+    ) -> std::result::Result<serde_json::Value, (String, String)> {
+        self.start_pause(uid, minutes)
+            .map_err(|r| (r.reason.to_string(), r.message))
+    }
+
+    fn resume(&self, uid: Option<u32>) -> serde_json::Value {
+        self.end_pause(uid, "asked for")
+    }
+
     fn credentials(&self) -> Option<Arc<crate::credentials::Store>> {
         self.pipeline().credential_store().cloned()
     }
@@ -661,6 +689,7 @@ pub async fn start_with_listeners(
     let connections = Arc::new(Connections::new(max_connections));
     let refusals = Arc::new(Refusals::default());
     let tunnels = Arc::new(TunnelStats::default());
+    let pause = Arc::new(Pause::new());
     let inventory = Arc::new(Inventory::new(policy.ai_domains.clone()));
     let live: LiveState = Arc::new(ArcSwap::from_pointee(ProxyState {
         unavailable: unavailable.map(Arc::from),
@@ -678,6 +707,7 @@ pub async fn start_with_listeners(
         callers: Callers::start(),
         inventory: inventory.clone(),
         tunnels: tunnels.clone(),
+        pause: pause.clone(),
     }));
     let shared = Arc::new(Shared {
         ledger: ledger.unwrap_or_default(),
@@ -689,6 +719,7 @@ pub async fn start_with_listeners(
         connections: connections.clone(),
         refusals: refusals.clone(),
         tunnels: tunnels.clone(),
+        pause,
         listen: addr,
         state: state.clone(),
         started_at: now_rfc3339(),

@@ -21,6 +21,8 @@
 //! - [`inventory`]: the shadow-AI inventory — AI apps seen in tunnels or inspected, by host and process.
 //! - [`record`]: the structured record of every request and where records go.
 //! - [`sys`]: process resources the OS bounds (open files).
+//! - [`health`]: up or degraded, and why, from the status report's facts.
+//! - [`pause`]: a pause of interception a person asked for, when policy allows it.
 //! - [`agent`]: wiring it all together into a running daemon.
 
 pub mod agent;
@@ -36,9 +38,11 @@ pub mod error;
 pub mod fleet;
 pub mod governance;
 pub mod guardrails;
+pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod paths;
+pub mod pause;
 pub mod pipeline;
 pub mod policy;
 pub mod pricing;

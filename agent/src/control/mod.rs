@@ -56,6 +56,24 @@ pub trait Control: Send + Sync {
     /// Offers a bundle to the fleet's verifier (`POST /airlock/v1/policy/apply`): what it came to,
     /// or the refusal (`reason`, `message`).
     fn apply_bundle(&self, bytes: &[u8]) -> std::result::Result<Value, Value>;
+    /// Starts a pause of interception for `uid` (`POST /airlock/v1/pause`): the answer, or the
+    /// refusal (reason code, message).
+    fn pause(
+        &self,
+        uid: Option<u32>,
+        minutes: Option<u32>,
+    ) -> std::result::Result<Value, (String, String)> {
+        let _ = (uid, minutes);
+        Err((
+            "pause_not_allowed".into(),
+            "this agent cannot pause interception".into(),
+        ))
+    }
+    /// Ends a pause of interception (`POST /airlock/v1/resume`).
+    fn resume(&self, uid: Option<u32>) -> Value {
+        let _ = uid;
+        serde_json::json!({"paused": false, "was_paused": false})
+    }
     /// The org credential store (`/airlock/v1/credentials`).
     fn credentials(&self) -> Option<std::sync::Arc<crate::credentials::Store>> {
         None
@@ -70,6 +88,9 @@ pub enum Access {
     Read,
     /// Root and the agent's own user only: anything that changes the agent.
     Write,
+    /// Any local user, for a change the policy lets people at the machine make (a pause of
+    /// interception); the handler checks the policy and the agent journals who asked.
+    Local,
 }
 
 impl Access {
@@ -77,6 +98,7 @@ impl Access {
         match self {
             Access::Read => "read",
             Access::Write => "write",
+            Access::Local => "local",
         }
     }
 }
@@ -217,7 +239,7 @@ fn find<'a>(table: &'a [Route], method: &Method, path: &str) -> Lookup<'a> {
 
 /// Why a caller may not use `route`, if they may not.
 fn refusal(route: &Route, peer: &Peer, daemon: &DaemonUser) -> Option<String> {
-    if route.access == Access::Read || peer.is_privileged(daemon) {
+    if matches!(route.access, Access::Read | Access::Local) || peer.is_privileged(daemon) {
         return None;
     }
     let run_as = daemon
@@ -327,6 +349,10 @@ where
                 .iter()
                 .map(|r| match r.access {
                     Access::Read => r.describe(),
+                    Access::Local => format!(
+                        "{} (any local user, when the policy allows it)",
+                        r.describe()
+                    ),
                     Access::Write => format!("{} (root or the agent's user)", r.describe()),
                 })
                 .collect();
@@ -359,7 +385,7 @@ where
         query,
         body,
     };
-    if route.access == Access::Write {
+    if route.access != Access::Read {
         tracing::info!(route = %route.describe(), uid = ?peer.uid, pid = ?peer.pid, "control API: write");
     } else {
         tracing::debug!(route = %route.describe(), uid = ?peer.uid, pid = ?peer.pid, "control API: read");

@@ -29,6 +29,8 @@ pub static ROUTES: &[Route] = &[
         credentials_set,
     ),
     Route::post("/airlock/v1/credentials/rm", Access::Write, credentials_rm),
+    Route::post("/airlock/v1/pause", Access::Local, pause),
+    Route::post("/airlock/v1/resume", Access::Local, resume),
 ];
 
 fn no_store() -> Reply {
@@ -200,6 +202,52 @@ fn apply_policy(agent: &dyn Control, call: &Call) -> Reply {
     }
 }
 
+/// `POST /airlock/v1/pause` with `{"minutes": N}` (optional: the policy's longest): pauses
+/// interception for everyone on the machine, when the policy allows it; 403 `pause_not_allowed` or
+/// 400 `pause_too_long` otherwise.
+fn pause(agent: &dyn Control, call: &Call) -> Reply {
+    let minutes = if call.body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&call.body) {
+            Ok(v) if v["minutes"].is_null() => None,
+            Ok(v) => match v["minutes"].as_u64().and_then(|m| u32::try_from(m).ok()) {
+                Some(m) => Some(m),
+                None => {
+                    return Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "minutes must be a whole number, e.g. {\"minutes\": 15}",
+                    )
+                }
+            },
+            Err(e) => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("the body must be JSON like {{\"minutes\": 15}}: {e}"),
+                )
+            }
+        }
+    };
+    match agent.pause(call.peer.uid, minutes) {
+        Ok(v) => Reply::ok(v),
+        Err((reason, message)) => {
+            let status = if reason == "pause_too_long" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            Reply::error(status, &reason, message)
+        }
+    }
+}
+
+/// `POST /airlock/v1/resume`: ends the running pause, if any.
+fn resume(agent: &dyn Control, call: &Call) -> Reply {
+    Reply::ok(agent.resume(call.peer.uid))
+}
+
 /// Records a `GET /airlock/v1/requests` returns when it names no `limit`.
 const DEFAULT_LIMIT: usize = 100;
 
@@ -219,12 +267,19 @@ fn status(agent: &dyn Control, call: &Call) -> Reply {
     Reply::ok(s)
 }
 
-/// `?limit=N` most recent finished records the caller may see, oldest first.
+/// `?limit=N` most recent finished records the caller may see, oldest first; with `&after=ID`, only
+/// those that finished after the record `ID` (all recent ones when `ID` has left the ring), so a
+/// follower (`airlock requests -f`, the dashboard) polls without repeats.
 fn requests(agent: &dyn Control, call: &Call) -> Reply {
     let limit = call.number("limit", DEFAULT_LIMIT);
-    let recent = agent
-        .recorder()
-        .recent_matching(limit, |r| call.may_see(r.uid));
+    let recent = match call.param("after").filter(|a| !a.is_empty()) {
+        Some(after) => agent
+            .recorder()
+            .after_matching(after, limit, |r| call.may_see(r.uid)),
+        None => agent
+            .recorder()
+            .recent_matching(limit, |r| call.may_see(r.uid)),
+    };
     let records: Vec<&Record> = recent.iter().map(|r| &**r).collect();
     Reply::ok(json!({
         "records": records,

@@ -13,6 +13,7 @@ pub mod hosts;
 pub mod journal;
 pub mod limits;
 pub mod models;
+pub mod pause;
 pub mod scope;
 
 use std::collections::BTreeMap;
@@ -161,6 +162,9 @@ pub struct PolicyDocument {
     /// and extended here).
     #[serde(default)]
     pub inventory: InventoryPolicy,
+    /// Whether people at the machine may pause interception for a while, and how long at most.
+    #[serde(default)]
+    pub pause: pause::PausePolicy,
 }
 
 /// What the agent does without a policy it may govern by (none at all, or the one in force expired).
@@ -362,6 +366,8 @@ pub struct Policy {
     pub journal: JournalPolicy,
     /// The AI app list tunnelled connections are matched against.
     pub ai_domains: AiDomains,
+    /// Whether interception may be paused.
+    pub pause: pause::PausePolicy,
 }
 
 impl Policy {
@@ -550,6 +556,9 @@ impl Policy {
                 .unwrap_or_else(|| KeyPath::parse("journal"));
             err(key, m)
         })?;
+        doc.pause
+            .check()
+            .map_err(|m| err(KeyPath::parse("pause.max_minutes"), m))?;
         let ai_domains =
             AiDomains::compile(&doc.inventory).map_err(|m| err(KeyPath::parse("inventory"), m))?;
         let prices = crate::pricing::PriceTable::embedded()?.with_overrides(doc.prices);
@@ -570,6 +579,7 @@ impl Policy {
             limits: doc.limits,
             journal: doc.journal,
             ai_domains,
+            pause: doc.pause,
         })
     }
 }
@@ -632,6 +642,7 @@ mod tests {
             "azure",
             "limits",
             "inventory",
+            "pause",
         ] {
             assert!(props.contains_key(key), "{key} missing from the schema");
         }

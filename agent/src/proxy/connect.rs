@@ -73,6 +73,8 @@ pub(super) async fn handle(
         return super::blocked(&shared, &host, None);
     }
     let intercept = match shared.hosts.lookup(&host) {
+        // A pause someone asked for (and the policy allows): tunnelled like any other host.
+        Some(_) if shared.pause.active() => None,
         Some(entry) if shared.ca().covers(&host) => Some(entry.clone()),
         Some(_) => {
             tracing::warn!(%host, "host is in the interception set but outside the device CA's constraints; tunnelling it uninspected (run `airlock ca rotate`)");

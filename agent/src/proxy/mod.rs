@@ -135,6 +135,8 @@ pub struct ProxyState {
     pub inventory: Arc<Inventory>,
     /// Tunnels opened and failed.
     pub tunnels: Arc<tunnels::TunnelStats>,
+    /// A pause of interception someone asked for (AI hosts tunnelled while it runs).
+    pub pause: Arc<crate::pause::Pause>,
 }
 
 impl std::fmt::Debug for ProxyState {

@@ -39,6 +39,7 @@ fn state(max_connections: usize) -> (ProxyState, tempfile::TempDir) {
         callers: crate::caller::Callers::disabled(),
         inventory: Arc::new(crate::inventory::Inventory::new(policy.ai_domains.clone())),
         tunnels: Arc::new(tunnels::TunnelStats::default()),
+        pause: Arc::new(crate::pause::Pause::new()),
         policy: Arc::new(policy),
     };
     (st, dir)

@@ -143,6 +143,33 @@ impl Recorder {
         newest_first
     }
 
+    /// Finished records that `keep` accepts and that finished after the record `after`, oldest
+    /// first, at most `limit` (the oldest of them, so a follower that asks again with the last one
+    /// misses nothing). When `after` has left the ring (or never was in it), the most recent `limit`.
+    pub fn after_matching(
+        &self,
+        after: &str,
+        limit: usize,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Vec<Arc<Record>> {
+        let Ok(ring) = self.ring.lock() else {
+            return Vec::new();
+        };
+        match ring.iter().rposition(|r| r.id == after) {
+            Some(at) => ring
+                .iter()
+                .skip(at + 1)
+                .filter(|r| keep(r))
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => {
+                drop(ring);
+                self.recent_matching(limit, keep)
+            }
+        }
+    }
+
     /// The journal, for `airlock status`.
     pub fn journal_status(&self) -> serde_json::Value {
         self.journal
@@ -172,6 +199,26 @@ mod tests {
             .collect();
         assert_eq!(ids, ["1"], "the newest that match, not the newest filtered");
         assert_eq!((r.seen(), r.in_flight()), (3, 0));
+        let after: Vec<_> = r
+            .after_matching("1", 10, |_| true)
+            .iter()
+            .map(|x| x.id.clone())
+            .collect();
+        assert_eq!(after, ["2"], "only what finished after the one named");
+        assert!(
+            r.after_matching("2", 10, |_| true).is_empty(),
+            "nothing new"
+        );
+        let gone: Vec<_> = r
+            .after_matching("0", 10, |_| true)
+            .iter()
+            .map(|x| x.id.clone())
+            .collect();
+        assert_eq!(
+            gone,
+            ["1", "2"],
+            "a record that left the ring: the recent ones"
+        );
         assert_ne!(r.next_id(), r.next_id());
     }
 
