@@ -42,6 +42,8 @@ mod baseurl;
 mod client;
 mod control;
 mod credentials;
+mod dashboard;
+mod doctor;
 mod duration;
 mod enroll;
 mod envvars;
@@ -52,13 +54,13 @@ mod journal;
 mod launch;
 mod nodecheck;
 mod owner;
+mod pause;
 mod peer;
 mod policy;
-mod dashboard;
-mod doctor;
 mod requests;
 mod setup;
 mod status;
+mod style;
 mod tray;
 mod trust;
 mod usage;
@@ -187,6 +189,15 @@ enum Command {
     /// Check that Airlock works for you — agent, policy, CA trust, this shell's settings, a live
     /// self-test, the clock, AI apps that bypass the agent — and say how to fix what does not.
     Doctor(doctor::DoctorArgs),
+    /// Pause interception for a while (AI hosts tunnelled uninspected), when the policy allows it;
+    /// journaled with who asked.
+    Pause {
+        /// How long (default: the longest the policy allows, usually 15).
+        #[arg(long)]
+        minutes: Option<u32>,
+    },
+    /// End a pause of interception now.
+    Resume,
     /// The tray icon: the agent's state at a glance, today's spend, the last refusal, the dashboard.
     Tray(tray::TrayArgs),
     /// Print shell completions: airlock completions bash > /etc/bash_completion.d/airlock.
@@ -302,6 +313,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Requests(args) => requests::run(&ctx, &args),
         Command::Dashboard(args) => dashboard::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
+        Command::Pause { minutes } => pause::pause(&ctx, minutes),
+        Command::Resume => pause::resume(&ctx),
         Command::Env { shell, base_url } => {
             let vars = launch::env_vars(&ctx.verified()?, launch::Options { base_url });
             out!("{}", envvars::render(&vars, &shell));
@@ -391,7 +404,6 @@ impl DaemonPaths {
         }
     }
 }
-
 
 fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
     match action {

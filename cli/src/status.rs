@@ -76,6 +76,7 @@ pub fn run(ctx: &Session, json: bool) -> Result<ExitCode> {
             "you may read it, and see your own requests; changes need root or the agent's user"
         }
     );
+    out!("{}", health_lines(s));
     outln!(
         "  Policy:        {} ({})",
         s["policy"]["name"].as_str().unwrap_or("?"),
@@ -125,6 +126,29 @@ pub fn run(ctx: &Session, json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `Health: up`, or `degraded` and each reason on its own line; a running pause.
+fn health_lines(s: &Value) -> String {
+    let h = &s["health"];
+    let Some(state) = h["state"].as_str() else {
+        return String::new();
+    };
+    let mut out = format!("  Health:        {state}\n");
+    for r in h["reasons"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "    {}: {}\n",
+            r["code"].as_str().unwrap_or("?"),
+            r["message"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(until) = s["pause"]["paused_until"].as_str() {
+        out.push_str(&format!(
+            "  PAUSED:        interception is paused until {until}; AI hosts are tunnelled \
+             uninspected (`airlock resume` ends it)\n"
+        ));
+    }
+    out
 }
 
 /// Tunnels opened and failed by reason (`airlock status`): "12 opened, 3 failed (dns 1, refused 2)".
@@ -281,6 +305,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn status_says_degraded_with_each_reason_and_a_running_pause() {
+        let s = serde_json::json!({"health": {"state": "degraded", "reasons": [
+            {"code": "policy_expired", "message": "the bundle expired"}]},
+            "pause": {"allowed": true, "paused_until": "2026-12-02T20:15:00Z"}});
+        let out = health_lines(&s);
+        assert!(
+            out.starts_with("  Health:        degraded\n    policy_expired: the bundle expired\n"),
+            "{out}"
+        );
+        assert!(out.contains("paused until 2026-12-02T20:15:00Z"), "{out}");
+        let up = serde_json::json!({"health": {"state": "up", "reasons": []}, "pause": {"paused_until": null}});
+        assert_eq!(health_lines(&up), "  Health:        up\n");
+        assert_eq!(health_lines(&serde_json::json!({})), "", "an older agent");
+    }
+
+    #[test]
     fn status_counts_failed_tunnels_by_reason() {
         let s = serde_json::json!({"tunnels": {"opened": 12, "failed": {
             "dns": 1, "refused": 2, "timeout": 0, "unreachable": 0, "proxy_refused": 0, "other": 0, "total": 3}}});
@@ -295,7 +335,6 @@ mod tests {
         );
         assert_eq!(tunnels_line(&serde_json::json!({})), None, "an older agent");
     }
-
 
     #[test]
     fn status_shows_the_limits_and_warns_about_a_failing_journal() {
