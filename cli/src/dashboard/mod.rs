@@ -67,15 +67,17 @@ async fn serve(ctx: &Session, args: &DashboardArgs) -> Result<ExitCode> {
         outln!("{url}");
         let _ = std::io::stdout().flush();
     } else {
-        match open::browser(&url) {
+        let shown = url.clone();
+        let fallback = move |e: String| {
+            eprintln!("airlock: could not open a browser ({e}); open this URL:");
+            outln!("{shown}");
+            let _ = std::io::stdout().flush();
+        };
+        match open::browser(&url, fallback.clone()) {
             Ok(()) => eprintln!(
-                "airlock: the dashboard is open in your browser (http://127.0.0.1:{port}/); Ctrl-C stops it"
+                "airlock: opening the dashboard in your browser (http://127.0.0.1:{port}/); Ctrl-C stops it"
             ),
-            Err(e) => {
-                eprintln!("airlock: could not open a browser ({e}); open this URL:");
-                outln!("{url}");
-                let _ = std::io::stdout().flush();
-            }
+            Err(e) => fallback(e),
         }
     }
     tokio::select! {

@@ -1,6 +1,6 @@
 //! Opens a URL in the user's browser with the OS's own opener (`xdg-open`, `open`, `start`). It
-//! reports failure and leaves the fallback (printing the URL) to the caller; it must not wait for
-//! the browser to exit.
+//! reports failure and leaves the fallback (printing the URL) to the caller; it must not block the
+//! server while the browser runs.
 
 use std::process::{Command, Stdio};
 
@@ -29,19 +29,20 @@ fn opener(url: &str) -> Command {
     c
 }
 
-/// Starts the browser on `url`; an error says why it could not.
-pub fn browser(url: &str) -> Result<(), String> {
+/// Starts the browser on `url`. The opener may not return until the browser exits (xdg-open
+/// starting a new Firefox does), so it is waited for on a thread of its own; if it fails, `failed`
+/// runs there with the reason. An error here means it could not even start.
+pub fn browser(url: &str, failed: impl FnOnce(String) + Send + 'static) -> Result<(), String> {
     let mut c = opener(url);
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c
-        .spawn()
-        .map_err(|e| format!("{:?}: {e}", c.get_program()))?;
-    // xdg-open and open return once the browser has the URL; a failure shows in their status.
-    match child.wait() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("{:?} exited with {s}", c.get_program())),
-        Err(e) => Err(e.to_string()),
-    }
+    let program = format!("{:?}", c.get_program());
+    let mut child = c.spawn().map_err(|e| format!("{program}: {e}"))?;
+    std::thread::spawn(move || match child.wait() {
+        Ok(s) if s.success() => {}
+        Ok(s) => failed(format!("{program} exited with {s}")),
+        Err(e) => failed(e.to_string()),
+    });
+    Ok(())
 }
