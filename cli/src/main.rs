@@ -216,7 +216,11 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum CaAction {
     /// Print the path of the CA certificate.
-    Path,
+    Path {
+        /// Machine-readable output: the certificate, merged bundle and Java trust store paths.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the CA's name, fingerprint, validity and the domains it may sign for.
     Show {
         /// Machine-readable output.
@@ -407,9 +411,15 @@ impl DaemonPaths {
 
 fn ca(ctx: &Session, action: CaAction) -> Result<ExitCode> {
     match action {
-        CaAction::Path => {
+        CaAction::Path { json } => {
             let ca = trust::ca_files(&ctx.state)?;
-            outln!("{}", ca.cert.display());
+            if json {
+                let v = serde_json::json!({"cert_path": ca.cert, "bundle_path": ca.bundle,
+                                           "java_trust_store_path": ca.java_trust_store});
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                outln!("{}", ca.cert.display());
+            }
         }
         CaAction::Export => {
             let ca = trust::ca_files(&ctx.state)?;

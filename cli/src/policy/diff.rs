@@ -14,7 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
 /// Exit 0 identical, 1 different, 2 when a side cannot be read.
-pub fn run(a: &Path, b: &Path) -> ExitCode {
+pub fn run(a: &Path, b: &Path, json: bool) -> ExitCode {
     match load(a).and_then(|a_side| Ok((a_side, load(b)?))) {
         Ok((a, b)) => {
             let mut lines = Vec::new();
@@ -22,6 +22,11 @@ pub fn run(a: &Path, b: &Path) -> ExitCode {
                 diff("bundle", ma, mb, &mut lines);
             }
             diff("", &a.policy, &b.policy, &mut lines);
+            if json {
+                let out = serde_json::json!({"differences": lines});
+                outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                return ExitCode::from(if lines.is_empty() { 0 } else { 1 });
+            }
             if lines.is_empty() {
                 outln!("no differences");
                 return ExitCode::SUCCESS;

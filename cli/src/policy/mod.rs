@@ -78,12 +78,18 @@ pub enum PolicyAction {
         /// The fleet the bundle must be for (default: any).
         #[arg(long, value_name = "ID")]
         fleet: Option<String>,
+        /// Machine-readable output (also for a refusal, on stdout).
+        #[arg(long)]
+        json: bool,
     },
     /// Compile and validate a TOML policy without signing it. Exit 0 valid, 1 invalid.
     Lint {
         /// The policy source (TOML).
         #[arg(value_name = "SRC.toml")]
         src: PathBuf,
+        /// Machine-readable output (also for an invalid policy, on stdout).
+        #[arg(long)]
+        json: bool,
     },
     /// What a policy decides for a described request, and every rule that led there.
     Explain {
@@ -118,6 +124,9 @@ pub enum PolicyAction {
         /// The new policy (TOML or bundle).
         #[arg(value_name = "B")]
         b: PathBuf,
+        /// Machine-readable output: the list of changes.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -148,15 +157,16 @@ pub fn run(action: &PolicyAction) -> Result<ExitCode> {
             bundle,
             pubkeys,
             fleet,
-        } => verify::verify(bundle, pubkeys, fleet.as_deref()),
-        PolicyAction::Lint { src } => verify::lint(src),
+            json,
+        } => verify::verify(bundle, pubkeys, fleet.as_deref(), *json),
+        PolicyAction::Lint { src, json } => verify::lint(src, *json),
         PolicyAction::Explain {
             policy,
             request,
             json,
         } => explain::run_explain(policy, request, *json),
         PolicyAction::Test { cases, policy } => explain::run_test(cases, policy.as_deref()),
-        PolicyAction::Diff { a, b } => Ok(diff::run(a, b)),
+        PolicyAction::Diff { a, b, json } => Ok(diff::run(a, b, *json)),
         // Dispatched by main with a verified agent.
         PolicyAction::Apply { .. } | PolicyAction::Show { .. } => {
             anyhow::bail!("this command talks to the running agent")

@@ -9,8 +9,14 @@ use airlock_agent::bundle;
 use airlock_agent::policy::Policy;
 use anyhow::Result;
 
-/// Exit 0 printing what the bundle is, or 1 printing `refused: <code>: <message>` on stderr.
-pub fn verify(path: &Path, pubkeys: &[PathBuf], fleet: Option<&str>) -> Result<ExitCode> {
+/// Exit 0 printing what the bundle is, or 1 printing `refused: <code>: <message>` on stderr; with
+/// `json`, `{"valid": true, …}` or `{"valid": false, "reason", "message"}` on stdout.
+pub fn verify(
+    path: &Path,
+    pubkeys: &[PathBuf],
+    fleet: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
     let keys = pubkeys
         .iter()
         .map(|p| bundle::read_public_key(p))
@@ -18,6 +24,42 @@ pub fn verify(path: &Path, pubkeys: &[PathBuf], fleet: Option<&str>) -> Result<E
     let bytes = super::read(path, "bundle")?;
     let now = time::OffsetDateTime::now_utc();
     match bundle::verify_with_keys(&bytes, &keys, fleet, now, super::AGENT_VERSION) {
+        Ok(v) if json => {
+            let policy = v.policy.as_ref().map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "intercepted_hosts": p.hosts.entries().iter().filter(|e| e.local.is_none()).count(),
+                })
+            });
+            let next: Vec<String> = v
+                .payload
+                .next_keys
+                .iter()
+                .filter_map(|k| bundle::PublicKey::from_text(k).ok())
+                .map(|k| k.id().to_string())
+                .collect();
+            let out = serde_json::json!({
+                "valid": true,
+                "fleet": v.payload.fleet,
+                "version": v.payload.version,
+                "key_id": v.key_id,
+                "expires_at": v.payload.expires_at,
+                "digest": format!("sha256:{}", v.digest),
+                "policy": policy,
+                "next_keys": next,
+            });
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) if json => {
+            let out = serde_json::json!({
+                "valid": false,
+                "reason": refusal.reason.code(),
+                "message": refusal.message,
+            });
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::from(1))
+        }
         Ok(v) => {
             outln!(
                 "valid: fleet {} version {} signed by {}, expires {}",
@@ -52,8 +94,22 @@ pub fn verify(path: &Path, pubkeys: &[PathBuf], fleet: Option<&str>) -> Result<E
     }
 }
 
-/// Exit 0 with a one-line summary, or 1 with the compiler's error.
-pub fn lint(path: &Path) -> Result<ExitCode> {
+/// Exit 0 with a one-line summary, or 1 with the compiler's error; with `json`, `{"valid": …}` on
+/// stdout either way.
+pub fn lint(path: &Path, json: bool) -> Result<ExitCode> {
+    if json {
+        let out = match Policy::from_file(path) {
+            Ok(p) => {
+                let entries = p.hosts.entries();
+                let local = entries.iter().filter(|e| e.local.is_some()).count();
+                serde_json::json!({"valid": true, "file": path, "policy": p.name,
+                                   "intercepted_hosts": entries.len() - local, "local_model_servers": local})
+            }
+            Err(e) => serde_json::json!({"valid": false, "file": path, "error": e.to_string()}),
+        };
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::from(if out["valid"] == true { 0 } else { 1 }));
+    }
     match Policy::from_file(path) {
         Ok(p) => {
             let entries = p.hosts.entries();
