@@ -278,12 +278,19 @@ def test_the_dashboard_shows_live_requests_usage_budgets_and_refuses_strangers(d
         cdp.js("document.querySelector('nav button[data-view=policy]').click()")
         pol = cdp.wait("document.getElementById('policy').innerText")
         assert status["policy"]["name"] in pol and status["policy"]["source"] in pol, pol
+        assert 'gpt-4.5-preview (authorize:models)' in pol and 'models.deny[0]' in pol, pol
         cdp.screenshot(ARTEFACTS / "policy.png")
 
         cdp.js("document.querySelector('nav button[data-view=ca]').click()")
         stores = cdp.wait("document.querySelectorAll('#stores tbody tr').length > 0 && document.getElementById('stores').innerText",
                           what="the trust stores")
-        assert "bundle" in stores, stores
+        # The same stores and verdicts as `airlock ca trust-status`.
+        cli = json.loads(a.cli("ca", "trust-status", "--json").stdout)["stores"]
+        assert cli, "trust-status lists no store"
+        for s in cli:
+            line = next((l for l in stores.splitlines() if s["store"] in l), None)
+            assert line is not None, (s, stores)
+            assert ("NOT trusted" not in line) == bool(s.get("current")), (s, line)
         assert status["ca"]["fingerprint_sha256"] in cdp.js("document.getElementById('ca').innerText")
         cdp.screenshot(ARTEFACTS / "ca.png")
 

@@ -31,6 +31,7 @@ function show(view) {
   for (const s of document.querySelectorAll(".view")) s.classList.toggle("hidden", s.id !== "view-" + view);
   if (view === "usage") loadUsage();
   if (view === "ca") loadTrust();
+  if (view === "policy" && state.overview && state.overview.agent.up) renderPolicy(state.overview.policy, state.overview.health, state.overview.pause);
   document.body.dataset.view = view;
 }
 
@@ -137,13 +138,21 @@ function renderBudgets(g) {
 function dl(target, pairs) {
   target.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v instanceof Node ? v : (v == null || v === "" ? "—" : String(v)))]));
 }
+function lastRefused() {
+  for (let i = state.order.length - 1; i >= 0; i--) {
+    const r = state.records.get(state.order[i]);
+    if (r.outcome === "rejected") return `${fmtTime(r.started_at)} ${r.model || ""} (${r.decided_by || "?"}): ${reason(r)}`;
+  }
+  return "none among the requests shown";
+}
 function renderPolicy(p, health, pause) {
   p = p || {};
   const lr = p.last_refusal;
   dl($("policy"), [["Name", p.name], ["Version", p.version == null ? "local policy (unversioned)" : p.version], ["Source", p.source],
     ["Fleet", p.fleet], ["Fail mode", p.fail_mode], ["Issued", p.bundle && p.bundle.issued_at], ["Expires", p.bundle && p.bundle.expires_at],
     ["Expired", p.expired ? el("span", { class: "bad", text: "yes" }) : "no"],
-    ["Last refusal", lr ? (typeof lr === "string" ? lr : [lr.at, lr.reason, lr.message].filter(Boolean).join(" — ")) : "none"],
+    ["Last refused bundle", lr ? (typeof lr === "string" ? lr : [lr.at, lr.reason, lr.message, lr.source].filter(Boolean).join(" — ")) : "none"],
+    ["Last refused request", lastRefused()],
     ["Paused until", pause && pause.paused_until]]);
   const reasons = (health && health.reasons) || [];
   $("health").replaceChildren(health ? el("div", { class: health.state === "up" ? "ok" : "bad", text: "Agent health: " + health.state }) : el("div", { class: "muted", text: "This agent does not report health." }),
