@@ -118,9 +118,9 @@ pub fn charts(rows: &[Value], from_ms: i64, to_ms: i64) -> Value {
     for (metric, usd) in [("tokens", false), ("cost", true)] {
         let series = top_series(&buckets, usd);
         let title = if usd {
-            "Cost (USD) over time by model"
+            "Cost (USD) over time by model (UTC)"
         } else {
-            "Tokens over time by model"
+            "Tokens over time by model (UTC)"
         };
         charts.insert(
             if usd { 1 } else { 0 },
