@@ -51,7 +51,10 @@ export PATH=$TOOLS/bin:$PATH
 need_tool() { # command crate@version
   if ! command -v "$1" >/dev/null 2>&1; then
     echo "==> installing $2 into $TOOLS" >&2
-    cargo install --quiet --locked --root "$TOOLS" "$2"
+    # Built once per machine: opt-level 1 without LTO compiles faster than a full release build
+    # (these tools were most of a fresh CI run's "packaging tools" 458 s), and packaging needs no more.
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=0 \
+      cargo install --quiet --locked --root "$TOOLS" "$2"
   fi
 }
 case ",$ONLY," in *,deb,*) need_tool cargo-deb cargo-deb@3.6.0 ;; esac

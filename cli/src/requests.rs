@@ -154,7 +154,7 @@ fn nothing_yet(v: &Value) -> String {
 
 /// The column heads of [`line`].
 pub const HEADER: &str =
-    "TIME                 OUTCOME           PROVIDER    MODEL                     APP          TOKENS       COST      TIME";
+    "TIME                 OUTCOME           PROVIDER    MODEL                     APP          TOKENS       COST      LATENCY";
 
 /// One record as a line for people: when, how it ended, who asked what, its tokens, cost and
 /// latency, and for a refusal or failure, why.
