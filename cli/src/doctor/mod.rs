@@ -16,6 +16,7 @@ mod clock;
 mod policy;
 mod selftest;
 mod shell;
+mod tls;
 mod trust;
 
 use std::io::IsTerminal;
