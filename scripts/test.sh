@@ -55,8 +55,14 @@ missing=()
 for pair in curl:curl openssl:openssl python3:python3 npm:npm ss:iproute2 nginx:nginx \
     gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools dbus-run-session:dbus-daemon \
     certutil:libnss3-tools lintian:lintian rpm:rpm chromium:chromium systemd-analyze:systemd \
-    systemd-socket-activate:systemd keytool:default-jre-headless; do
+    systemd-socket-activate:systemd keytool:default-jre-headless pkg-config:pkg-config \
+    Xvfb:xvfb trayer:trayer xwd:x11-apps; do
   find_cmd "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+# The tray icon (cli/tray) builds against GTK 3 and libayatana-appindicator; its e2e test runs it on
+# Xvfb inside trayer (an XEmbed system tray) and reads the screen with xwd.
+for pair in gtk+-3.0:libgtk-3-dev ayatana-appindicator3-0.1:libayatana-appindicator3-dev; do
+  pkg-config --exists "${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

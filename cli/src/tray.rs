@@ -1,14 +1,105 @@
-//! `airlock tray` (being built).
+//! `airlock tray`: starts the tray icon, which is its own program (`airlock-tray`, package
+//! `airlock-tray`) so that this command, which runs on headless servers too, never links GTK. It
+//! looks for `airlock-tray` beside this executable, then on PATH, and runs it with the flags
+//! (`--autostart`, `--once-json`) and the `--state-dir` this command was given; when it is missing
+//! it says which binary to install. It must not draw anything or talk to the agent itself: the tray
+//! asks this `airlock` binary, which verifies the agent.
 
-use std::process::ExitCode;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 
-/// `airlock tray` flags.
+/// `airlock tray` flags (passed on to `airlock-tray`).
 #[derive(Debug, clap::Args)]
-pub struct TrayArgs {}
+pub struct TrayArgs {
+    /// Start the tray at login (enable: an XDG autostart entry, a LaunchAgent or a Run key) or stop
+    /// doing so (disable), then exit.
+    #[arg(long, value_parser = ["enable", "disable"])]
+    pub autostart: Option<String>,
+    /// Print the menu the tray would show now, as JSON, and exit.
+    #[arg(long)]
+    pub once_json: bool,
+}
 
-/// Runs `airlock tray`.
-pub fn run(_args: &TrayArgs) -> Result<ExitCode> {
-    anyhow::bail!("not built yet")
+fn program() -> PathBuf {
+    let name = if cfg!(windows) {
+        "airlock-tray.exe"
+    } else {
+        "airlock-tray"
+    };
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The global `--state-dir` of this command line (`--state-dir DIR` or `--state-dir=DIR`), which
+/// the tray passes on to the `airlock` it runs.
+fn state_dir(argv: impl IntoIterator<Item = OsString>) -> Option<OsString> {
+    let mut it = argv.into_iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return None;
+        }
+        if a == "--state-dir" {
+            return it.next();
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--state-dir=")) {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+/// Runs `airlock-tray` with the flags; its exit code.
+pub fn run(args: &TrayArgs) -> Result<ExitCode> {
+    let prog = program();
+    let mut cmd = Command::new(&prog);
+    if let Some(d) = state_dir(std::env::args_os()) {
+        cmd.arg("--state-dir").arg(d);
+    }
+    if let Some(a) = &args.autostart {
+        cmd.args(["--autostart", a]);
+    }
+    if args.once_json {
+        cmd.arg("--once-json");
+    }
+    let status = cmd.status().map_err(|e| {
+        anyhow!(
+            "cannot start {} ({e}): the tray icon is its own program; install the airlock-tray \
+             package (or put the airlock-tray binary from the same release beside airlock or on PATH)",
+            prog.display()
+        )
+    })?;
+    Ok(ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_state_dir_flag_is_found_in_either_spelling() {
+        assert_eq!(
+            state_dir(argv(&["airlock", "--state-dir", "/s", "tray"])),
+            Some("/s".into())
+        );
+        assert_eq!(
+            state_dir(argv(&["airlock", "tray", "--state-dir=/t", "--once-json"])),
+            Some("/t".into())
+        );
+        assert_eq!(state_dir(argv(&["airlock", "tray", "--once-json"])), None);
+    }
 }
