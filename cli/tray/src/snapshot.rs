@@ -125,7 +125,8 @@ pub fn spend_on(usage: &Value, day: &str) -> f64 {
         .flatten()
         .filter(|g| g["key"].as_str() == Some(day))
         .filter_map(|g| g["cost_usd"].as_f64())
-        .sum()
+        // A fold from +0.0: an empty f64 `sum()` is -0.0, which prints as "$-0.00".
+        .fold(0.0, |a, b| a + b)
 }
 
 fn exe_name() -> &'static str {
@@ -146,7 +147,7 @@ mod tests {
         let u = json!({"groups": [{"key": "2026-12-01", "cost_usd": 4.0}, {"key": "2026-12-02", "cost_usd": 1.25}]});
         assert_eq!(spend_on(&u, "2026-12-02"), 1.25);
         assert_eq!(spend_on(&u, "2026-12-03"), 0.0);
-        assert_eq!(spend_on(&json!({}), "2026-12-02"), 0.0);
+        assert_eq!(format!("{:.2}", spend_on(&json!({}), "2026-12-02")), "0.00");
     }
 
     #[test]
