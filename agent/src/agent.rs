@@ -514,6 +514,13 @@ impl RunningAgent {
         let _ = (&mut self.task).await;
         self.retention.abort();
         let deadline = Instant::now() + grace;
+        // A connection accepted just before the stop (a health check, a request whose headers are
+        // still arriving) is answered, not reset: wait briefly for open connections to end. Idle
+        // keep-alive connections and tunnels would hold this forever, so it is bounded.
+        let settle = Instant::now() + grace.min(CONNECTION_SETTLE);
+        while self.shared.connections.open() > 0 && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let recorder = self.shared.pipeline().recorder().clone();
         while recorder.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -748,6 +755,9 @@ pub async fn start_with_listeners(
         retention,
     })
 }
+
+/// Longest a stopping agent waits for the connections it had accepted to be answered.
+const CONNECTION_SETTLE: Duration = Duration::from_secs(1);
 
 /// How often journal retention runs (and first, a minute after start).
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
