@@ -18,6 +18,7 @@ mod gui;
 mod gui;
 mod icon;
 mod instance;
+mod lines;
 mod model;
 mod snapshot;
 
