@@ -299,7 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man { dir } => return man(dir.as_deref()),
-        Command::Tray(args) => return tray::run(args),
+        Command::Tray(args) => return tray::run(args, cli.state_dir.as_deref()),
         Command::Credentials {
             action: credentials::CredentialsAction::Fingerprint,
         } => return credentials::fingerprint(),

@@ -5,7 +5,6 @@
 //! it says which binary to install. It must not draw anything or talk to the agent itself: the tray
 //! asks this `airlock` binary, which verifies the agent.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -36,29 +35,12 @@ fn program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The global `--state-dir` of this command line (`--state-dir DIR` or `--state-dir=DIR`), which
-/// the tray passes on to the `airlock` it runs.
-fn state_dir(argv: impl IntoIterator<Item = OsString>) -> Option<OsString> {
-    let mut it = argv.into_iter().skip(1);
-    while let Some(a) = it.next() {
-        if a == "--" {
-            return None;
-        }
-        if a == "--state-dir" {
-            return it.next();
-        }
-        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--state-dir=")) {
-            return Some(v.into());
-        }
-    }
-    None
-}
-
 /// Runs `airlock-tray` with the flags; its exit code.
-pub fn run(args: &TrayArgs) -> Result<ExitCode> {
+/// `state_dir` is the global `--state-dir` as clap parsed it, passed on to the `airlock` the tray runs.
+pub fn run(args: &TrayArgs, state_dir: Option<&std::path::Path>) -> Result<ExitCode> {
     let prog = program();
     let mut cmd = Command::new(&prog);
-    if let Some(d) = state_dir(std::env::args_os()) {
+    if let Some(d) = state_dir {
         cmd.arg("--state-dir").arg(d);
     }
     if let Some(a) = &args.autostart {
@@ -80,26 +62,4 @@ pub fn run(args: &TrayArgs) -> Result<ExitCode> {
             .and_then(|c| u8::try_from(c).ok())
             .unwrap_or(1),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn argv(a: &[&str]) -> Vec<OsString> {
-        a.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn the_state_dir_flag_is_found_in_either_spelling() {
-        assert_eq!(
-            state_dir(argv(&["airlock", "--state-dir", "/s", "tray"])),
-            Some("/s".into())
-        );
-        assert_eq!(
-            state_dir(argv(&["airlock", "tray", "--state-dir=/t", "--once-json"])),
-            Some("/t".into())
-        );
-        assert_eq!(state_dir(argv(&["airlock", "tray", "--once-json"])), None);
-    }
 }
