@@ -195,10 +195,8 @@ pub fn line(r: &Value, color: bool) -> String {
         cut(r["model"].as_str().unwrap_or("-"), 25),
         cut(r["app"].as_str().unwrap_or("-"), 12),
     );
-    if let Some(why) = r["error"]
-        .as_str()
-        .filter(|_| outcome != "completed" || tone != Style::Good)
-    {
+    // Good means it completed with a success status; anything else shows why.
+    if let Some(why) = r["error"].as_str().filter(|_| tone != Style::Good) {
         let by = r["decided_by"]
             .as_str()
             .map(|d| format!(" [{d}]"))
