@@ -7,6 +7,7 @@
 //! decide what is recorded (the pipeline and the governor do).
 
 mod batch;
+mod checkpoint;
 pub mod read;
 pub mod row;
 mod schema;
@@ -128,11 +129,20 @@ impl Journal {
         stats
             .head_seq
             .store(u64::try_from(head.0).unwrap_or(0), Ordering::Relaxed);
+        let checkpoints = checkpoint::Checkpoints::start(path);
+        if checkpoints.is_some() {
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint={}; PRAGMA journal_size_limit={};",
+                checkpoint::WRITER_PAGES,
+                checkpoint::WAL_LIMIT_BYTES
+            ))
+            .map_err(|e| JournalError::open(path, e))?;
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("airlock-journal".into())
-            .spawn(move || writer::run(conn, rx, st, head))
+            .spawn(move || writer::run(conn, rx, st, head, checkpoints))
             .map_err(|e| JournalError::Setup {
                 path: path.to_path_buf(),
                 message: format!("cannot start its writer thread ({e})"),

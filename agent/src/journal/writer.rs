@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{Group, Inbox, Pending, MAX_GROUP};
+use super::checkpoint::Checkpoints;
 use super::row::{Kind, Row};
 
 /// Rows kept for a retry after a failed commit; past this the oldest are counted lost.
@@ -72,12 +73,14 @@ pub(super) struct Stats {
     pub head_seq: AtomicU64,
 }
 
-/// Runs until every sender is gone and the queue is drained.
+/// Runs until every sender is gone and the queue is drained. `checkpoints` hears of every commit
+/// (`None`: SQLite folds the WAL on this thread).
 pub(super) fn run(
     mut conn: Connection,
     rx: mpsc::Receiver<Op>,
     stats: Arc<Stats>,
     mut head: (i64, String),
+    checkpoints: Option<Checkpoints>,
 ) {
     let mut inbox = Inbox::new(rx);
     let mut retry: VecDeque<Row> = VecDeque::new();
@@ -119,9 +122,12 @@ pub(super) fn run(
             .map(|row| Pending { row, ack: None })
             .chain(rows)
             .collect();
-        if !all.is_empty() && committed(&mut conn, all, &mut head, &stats, &mut retry, inbox.closed)
-        {
+        let n = all.len();
+        if n > 0 && committed(&mut conn, all, &mut head, &stats, &mut retry, inbox.closed) {
             last_begins = begins;
+            if let Some(c) = &checkpoints {
+                c.committed(n);
+            }
         }
         // A flush waits for an attempt, not for a disk that may never free up.
         waiting.answer_flushes();
@@ -139,6 +145,10 @@ pub(super) fn run(
         }
     }
     waiting.answer_flushes();
+    // The checkpoint thread's connection closes first, so this one is the last and SQLite folds
+    // the WAL into the file as it closes.
+    drop(checkpoints);
+    drop(conn);
 }
 
 /// Commits one group (retried rows first) and tells every waiting sender how it went.
