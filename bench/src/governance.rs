@@ -28,6 +28,10 @@ pub struct GovernanceArgs {
     /// `full` durability (a disk flush per commit) instead of `normal`.
     #[arg(long)]
     full: bool,
+    /// Pause (µs) between a request's end and the same client's next begin — the client's own
+    /// round trip; 0 sends the next begin at once, before the writer has taken the end.
+    #[arg(long, default_value_t = 0)]
+    think_us: u64,
 }
 
 /// The enterprise policy the admission figures are measured with.
@@ -90,6 +94,8 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
     let policy = Policy::from_toml(&text, PolicySource::Embedded)?;
     let template = record_template()?;
     let per_task = args.requests / args.concurrency.max(1);
+    // A blocking sleep: tokio's timers round up to a millisecond.
+    let think = Duration::from_micros(args.think_us);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..args.concurrency {
@@ -103,6 +109,9 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
                 j.begin(&rec).await.context("begin")?;
                 lat.push(t0.elapsed());
                 j.end(&rec);
+                if think > Duration::ZERO {
+                    std::thread::sleep(think);
+                }
             }
             anyhow::Ok(lat)
         }));
@@ -113,7 +122,12 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
     }
     journal.flush().await;
     let secs = started.elapsed().as_secs_f64();
-    let rows = journal.status()["rows_written"].as_u64().unwrap_or(0);
+    let status = journal.status();
+    let rows = status["rows_written"].as_u64().unwrap_or(0);
+    let (commits, direct) = (
+        status["commits"].as_u64().unwrap_or(0),
+        status["direct_commits"].as_u64().unwrap_or(0),
+    );
     lat.sort();
     let verify_start = Instant::now();
     let v = airlock_agent::journal::verify_file(journal.path())?;
@@ -156,8 +170,14 @@ async fn run_async(args: GovernanceArgs) -> Result<()> {
         if args.full { "full" } else { "normal" },
         rows as f64 / secs
     );
+    println!("| journal: commits (made by the begin itself) | {commits} ({direct}) |");
     println!(
-        "| journal: begin commit latency p50 / p99 | {} / {} |",
+        "| journal: begin commit latency p50 / p99{} | {} / {} |",
+        if args.think_us > 0 {
+            format!(" ({} µs between requests)", args.think_us)
+        } else {
+            String::new()
+        },
         micros(pct_of(&lat, 0.5)),
         micros(pct_of(&lat, 0.99))
     );

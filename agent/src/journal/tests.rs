@@ -211,7 +211,7 @@ async fn retention_removes_the_oldest_rows_and_the_chain_still_verifies() {
         j.append(row);
     }
     j.flush().await;
-    let rule = writer::Retention {
+    let rule = store::Retention {
         older_than_ms: now - 5 * day,
         max_bytes: u64::MAX,
         floor_ms: now - 2 * day,
@@ -226,7 +226,7 @@ async fn retention_removes_the_oldest_rows_and_the_chain_still_verifies() {
     );
     // Nothing more to do; then a size bound removes half of what is old enough.
     assert_eq!(j.prune_with(rule).await.unwrap(), 0);
-    let tiny = writer::Retention {
+    let tiny = store::Retention {
         max_bytes: 1,
         ..rule
     };
@@ -276,6 +276,42 @@ async fn a_finished_row_rides_with_the_next_begin_instead_of_a_commit_of_its_own
         (s["rows_written"].as_u64(), s["commits"].as_u64()),
         (Some(2), Some(1))
     );
+}
+
+#[tokio::test]
+async fn a_lone_request_commits_its_begin_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(&dir);
+    // Nothing queued, the writer idle: each begin commits on the caller's thread.
+    for i in 0..5 {
+        j.begin(&record(&format!("req_{i}"))).await.unwrap();
+    }
+    let s = j.status();
+    assert_eq!(
+        (s["commits"].as_u64(), s["direct_commits"].as_u64()),
+        (Some(5), Some(5))
+    );
+    // Rows handed to the writer meanwhile go on the same chain.
+    for i in 0..5 {
+        j.end(&finished(&format!("req_{i}")));
+    }
+    j.begin(&record("req_5")).await.unwrap();
+    j.flush().await;
+    assert_eq!(j.status()["rows_written"].as_u64(), Some(11));
+    let v = read::verify(&j.reader().unwrap()).unwrap();
+    assert_eq!((v.rows, v.problem), (11, None));
+    let rows = read::export(&j.reader().unwrap(), 0, 0, 100, None).unwrap();
+    let ends = rows.iter().filter(|r| r.kind == Kind::End).count();
+    assert_eq!(ends, 5);
+}
+
+#[tokio::test]
+async fn with_full_sync_every_begin_goes_through_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("journal.db"), SyncMode::Full).unwrap();
+    j.begin(&record("req_1")).await.unwrap();
+    assert_eq!(j.status()["direct_commits"].as_u64(), Some(0));
+    assert_eq!(j.status()["commits"].as_u64(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
