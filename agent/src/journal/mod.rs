@@ -7,7 +7,6 @@
 //! decide what is recorded (the pipeline and the governor do).
 
 mod batch;
-mod checkpoint;
 pub mod read;
 pub mod row;
 mod schema;
@@ -93,6 +92,8 @@ struct Inner {
     stats: Arc<store::Stats>,
     /// Rows handed over that are waiting for room in the queue.
     waiting: Arc<std::sync::atomic::AtomicU64>,
+    /// `begin`s under way (waiting for their commit).
+    begins: std::sync::atomic::AtomicU64,
     sync: SyncMode,
 }
 
@@ -132,16 +133,7 @@ impl Journal {
         stats
             .head_seq
             .store(u64::try_from(head.0).unwrap_or(0), Ordering::Relaxed);
-        let checkpoints = checkpoint::Checkpoints::start(path);
-        if checkpoints.is_some() {
-            conn.execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint={}; PRAGMA journal_size_limit={};",
-                checkpoint::WRITER_PAGES,
-                checkpoint::WAL_LIMIT_BYTES
-            ))
-            .map_err(|e| JournalError::open(path, e))?;
-        }
-        let store = Arc::new(Mutex::new(Some(store::Store::new(conn, head, checkpoints))));
+        let store = Arc::new(Mutex::new(Some(store::Store::new(conn, head))));
         let (tx, rx) = mpsc::channel(QUEUE);
         let (st, shared) = (stats.clone(), store.clone());
         let thread = std::thread::Builder::new()
@@ -159,6 +151,7 @@ impl Journal {
                 thread: Mutex::new(Some(thread)),
                 stats,
                 waiting: Arc::default(),
+                begins: Default::default(),
                 sync,
             }),
         })
@@ -176,12 +169,14 @@ impl Journal {
     /// Commits `record`'s `begin` row and returns once it is durable: call it right before the
     /// request is forwarded, and do not forward on an error.
     ///
-    /// A lone request (nothing queued, the writer not committing) commits its row here, with the
-    /// rows waiting for company, instead of handing it to the writer thread and waiting to be
-    /// woken: two thread hand-offs are most of what a lone commit costs. Only with `sync =
-    /// "normal"`, where a commit writes the WAL without a disk flush; with `full` a commit waits
-    /// for the disk and must not hold an async worker.
+    /// A lone request (no other `begin` under way, nothing queued, the writer not committing)
+    /// commits its row here, with the rows waiting for company, instead of handing it to the writer
+    /// thread and waiting to be woken: two thread hand-offs are most of what a lone commit costs.
+    /// Requests that overlap go to the writer, which commits them together without holding an
+    /// async worker. Only with `sync = "normal"`, where a commit writes the WAL without a disk
+    /// flush; with `full` a commit waits for the disk and must not hold an async worker.
     pub async fn begin(&self, record: &Record) -> Result<i64, JournalError> {
+        let _under_way = UnderWay::new(&self.inner.begins);
         let row = Box::new(Row::request(Kind::Begin, record));
         let tx = self.sender().ok_or(JournalError::Closed)?;
         let row = match self.begin_here(row, &tx) {
@@ -209,7 +204,10 @@ impl Journal {
         row: Box<Row>,
         tx: &mpsc::Sender<writer::Op>,
     ) -> Result<Result<i64, JournalError>, Box<Row>> {
-        if self.inner.sync != SyncMode::Normal || tx.capacity() < tx.max_capacity() {
+        if self.inner.sync != SyncMode::Normal
+            || self.inner.begins.load(Ordering::Relaxed) > 1
+            || tx.capacity() < tx.max_capacity()
+        {
             return Err(row);
         }
         let Ok(mut guard) = self.inner.store.try_lock() else {
@@ -416,6 +414,22 @@ impl Journal {
             "waiting": c(&self.inner.waiting),
             "last_error": lock(&s.last_error).clone(),
         })
+    }
+}
+
+/// Counts a `begin` under way for as long as it lives (its future may be dropped mid-wait).
+struct UnderWay<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> UnderWay<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        UnderWay(n)
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

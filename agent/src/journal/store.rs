@@ -12,7 +12,6 @@ use std::time::Instant;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::batch::{Group, Pending};
-use super::checkpoint::Checkpoints;
 use super::row::{Kind, Row};
 
 /// Rows kept for a retry after a failed commit; past this the oldest are counted lost.
@@ -31,25 +30,18 @@ pub(super) struct Store {
     retry: VecDeque<Row>,
     /// Rows the writer thread took from the queue, waiting for company.
     pub(super) group: Group,
-    /// Hears of every commit (`None`: SQLite folds the WAL on the committing thread).
-    checkpoints: Option<Checkpoints>,
 }
 
 /// The writer thread's and `begin`'s handle: `None` once the writer has stopped.
 pub(super) type SharedStore = Mutex<Option<Store>>;
 
 impl Store {
-    pub(super) fn new(
-        conn: Connection,
-        head: (i64, String),
-        checkpoints: Option<Checkpoints>,
-    ) -> Store {
+    pub(super) fn new(conn: Connection, head: (i64, String)) -> Store {
         Store {
             conn,
             head,
             retry: VecDeque::new(),
             group: Group::default(),
-            checkpoints,
         }
     }
 
@@ -74,22 +66,18 @@ impl Store {
             .chain(self.group.take())
             .chain(own.map(|row| Pending { row, ack: None }))
             .collect();
-        let n = all.len();
-        if n == 0 {
+        if all.is_empty() {
             return Ok(None);
         }
-        let seq = committed(
+        committed(
             &mut self.conn,
             all,
             &mut self.head,
             stats,
             &mut self.retry,
             closed,
-        )?;
-        if let Some(c) = &self.checkpoints {
-            c.committed(n);
-        }
-        Ok(Some(seq))
+        )
+        .map(Some)
     }
 
     /// Applies `rule` (see [`prune`]).
@@ -99,13 +87,6 @@ impl Store {
             .head_seq
             .store(u64::try_from(self.head.0).unwrap_or(0), Ordering::Relaxed);
         Ok(n)
-    }
-
-    /// Closes the checkpoint thread's connection first, so this one is the last and SQLite folds
-    /// the WAL into the file as it closes.
-    pub(super) fn close(self) {
-        drop(self.checkpoints);
-        drop(self.conn);
     }
 }
 

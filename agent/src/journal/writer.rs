@@ -108,9 +108,9 @@ pub(super) fn run(store: Arc<SharedStore>, rx: mpsc::Receiver<Op>, stats: Arc<St
         }
     }
     waiting.answer_flushes();
-    if let Some(c) = lock(&store).take() {
-        c.close();
-    }
+    // The connection closes here (SQLite folds the WAL into the file as it does), not when the
+    // last handle on the journal goes.
+    drop(lock(&store).take());
 }
 
 /// Who waits for a flush: an async task, or a thread that may block.
