@@ -197,8 +197,8 @@ impl Journal {
         }
     }
 
-    /// Commits `row` on this thread when nothing is queued and the connection is free; gives the
-    /// row back otherwise.
+    /// Commits `row` on this thread when no other `begin` is under way, nothing is queued and the
+    /// connection is free; gives the row back otherwise.
     fn begin_here(
         &self,
         row: Box<Row>,
