@@ -69,15 +69,7 @@ impl Store {
         if all.is_empty() {
             return Ok(None);
         }
-        committed(
-            &mut self.conn,
-            all,
-            &mut self.head,
-            stats,
-            &mut self.retry,
-            closed,
-        )
-        .map(Some)
+        self.committed(all, stats, closed).map(Some)
     }
 
     /// Applies `rule` (see [`prune`]).
@@ -119,72 +111,71 @@ pub(super) struct Stats {
     pub head_seq: AtomicU64,
 }
 
-/// Commits `all` in one transaction and tells every waiting sender how it went: the new head's
-/// `seq`, or why not (rows nobody waits for are then kept in `retry`).
-fn committed(
-    conn: &mut Connection,
-    all: Vec<Pending>,
-    head: &mut (i64, String),
-    stats: &Stats,
-    retry: &mut VecDeque<Row>,
-    closed: bool,
-) -> Result<i64, String> {
-    let started = Instant::now();
-    match commit(conn, &all, head) {
-        Ok(new_head) => {
-            *head = new_head;
-            stats.rows.fetch_add(all.len() as u64, Ordering::Relaxed);
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .head_seq
-                .store(u64::try_from(head.0).unwrap_or(0), Ordering::Relaxed);
-            stats.retrying.store(0, Ordering::Relaxed);
-            let first = head.0 - all.len() as i64 + 1;
-            tracing::trace!(
-                rows = all.len(),
-                micros = started.elapsed().as_micros() as u64,
-                "journal commit"
-            );
-            for (i, p) in all.into_iter().enumerate() {
-                if let Some(ack) = p.ack {
-                    let _ = ack.send(Ok(first + i as i64));
-                }
-            }
-            Ok(head.0)
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let failures = stats.failed_commits.fetch_add(1, Ordering::Relaxed) + 1;
-            if failures == 1 || failures % 100 == 0 {
-                tracing::error!(error = %message, failures, "cannot write the journal; requests are refused until it can (free disk space?)");
-            }
-            if let Ok(mut last) = stats.last_error.lock() {
-                *last = Some(message.clone());
-            }
-            for p in all {
-                match p.ack {
-                    // A request waiting to be forwarded is told, and refused: it has no record.
-                    Some(ack) => {
-                        let _ = ack.send(Err(message.clone()));
+impl Store {
+    /// Commits `all` in one transaction and tells every waiting sender how it went: the new head's
+    /// `seq`, or why not (rows nobody waits for are then kept for a retry).
+    fn committed(&mut self, all: Vec<Pending>, stats: &Stats, closed: bool) -> Result<i64, String> {
+        let started = Instant::now();
+        match commit(&mut self.conn, &all, &self.head) {
+            Ok(new_head) => {
+                self.head = new_head;
+                stats.rows.fetch_add(all.len() as u64, Ordering::Relaxed);
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .head_seq
+                    .store(u64::try_from(self.head.0).unwrap_or(0), Ordering::Relaxed);
+                stats.retrying.store(0, Ordering::Relaxed);
+                let first = self.head.0 - all.len() as i64 + 1;
+                tracing::trace!(
+                    rows = all.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "journal commit"
+                );
+                for (i, p) in all.into_iter().enumerate() {
+                    if let Some(ack) = p.ack {
+                        let _ = ack.send(Ok(first + i as i64));
                     }
-                    // A begin row nobody waits for any more is dropped: its end row follows.
-                    None if p.row.kind == Kind::Begin => {}
-                    None => {
-                        if retry.len() >= MAX_RETRY {
-                            retry.pop_front();
-                            stats.lost.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(self.head.0)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let failures = stats.failed_commits.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures == 1 || failures % 100 == 0 {
+                    tracing::error!(error = %message, failures, "cannot write the journal; requests are refused until it can (free disk space?)");
+                }
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(message.clone());
+                }
+                for p in all {
+                    match p.ack {
+                        // A request waiting to be forwarded is told, and refused: it has no record.
+                        Some(ack) => {
+                            let _ = ack.send(Err(message.clone()));
                         }
-                        retry.push_back(p.row);
+                        // A begin row nobody waits for any more is dropped: its end row follows.
+                        None if p.row.kind == Kind::Begin => {}
+                        None => {
+                            if self.retry.len() >= MAX_RETRY {
+                                self.retry.pop_front();
+                                stats.lost.fetch_add(1, Ordering::Relaxed);
+                            }
+                            self.retry.push_back(p.row);
+                        }
                     }
                 }
+                stats
+                    .retrying
+                    .store(self.retry.len() as u64, Ordering::Relaxed);
+                if closed {
+                    // Stopping: nothing will free the disk in time.
+                    stats
+                        .lost
+                        .fetch_add(self.retry.len() as u64, Ordering::Relaxed);
+                    self.retry.clear();
+                }
+                Err(message)
             }
-            stats.retrying.store(retry.len() as u64, Ordering::Relaxed);
-            if closed {
-                // Stopping: nothing will free the disk in time.
-                stats.lost.fetch_add(retry.len() as u64, Ordering::Relaxed);
-                retry.clear();
-            }
-            Err(message)
         }
     }
 }
