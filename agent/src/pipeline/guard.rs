@@ -158,6 +158,12 @@ impl RecordGuard {
         }
     }
 
+    /// Whether the record holds budget or rate-limit reservations: then it must be finished before
+    /// the client sees the response end, so the caller's next request meets the settled counts.
+    pub(super) fn holds_reservations(&self) -> bool {
+        self.open.as_ref().is_some_and(|o| !o.holds.is_empty())
+    }
+
     /// What the usage estimate needs.
     pub(super) fn set_facts(&mut self, facts: RequestFacts) {
         if let Some(o) = self.open.as_mut() {

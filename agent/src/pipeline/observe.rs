@@ -260,8 +260,14 @@ impl Tap {
 
     /// Finishes the record off the response path: parsing a whole body, pricing and recording run in
     /// a task of their own, so the client's last bytes are flushed first (hyper drops a finished body
-    /// before it flushes). Outside a runtime (shutdown) it runs inline.
+    /// before it flushes). Outside a runtime (shutdown) it runs inline, and so it does when the
+    /// request holds budget or rate-limit reservations: they are settled before the last bytes
+    /// leave, or a client that sends its next request as soon as it has this answer could be refused
+    /// on a reservation that should already be gone.
     fn complete(self: Box<Self>, outcome: Outcome, error: Option<String>) {
+        if self.guard.holds_reservations() {
+            return self.complete_now(outcome, error);
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move { self.complete_now(outcome, error) });
