@@ -9,6 +9,7 @@ use crate::stats::{micros, pct_of};
 use airlock_agent::guardrails::actions::{Context, Guard};
 use airlock_agent::guardrails::inspect;
 use airlock_agent::guardrails::stream::{Scanner, Who};
+use airlock_agent::guardrails::{Category, CategorySet};
 use airlock_agent::policy::guardrails::Direction;
 use airlock_agent::policy::ApiKind;
 use airlock_agent::providers::request::texts;
@@ -201,6 +202,22 @@ pub fn run(a: GuardArgs) -> Result<()> {
     ];
     println!("| measure | value | target |\n|---|---:|---|");
     let mut found = 0usize;
+    // A secret rule's regex is compiled the first time one of its keywords is seen: the first texts
+    // pay for that once per process.
+    let first = Instant::now();
+    for (_, text) in &kinds {
+        found += engine.scan(text).len();
+    }
+    let first = first.elapsed();
+    let again = Instant::now();
+    for (_, text) in &kinds {
+        found += engine.scan(text).len();
+    }
+    println!(
+        "| first scan of the three texts after start (compiles the rules their keywords select), then again | {} / {} | — |",
+        micros(first),
+        micros(again.elapsed())
+    );
     for (name, text) in &kinds {
         let start = Instant::now();
         let mut bytes = 0usize;
@@ -211,6 +228,32 @@ pub fn run(a: GuardArgs) -> Result<()> {
         let mbs = bytes as f64 / start.elapsed().as_secs_f64() / 1e6;
         println!(
             "| scan throughput, {name} (64 KB texts), one core | {mbs:.0} MB/s | ≥ 200 MB/s |"
+        );
+    }
+    // Where the time goes: each detector alone over the same texts.
+    for (label, cat) in [
+        ("secrets", Category::Secret),
+        ("personal data", Category::Pii),
+        ("injection", Category::Injection),
+    ] {
+        let mut cats = CategorySet::default();
+        cats.insert(cat);
+        let mut each = Vec::new();
+        for (_, text) in &kinds {
+            let start = Instant::now();
+            let mut bytes = 0usize;
+            while start.elapsed().as_secs_f64() < a.seconds / 4.0 {
+                found += engine.scan_only(text, cats).len();
+                bytes += text.len();
+            }
+            each.push(format!(
+                "{:.0}",
+                bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+            ));
+        }
+        println!(
+            "| {label} detector alone, prose / code / JSON | {} MB/s | — |",
+            each.join(" / ")
         );
     }
     let mut prompt = String::new();

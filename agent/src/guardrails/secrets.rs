@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex_automata::PatternID;
 use serde::Deserialize;
 
 use super::entropy::shannon;
@@ -58,22 +58,70 @@ fn yes() -> bool {
     true
 }
 
+/// A rule's regex. Built without the one-pass DFA the `regex` crate adds for capture groups (with
+/// 350 rules that DFA alone held ~9 MB): captures are only ever resolved inside a match the lazy
+/// DFA already found, a few dozen bytes, where the bounded backtracker is as quick.
+type RuleRegex = regex_automata::meta::Regex;
+
+fn rule_regex(pattern: &str) -> Result<RuleRegex, Box<regex_automata::meta::BuildError>> {
+    regex_automata::meta::Builder::new()
+        .configure(regex_automata::meta::Config::new().onepass(false))
+        .build(pattern)
+        .map_err(Box::new)
+}
+
+/// A rule's regex and the index of its `s` group, compiled the first time one of the rule's
+/// keywords is seen: most of the 350 formats never come up on a given laptop, and compiling them
+/// all at start held ~7 MB of NFAs in an idle agent. The pattern was parsed when the rules were
+/// loaded, and `every_builtin_rule_compiles` compiles each one, so this only fails on a
+/// regex-automata size limit.
+struct Lazy {
+    /// The regex as written (also what the stream DFA is built from).
+    pattern: String,
+    compiled: std::sync::OnceLock<Option<(RuleRegex, Option<usize>)>>,
+}
+
+impl Lazy {
+    fn new(id: &str, pattern: &str) -> Result<Lazy, GuardError> {
+        regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(|e| GuardError::BuiltinRules(format!("{id}: {e}")))?;
+        Ok(Lazy {
+            pattern: pattern.to_string(),
+            compiled: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The regex and its `s` group, compiled on first use; `None` if it cannot be compiled
+    /// (logged once, the rule then finds nothing).
+    fn get(&self, id: &str) -> Option<&(RuleRegex, Option<usize>)> {
+        self.compiled
+            .get_or_init(|| match rule_regex(&self.pattern) {
+                Ok(re) => {
+                    let group = re.group_info().to_index(PatternID::ZERO, "s");
+                    Some((re, group))
+                }
+                Err(e) => {
+                    tracing::error!(rule = id, error = %e, "a built-in secret rule does not compile; it is skipped");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
 /// Bytes searched either side of a keyword hit when a rule says nothing.
 const WINDOW: usize = 512;
 
 struct Rule {
     id: Arc<str>,
-    regex: Regex,
-    /// Index of the `s` group, if the regex has one.
-    group: Option<usize>,
+    regex: Lazy,
     entropy: Option<f64>,
     boundary: bool,
     window: usize,
     /// How far past the start of a keyword hit this rule's match (and the byte after it) can reach:
     /// while a stream has less text than that after a hit, the match may still be forming.
     reach: usize,
-    /// The rule's regex as written, for the stream DFA built on first use.
-    pattern: String,
     /// The literals (lower-case) every match starts with, when the regex says: then a stream can
     /// tell from its text that no match around a keyword can still be forming.
     starts: Vec<Vec<u8>>,
@@ -260,20 +308,16 @@ impl Secrets {
             }
         };
         for d in defs {
-            let regex = Regex::new(&d.regex)
-                .map_err(|e| GuardError::BuiltinRules(format!("{}: {e}", d.id)))?;
-            let group = regex.capture_names().position(|n| n == Some("s"));
+            let regex = Lazy::new(&d.id, &d.regex)?;
             add_keywords(&d.keywords, rules.len());
             let window = d.window.unwrap_or(WINDOW);
             let longest_keyword = d.keywords.iter().map(String::len).max().unwrap_or(0);
             rules.push(Rule {
                 id: d.id.into(),
                 reach: reach(&d.regex, window, longest_keyword),
-                pattern: d.regex.clone(),
                 starts: match_starts(&d.regex),
                 dfa: std::sync::OnceLock::new(),
                 regex,
-                group,
                 entropy: d.entropy,
                 boundary: d.boundary,
                 window,
@@ -383,7 +427,7 @@ impl Secrets {
         if rule.starts.is_empty() {
             return true;
         }
-        let Some(dfa) = rule.dfa.get_or_init(|| stream_dfa(&rule.pattern)) else {
+        let Some(dfa) = rule.dfa.get_or_init(|| stream_dfa(&rule.regex.pattern)) else {
             return true;
         };
         let i = match o.tracks.iter().position(|t| t.rule == r) {
@@ -485,21 +529,24 @@ impl Secrets {
     }
 
     fn run(&self, rule: &Rule, text: &str, from: usize, to: usize, out: &mut Vec<Finding>) {
+        let Some((regex, group)) = rule.regex.get(&rule.id) else {
+            return;
+        };
         let hay = &text[from..to];
-        for caps in rule.regex.captures_iter(hay) {
-            let m = match rule.group {
-                Some(g) => caps.get(g),
-                None => caps.get(0),
+        for caps in regex.captures_iter(hay) {
+            let m = match *group {
+                Some(g) => caps.get_group(g),
+                None => caps.get_match().map(|m| m.span()),
             };
             let Some(m) = m else { continue };
-            let (start, end) = (from + m.start(), from + m.end());
+            let (start, end) = (from + m.start, from + m.end);
             if start == end {
                 continue;
             }
             if rule.boundary && !bounded(text, start, end) {
                 continue;
             }
-            let value = m.as_str();
+            let value = &hay[m.range()];
             if rule.entropy.is_some_and(|min| shannon(value) < min) {
                 continue;
             }
@@ -510,7 +557,8 @@ impl Secrets {
                 }
             }
             if let Some(check) = rule.check {
-                if !check(caps.get(0).map_or("", |m| m.as_str()), value) {
+                let whole = caps.get_match().map_or("", |w| &hay[w.range()]);
+                if !check(whole, value) {
                     continue;
                 }
             }
@@ -612,18 +660,16 @@ const GENERIC_KEYWORDS: [&str; 9] = [
 const GENERIC: &str = r#"(?i)(?:^|[^A-Za-z0-9])(?P<name>[A-Za-z0-9_.\-]{0,40}(?:api[_.\-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|passphrase|credentials?|auth[_.\-]?key|access[_.\-]?key|private[_.\-]?key|signing[_.\-]?key|encryption[_.\-]?key|master[_.\-]?key|_key|-key|\.key|pass)[A-Za-z0-9_.\-]{0,20})["'`]?\]?\s{0,4}(?::=|=>|\|\|=|\?=|=|:|\s+is\s+)\s{0,4}(?:[rbuf]?["'`])?(?P<s>[^\s"'`;,()\[\]{}<>\\]{8,200})"#;
 
 fn generic_rule() -> Result<Rule, GuardError> {
-    let regex =
-        Regex::new(GENERIC).map_err(|e| GuardError::BuiltinRules(format!("generic: {e}")))?;
-    let group = regex.capture_names().position(|n| n == Some("s"));
+    // Compiled at once: its keywords (key, token, password, secret …) come up in most code.
+    let regex = Lazy::new("generic_secret", GENERIC)?;
+    regex.get("generic_secret");
     Ok(Rule {
         id: "generic_secret".into(),
         regex,
-        group,
         entropy: Some(3.5),
         boundary: false,
         window: 256,
         reach: reach(GENERIC, 256, 0),
-        pattern: GENERIC.into(),
         starts: Vec::new(),
         dfa: std::sync::OnceLock::new(),
         allow: Vec::new(),
@@ -709,6 +755,41 @@ mod tests {
         out.into_iter()
             .map(|f| (f.rule.to_string(), text[f.start..f.end].to_string()))
             .collect()
+    }
+
+    #[test]
+    fn every_builtin_rule_compiles() {
+        let s = Secrets::builtin().unwrap();
+        for r in &s.rules {
+            assert!(r.regex.get(&r.id).is_some(), "{} does not compile", r.id);
+        }
+    }
+
+    #[test]
+    fn a_rule_is_compiled_only_once_one_of_its_keywords_is_seen() {
+        let s = Secrets::builtin().unwrap();
+        let compiled = |s: &Secrets| {
+            s.rules
+                .iter()
+                .filter(|r| r.regex.compiled.get().is_some())
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        // Only the generic rule, whose keywords are in most code, is compiled at start.
+        assert_eq!(compiled(&s), ["generic_secret"]);
+        assert!(found(&s, "Nothing here but plain words about the weather.").is_empty());
+        assert_eq!(compiled(&s), ["generic_secret"]);
+        let hits = found(&s, "AKIAIOSFODNN7EXAMPLF is an access key id");
+        let now = compiled(&s);
+        assert!(
+            now.iter().any(|id| id.starts_with("aws")),
+            "{now:?} {hits:?}"
+        );
+        assert!(
+            now.len() < s.rules.len() / 4,
+            "{} compiled: {now:?}",
+            now.len()
+        );
     }
 
     #[test]
