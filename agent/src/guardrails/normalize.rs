@@ -12,8 +12,14 @@ use unicode_normalization::UnicodeNormalization;
 pub(crate) struct Normal {
     /// Lower case words separated by single spaces, with a space at each end.
     pub(crate) text: String,
-    /// For each byte of `text`, where the original character it came from starts.
+    /// For each byte of `text`, where the original character it came from starts; empty for ASCII
+    /// text, whose map is `jumps`.
     starts: Vec<u32>,
+    /// ASCII text: `(normal index, original index)` wherever the distance between the two changes
+    /// (a run of several non-letters collapsed to one space); between two entries each normal byte
+    /// stands for the original byte at the same distance. A few entries per sentence instead of
+    /// four bytes per byte.
+    jumps: Vec<(u32, u32)>,
     /// For each byte of `text`, where that character ends; empty when the original was ASCII
     /// (every character one byte: it ends one past its start, at most at `len`).
     ends: Vec<u32>,
@@ -29,6 +35,11 @@ impl Normal {
 
     /// The original span of normal bytes `start..end`.
     pub(crate) fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        if !self.jumps.is_empty() {
+            let s = self.ascii_start(start);
+            let e = (self.ascii_start(end.saturating_sub(1)) + 1).min(self.len as usize);
+            return (s, e.max(s));
+        }
         let s = self.starts.get(start).map_or(0, |&m| m as usize);
         let last = end.saturating_sub(1);
         let e = if self.ends.is_empty() {
@@ -40,7 +51,31 @@ impl Normal {
         };
         (s, e.max(s))
     }
+
+    /// Where the original byte behind normal byte `k` of an ASCII text is (the end, past the last).
+    fn ascii_start(&self, k: usize) -> usize {
+        let k = u32::try_from(k).unwrap_or(u32::MAX);
+        let at = self.jumps.partition_point(|&(n, _)| n <= k);
+        let Some(&(n, i)) = at.checked_sub(1).and_then(|a| self.jumps.get(a)) else {
+            return 0;
+        };
+        i.saturating_add(k - n).min(self.len) as usize
+    }
 }
+
+/// Each ASCII byte in the normal form: a letter or digit lower-cased, anything else 0 (a separator).
+static ASCII_WORD: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] = b.to_ascii_lowercase();
+        }
+        c += 1;
+    }
+    t
+};
 
 /// Whether `c` is invisible: zero-width, joiners, bidi controls, the tag block, other format
 /// characters and private-use code points.
@@ -87,36 +122,53 @@ fn fold(c: char) -> char {
 /// The normal form of `text`.
 pub(crate) fn normalize(text: &str) -> Normal {
     let mut n = Normal {
-        text: String::with_capacity(text.len() + 2),
-        starts: Vec::with_capacity(text.len() + 2),
+        text: String::new(),
+        starts: Vec::new(),
+        jumps: Vec::new(),
         ends: Vec::new(),
         len: u32::try_from(text.len()).unwrap_or(u32::MAX),
     };
     let mut space = true;
     if text.is_ascii() {
-        // The fast path: bytes in, bytes out, no Unicode tables, and only starts in the map.
+        // The fast path: a table instead of Unicode, and a map entry only where a run of several
+        // separators was collapsed (see `jumps`).
         let mut out: Vec<u8> = Vec::with_capacity(text.len() + 2);
+        let mut jumps: Vec<(u32, u32)> = Vec::new();
+        // The distance original - normal the last entry recorded; normal byte 0 (the leading
+        // space) stands for original byte 0.
+        let mut dist: i64 = 0;
+        jumps.push((0, 0));
         out.push(b' ');
-        n.starts.push(0);
+        let mut record = |out: &Vec<u8>, i: usize| {
+            let d = i as i64 - out.len() as i64;
+            if d != dist {
+                dist = d;
+                jumps.push((out.len() as u32, i as u32));
+            }
+        };
         for (i, &c) in text.as_bytes().iter().enumerate() {
-            if c.is_ascii_alphanumeric() {
-                out.push(c.to_ascii_lowercase());
-                n.starts.push(i as u32);
+            let w = ASCII_WORD[usize::from(c & 0x7f)];
+            if w != 0 {
+                record(&out, i);
+                out.push(w);
                 space = false;
             } else if !space {
+                record(&out, i);
                 out.push(b' ');
-                n.starts.push(i as u32);
                 space = true;
             }
         }
         if !space {
+            record(&out, text.len());
             out.push(b' ');
-            n.starts.push(n.len);
         }
+        n.jumps = jumps;
         // Only ASCII was pushed, so this cannot fail.
         n.text = String::from_utf8(out).unwrap_or_default();
         return n;
     }
+    n.text.reserve(text.len() + 2);
+    n.starts.reserve(text.len() + 2);
     n.ends.reserve(text.len() + 2);
     n.text.push(' ');
     n.push_map(0, 0);
@@ -162,6 +214,45 @@ pub(crate) fn normalize(text: &str) -> Normal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The ASCII map spelled out, one entry per normal byte: where each came from.
+    fn byte_map(text: &str) -> (String, Vec<usize>) {
+        let (mut out, mut map, mut space) = (String::from(" "), vec![0], true);
+        for (i, c) in text.char_indices() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+                map.push(i);
+                space = false;
+            } else if !space {
+                out.push(' ');
+                map.push(i);
+                space = true;
+            }
+        }
+        if !space {
+            out.push(' ');
+            map.push(text.len());
+        }
+        (out, map)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn the_ascii_map_gives_every_span_the_bytes_it_came_from(text in "[a-zA-Z0-9 .,;:!?()\n\t_-]{0,120}") {
+            let n = normalize(&text);
+            let (want, map) = byte_map(&text);
+            prop_assert_eq!(&n.text, &want);
+            for s in 0..want.len() {
+                for e in s + 1..=want.len() {
+                    let end = (map[e - 1] + 1).min(text.len()).max(map[s]);
+                    prop_assert_eq!(n.original(s, e), (map[s], end), "{}..{}", s, e);
+                }
+            }
+        }
+    }
 
     #[test]
     fn look_alikes_styles_and_invisibles_become_plain_words() {
