@@ -190,6 +190,17 @@ fn resent_conversation(a: &GuardArgs, guard: &Guard, cx: &Context<'_>) {
     );
 }
 
+/// MB/s of `scan` run over `text` again and again for `seconds`.
+fn throughput(seconds: f64, text: &str, mut scan: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    while start.elapsed().as_secs_f64() < seconds {
+        scan();
+        bytes += text.len();
+    }
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
 /// Runs the benchmark and prints its table.
 pub fn run(a: GuardArgs) -> Result<()> {
     let guard = Guard::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -219,13 +230,7 @@ pub fn run(a: GuardArgs) -> Result<()> {
         micros(again.elapsed())
     );
     for (name, text) in &kinds {
-        let start = Instant::now();
-        let mut bytes = 0usize;
-        while start.elapsed().as_secs_f64() < a.seconds {
-            found += engine.scan(text).len();
-            bytes += text.len();
-        }
-        let mbs = bytes as f64 / start.elapsed().as_secs_f64() / 1e6;
+        let mbs = throughput(a.seconds, text, || found += engine.scan(text).len());
         println!(
             "| scan throughput, {name} (64 KB texts), one core | {mbs:.0} MB/s | ≥ 200 MB/s |"
         );
@@ -240,16 +245,10 @@ pub fn run(a: GuardArgs) -> Result<()> {
         cats.insert(cat);
         let mut each = Vec::new();
         for (_, text) in &kinds {
-            let start = Instant::now();
-            let mut bytes = 0usize;
-            while start.elapsed().as_secs_f64() < a.seconds / 4.0 {
-                found += engine.scan_only(text, cats).len();
-                bytes += text.len();
-            }
-            each.push(format!(
-                "{:.0}",
-                bytes as f64 / start.elapsed().as_secs_f64() / 1e6
-            ));
+            let mbs = throughput(a.seconds / 4.0, text, || {
+                found += engine.scan_only(text, cats).len()
+            });
+            each.push(format!("{mbs:.0}"));
         }
         println!(
             "| {label} detector alone, prose / code / JSON | {} MB/s | — |",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::PatternID;
+use regex_syntax::hir::Hir;
 use serde::Deserialize;
 
 use super::entropy::shannon;
@@ -73,23 +74,27 @@ fn rule_regex(pattern: &str) -> Result<RuleRegex, Box<regex_automata::meta::Buil
 /// A rule's regex and the index of its `s` group, compiled the first time one of the rule's
 /// keywords is seen: most of the 350 formats never come up on a given laptop, and compiling them
 /// all at start held ~7 MB of NFAs in an idle agent. The pattern was parsed when the rules were
-/// loaded, and `every_builtin_rule_compiles` compiles each one, so this only fails on a
-/// regex-automata size limit.
+/// loaded ([`parse`]), and `every_builtin_rule_compiles` compiles each one, so this only fails on
+/// a regex-automata size limit.
 struct Lazy {
     /// The regex as written (also what the stream DFA is built from).
     pattern: String,
     compiled: std::sync::OnceLock<Option<(RuleRegex, Option<usize>)>>,
 }
 
+/// A rule's pattern parsed once at load: a syntax error fails the rules, and what the stream needs
+/// to know of the pattern ([`reach`], [`match_starts`]) is read from it.
+fn parse(id: &str, pattern: &str) -> Result<Hir, GuardError> {
+    regex_syntax::parse(pattern).map_err(|e| GuardError::BuiltinRules(format!("{id}: {e}")))
+}
+
 impl Lazy {
-    fn new(id: &str, pattern: &str) -> Result<Lazy, GuardError> {
-        regex_syntax::Parser::new()
-            .parse(pattern)
-            .map_err(|e| GuardError::BuiltinRules(format!("{id}: {e}")))?;
-        Ok(Lazy {
+    /// A pattern [`parse`] accepted, not compiled yet.
+    fn new(pattern: &str) -> Lazy {
+        Lazy {
             pattern: pattern.to_string(),
             compiled: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// The regex and its `s` group, compiled on first use; `None` if it cannot be compiled
@@ -200,11 +205,8 @@ type Cache = regex_automata::hybrid::dfa::Cache;
 
 /// The literals (lower-case, deduplicated) every match of `pattern` starts with, when they are
 /// all known and at least 3 bytes long (shorter ones would start a search almost anywhere).
-fn match_starts(pattern: &str) -> Vec<Vec<u8>> {
-    let Ok(hir) = regex_syntax::parse(pattern) else {
-        return Vec::new();
-    };
-    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+fn match_starts(hir: &Hir) -> Vec<Vec<u8>> {
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(hir);
     let Some(lits) = seq.literals() else {
         return Vec::new();
     };
@@ -268,18 +270,14 @@ fn step(dfa: &Dfa, cache: &mut Cache, text: &str, search: &mut Search) -> bool {
     true
 }
 
-/// The longest match a regex can make (bytes), when its repetitions are bounded.
-fn maximum_len(pattern: &str) -> Option<usize> {
-    regex_syntax::parse(pattern)
-        .ok()
-        .and_then(|h| h.properties().maximum_len())
-}
-
 /// Reach of a rule: its longest match from a keyword (which a match contains) plus one byte of
 /// boundary; a rule whose repetitions are unbounded reaches across its window.
-fn reach(pattern: &str, window: usize, longest_keyword: usize) -> usize {
+fn reach(hir: &Hir, window: usize, longest_keyword: usize) -> usize {
     let bound = 2 * window + longest_keyword;
-    maximum_len(pattern).map_or(bound, |m| m.min(bound)) + 1
+    hir.properties()
+        .maximum_len()
+        .map_or(bound, |m| m.min(bound))
+        + 1
 }
 
 /// The table's rules, parsed (for the tests and `airlock guard rules`).
@@ -308,16 +306,16 @@ impl Secrets {
             }
         };
         for d in defs {
-            let regex = Lazy::new(&d.id, &d.regex)?;
+            let hir = parse(&d.id, &d.regex)?;
             add_keywords(&d.keywords, rules.len());
             let window = d.window.unwrap_or(WINDOW);
             let longest_keyword = d.keywords.iter().map(String::len).max().unwrap_or(0);
             rules.push(Rule {
                 id: d.id.into(),
-                reach: reach(&d.regex, window, longest_keyword),
-                starts: match_starts(&d.regex),
+                reach: reach(&hir, window, longest_keyword),
+                starts: match_starts(&hir),
                 dfa: std::sync::OnceLock::new(),
-                regex,
+                regex: Lazy::new(&d.regex),
                 entropy: d.entropy,
                 boundary: d.boundary,
                 window,
@@ -661,7 +659,8 @@ const GENERIC: &str = r#"(?i)(?:^|[^A-Za-z0-9])(?P<name>[A-Za-z0-9_.\-]{0,40}(?:
 
 fn generic_rule() -> Result<Rule, GuardError> {
     // Compiled at once: its keywords (key, token, password, secret …) come up in most code.
-    let regex = Lazy::new("generic_secret", GENERIC)?;
+    let hir = parse("generic_secret", GENERIC)?;
+    let regex = Lazy::new(GENERIC);
     regex.get("generic_secret");
     Ok(Rule {
         id: "generic_secret".into(),
@@ -669,7 +668,7 @@ fn generic_rule() -> Result<Rule, GuardError> {
         entropy: Some(3.5),
         boundary: false,
         window: 256,
-        reach: reach(GENERIC, 256, 0),
+        reach: reach(&hir, 256, 0),
         starts: Vec::new(),
         dfa: std::sync::OnceLock::new(),
         allow: Vec::new(),
