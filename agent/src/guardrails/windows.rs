@@ -12,6 +12,10 @@ use regex::Regex;
 const BLOB_BYTE: u8 = 1;
 /// `0` or `1` (binary octets).
 const BIT: u8 = 2;
+/// An ASCII letter or digit.
+const ALNUM: u8 = 4;
+/// A digit or a number separator: `().- /` and a leading `+`.
+const NUM: u8 = 8;
 
 /// What each byte is to [`blobs`].
 static CLASS: [u8; 256] = {
@@ -24,6 +28,12 @@ static CLASS: [u8; 256] = {
         }
         if matches!(b, b'0' | b'1') {
             t[c] |= BIT;
+        }
+        if b.is_ascii_alphanumeric() {
+            t[c] |= ALNUM;
+        }
+        if b.is_ascii_digit() || matches!(b, b'(' | b')' | b'.' | b'-' | b' ' | b'/' | b'+') {
+            t[c] |= NUM;
         }
         c += 1;
     }
@@ -91,30 +101,78 @@ fn runs(b: &[u8], min: usize, class: u8) -> Vec<(usize, usize)> {
     out
 }
 
-/// Windows for the number-led personal-data regexes (phone, card, SSN, IBAN, wallets, NINO): every
-/// match holds a digit at most `before` bytes after its start and ends at most `after` bytes past
-/// its last digit, and its digits are never further apart than `gap` unless only the number
-/// separators `().- /` lie between them.
-pub(crate) fn digits(text: &str, before: usize, after: usize, gap: usize) -> Vec<(usize, usize)> {
+/// Windows for the number regex: a match is made of digits and the separators `().- /` (with a
+/// `+` or `(` first), starts at most two bytes before its first digit, ends with a digit and spans
+/// at least `min_span` bytes from its first digit to its last. So it lies in a maximal run of
+/// those bytes, between two bytes before the run's first digit and the run's last digit. Code and
+/// prose are full of short numbers (`2024`, `3.2.1`, `timeout=30`) that hold no match.
+pub(crate) fn numbers(text: &str, min_span: usize) -> Vec<(usize, usize)> {
     let b = text.as_bytes();
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    let mut last: Option<usize> = None;
-    for (at, _) in b.iter().enumerate().filter(|(_, c)| c.is_ascii_digit()) {
-        let joined = last.is_some_and(|l| {
-            at - l <= gap
-                || b[l + 1..at]
-                    .iter()
-                    .all(|c| matches!(c, b'(' | b')' | b'.' | b'-' | b' ' | b'/'))
-        });
-        match out.last_mut() {
-            Some(w) if joined || at.saturating_sub(before) <= w.1 => {
-                w.1 = (at + 1 + after).min(b.len());
-            }
-            _ => out.push((at.saturating_sub(before), (at + 1 + after).min(b.len()))),
+    let num = |c: u8| CLASS[c as usize] & NUM != 0;
+    let mut out = Vec::new();
+    // Invariant: `i` is 0 or follows the end of a run (a byte that is not `num`).
+    let mut i = 0;
+    while let Some(k) = b[i..].iter().position(u8::is_ascii_digit) {
+        let first = i + k;
+        let mut start = first;
+        while start > i && start + 2 > first && num(b[start - 1]) {
+            start -= 1;
         }
-        last = Some(at);
+        let (mut e, mut last) = (first, first);
+        while e < b.len() && num(b[e]) {
+            if b[e].is_ascii_digit() {
+                last = e;
+            }
+            e += 1;
+        }
+        if last + 1 - first >= min_span {
+            out.push((start, last + 1));
+        }
+        if e >= b.len() {
+            break;
+        }
+        i = e + 1;
+    }
+    out
+}
+
+/// Windows for the capital-led regexes (IBAN, UK NINO): a match starts with two capital letters
+/// followed, after at most one space, by the first digit of a run of digits, and is at most
+/// `longest` bytes long.
+pub(crate) fn capitals_then_digits(text: &str, longest: usize) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let caps = |s: usize| b[s].is_ascii_uppercase() && b[s + 1].is_ascii_uppercase();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while let Some(k) = b[i..].iter().position(u8::is_ascii_digit) {
+        let d = i + k;
+        let start = if d >= 2 && caps(d - 2) {
+            Some(d - 2)
+        } else if d >= 3 && b[d - 1] == b' ' && caps(d - 3) {
+            Some(d - 3)
+        } else {
+            None
+        };
+        if let Some(s) = start {
+            let e = (s + longest).min(b.len());
+            match out.last_mut() {
+                Some(w) if s <= w.1 => w.1 = w.1.max(e),
+                _ => out.push((s, e)),
+            }
+        }
+        // The next candidate is the first digit of the next run.
+        i = d + 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
     }
     snap(text, out)
+}
+
+/// Windows for the wallet regex, whose matches are runs of ASCII letters and digits at least
+/// `min` long: the maximal such runs.
+pub(crate) fn alphanumeric_runs(text: &str, min: usize) -> Vec<(usize, usize)> {
+    runs(text.as_bytes(), min.max(1), ALNUM)
 }
 
 /// Windows for the email regex: around each `@`, the `local` bytes before it (the longest local
@@ -174,7 +232,7 @@ mod tests {
 
     use crate::guardrails::injection::{BLOB, BLOB_RUN};
     use crate::guardrails::pii::{
-        DIGIT_AFTER, DIGIT_BEFORE, DIGIT_GAP, EMAIL, EMAIL_LOCAL, IBAN, NINO, NUMBER, WALLET,
+        CAPITAL_LED, EMAIL, EMAIL_LOCAL, IBAN, NINO, NUMBER, NUMBER_SPAN, WALLET, WALLET_MIN,
     };
 
     fn whole(re: &Regex, text: &str) -> Vec<(usize, usize)> {
@@ -198,6 +256,13 @@ mod tests {
             Just("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq".to_string()),
             Just("0x52908400098527886E0F7030069857D2E4169EE7".to_string()),
             Just("jane.doe@example.org".to_string()),
+            Just("DE89370400440532013000".to_string()),
+            Just("AB123456C".to_string()),
+            Just("1BoatSLRHtKNngkdXEeobR76b53LETtpyT".to_string()),
+            Just("+(".to_string()),
+            Just("Ü".to_string()),
+            "[A-Z]{1,3}[0-9 ]{1,5}",
+            "[0-9]{1,3}[A-Z +(]{1,3}",
             Just("@".to_string()),
             Just("- - - / ( ) . ".to_string()),
             "[A-Za-z0-9+/_=-]{1,60}",
@@ -216,8 +281,13 @@ mod tests {
             let blob = Regex::new(BLOB).unwrap();
             let w = blobs(&text, BLOB_RUN);
             prop_assert_eq!(find_in(&blob, &text, &w).collect::<Vec<_>>(), whole(&blob, &text));
-            let w = digits(&text, DIGIT_BEFORE, DIGIT_AFTER, DIGIT_GAP);
-            for p in [NUMBER, IBAN, WALLET, NINO] {
+            let capital_led = capitals_then_digits(&text, CAPITAL_LED);
+            for (p, w) in [
+                (NUMBER, numbers(&text, NUMBER_SPAN)),
+                (IBAN, capital_led.clone()),
+                (NINO, capital_led),
+                (WALLET, alphanumeric_runs(&text, WALLET_MIN)),
+            ] {
                 let re = Regex::new(p).unwrap();
                 prop_assert_eq!(find_in(&re, &text, &w).collect::<Vec<_>>(), whole(&re, &text), "{}", p);
             }
@@ -228,11 +298,17 @@ mod tests {
     }
 
     #[test]
-    fn prose_without_blobs_or_digits_has_no_windows() {
+    fn prose_and_short_numbers_have_no_windows() {
         let prose = "Please summarise the attached notes and keep the tone friendly. ".repeat(50);
         assert!(blobs(&prose, 24).is_empty());
-        assert!(digits(&prose, 4, 90, 94).is_empty());
-        let w = digits("call me at 555 0100 today", 4, 90, 94);
-        assert_eq!(w, vec![(7, 25)]);
+        assert!(numbers(&prose, NUMBER_SPAN).is_empty());
+        assert!(capitals_then_digits(&prose, CAPITAL_LED).is_empty());
+        assert!(alphanumeric_runs(&prose, WALLET_MIN).is_empty());
+        let w = numbers("call me at 555 0100 today", NUMBER_SPAN);
+        assert_eq!(w, vec![(10, 19)]);
+        // Short numbers, versions and dates hold no phone or card: no window at all.
+        let code = "retry(3); timeout = 30; version 3.2.1; port: 5432; 2 ** i";
+        assert!(numbers(code, NUMBER_SPAN).is_empty());
+        assert_eq!(numbers("tel: +(49) 30 1234", NUMBER_SPAN), vec![(5, 18)]);
     }
 }

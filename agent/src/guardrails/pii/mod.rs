@@ -43,20 +43,22 @@ pub(crate) const RULES: &[(&str, &str)] = &[
     ("in_aadhaar", "India Aadhaar number (Verhoeff)"),
 ];
 
-/// The candidate patterns. Every match of the number-led ones holds a digit within
-/// [`DIGIT_BEFORE`] bytes of its start, ends within [`DIGIT_AFTER`] bytes of its last digit, and
-/// has no two digits more than [`DIGIT_GAP`] apart unless only `().- /` lie between (a bc1 wallet's
-/// 87 characters after its `1` are the longest reach), so they run only in the windows
-/// [`super::windows::digits`] finds.
+/// The candidate patterns. Each runs only in the windows of its own finder in
+/// [`super::windows`], which hold every match it has in the whole text: numbers in runs of digits
+/// and separators, IBANs and NINOs after two capitals and a digit, wallets in long alphanumeric
+/// runs, emails around an `@`.
 pub(crate) const EMAIL: &str = r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-']{0,63})@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
 pub(crate) const NUMBER: &str = r"\+?\(?[0-9][0-9().\- /]{4,240}[0-9]|[0-9]{7,}";
 pub(crate) const IBAN: &str = r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}";
 pub(crate) const WALLET: &str = r"bc1[02-9ac-hj-np-z]{8,87}|BC1[02-9AC-HJ-NP-Z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}";
 pub(crate) const NINO: &str =
     r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]";
-pub(crate) const DIGIT_BEFORE: usize = 4;
-pub(crate) const DIGIT_AFTER: usize = 90;
-pub(crate) const DIGIT_GAP: usize = 94;
+/// The fewest bytes from the first digit of a [`NUMBER`] match to its last.
+pub(crate) const NUMBER_SPAN: usize = 6;
+/// The longest [`IBAN`] or [`NINO`] match.
+pub(crate) const CAPITAL_LED: usize = 4 + 2 * 32;
+/// The shortest [`WALLET`] match (`bc1` and eight characters).
+pub(crate) const WALLET_MIN: usize = 11;
 /// The longest local part [`EMAIL`] takes.
 pub(crate) const EMAIL_LOCAL: usize = 64;
 
@@ -148,15 +150,9 @@ impl Pii {
                 }
             }
         }
-        let near = windows::digits(text, DIGIT_BEFORE, DIGIT_AFTER, DIGIT_GAP);
-        if near.is_empty() {
-            return;
-        }
-        for (s, e) in windows::find_in(&self.number, text, &near) {
+        for (s, e) in windows::find_in(&self.number, text, &windows::numbers(text, NUMBER_SPAN)) {
             numbers::judge(self, o, text, s, e, out);
         }
-        // IPv6 candidates grow out of each colon (a regex led by a hex class would run everywhere
-        // in prose): the run of hex digits, colons and dots around it, with a zone and a prefix.
         let addr = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
         let mut next = 0;
         for at in memchr::memchr_iter(b':', b) {
@@ -188,19 +184,21 @@ impl Pii {
                 self.judge_ipv6(o, text, s, e, out);
             }
         }
-        for (s, e) in windows::find_in(&self.iban, text, &near) {
+        let capital_led = windows::capitals_then_digits(text, CAPITAL_LED);
+        for (s, e) in windows::find_in(&self.iban, text, &capital_led) {
             if let Some(end) = validate::iban(text, s, e) {
                 if bounded(text, s, end) {
                     out.push(Finding::new(&self.ids.iban, Category::Pii, s, end, RANK));
                 }
             }
         }
-        for (s, e) in windows::find_in(&self.wallet, text, &near) {
+        let long_runs = windows::alphanumeric_runs(text, WALLET_MIN);
+        for (s, e) in windows::find_in(&self.wallet, text, &long_runs) {
             if bounded(text, s, e) && validate::wallet(&text[s..e]) {
                 out.push(Finding::new(&self.ids.wallet, Category::Pii, s, e, RANK));
             }
         }
-        for (s, e) in windows::find_in(&self.nino, text, &near) {
+        for (s, e) in windows::find_in(&self.nino, text, &capital_led) {
             if bounded(text, s, e) && validate::nino(&text[s..e]) {
                 out.push(Finding::new(&self.ids.nino, Category::Pii, s, e, RANK));
             }
