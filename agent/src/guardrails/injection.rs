@@ -917,6 +917,9 @@ impl Injection {
         let words = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            // Every pattern starts with a space, so a start-byte prefilter stops at every word
+            // and costs more than it skips: without it the DFA alone is about twice as fast.
+            .prefilter(false)
             .build(&patterns)
             .map_err(err)?;
         let set = |l: &[&str]| {
