@@ -170,9 +170,16 @@ pub(crate) fn capitals_then_digits(text: &str, longest: usize) -> Vec<(usize, us
 }
 
 /// Windows for the wallet regex, whose matches are runs of ASCII letters and digits at least
-/// `min` long: the maximal such runs.
-pub(crate) fn alphanumeric_runs(text: &str, min: usize) -> Vec<(usize, usize)> {
-    runs(text.as_bytes(), min.max(1), ALNUM)
+/// `min` long that hold a `1` or `3` (Bitcoin's version digit, bech32's separator) or a `0x`
+/// (Ethereum): the maximal such runs. Identifiers in code are long runs with none of them.
+pub(crate) fn wallet_runs(text: &str, min: usize) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = runs(b, min.max(1), ALNUM);
+    out.retain(|&(s, e)| {
+        let run = &b[s..e];
+        memchr::memchr2(b'1', b'3', run).is_some() || memchr::memmem::find(run, b"0x").is_some()
+    });
+    out
 }
 
 /// Windows for the email regex: around each `@`, the `local` bytes before it (the longest local
@@ -260,6 +267,8 @@ mod tests {
             Just("AB123456C".to_string()),
             Just("1BoatSLRHtKNngkdXEeobR76b53LETtpyT".to_string()),
             Just("+(".to_string()),
+            Just("0xABCDEF0246802468ABCDEF0246802468ABCDEF02".to_string()),
+            "(0x|3|bc1)[0-9A-Za-z]{20,45}",
             Just("Ü".to_string()),
             "[A-Z]{1,3}[0-9 ]{1,5}",
             "[0-9]{1,3}[A-Z +(]{1,3}",
@@ -286,7 +295,7 @@ mod tests {
                 (NUMBER, numbers(&text, NUMBER_SPAN)),
                 (IBAN, capital_led.clone()),
                 (NINO, capital_led),
-                (WALLET, alphanumeric_runs(&text, WALLET_MIN)),
+                (WALLET, wallet_runs(&text, WALLET_MIN)),
             ] {
                 let re = Regex::new(p).unwrap();
                 prop_assert_eq!(find_in(&re, &text, &w).collect::<Vec<_>>(), whole(&re, &text), "{}", p);
@@ -303,7 +312,16 @@ mod tests {
         assert!(blobs(&prose, 24).is_empty());
         assert!(numbers(&prose, NUMBER_SPAN).is_empty());
         assert!(capitals_then_digits(&prose, CAPITAL_LED).is_empty());
-        assert!(alphanumeric_runs(&prose, WALLET_MIN).is_empty());
+        assert!(wallet_runs(&prose, WALLET_MIN).is_empty());
+        assert!(wallet_runs("fn handle_unauthorized_request_quickly()", WALLET_MIN).is_empty());
+        assert_eq!(
+            wallet_runs(
+                "send to 0x52908400098527886E0F7030069857D2E4169EE7 now",
+                WALLET_MIN
+            )
+            .len(),
+            1
+        );
         let w = numbers("call me at 555 0100 today", NUMBER_SPAN);
         assert_eq!(w, vec![(10, 19)]);
         // Short numbers, versions and dates hold no phone or card: no window at all.

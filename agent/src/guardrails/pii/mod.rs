@@ -192,7 +192,7 @@ impl Pii {
                 }
             }
         }
-        let long_runs = windows::alphanumeric_runs(text, WALLET_MIN);
+        let long_runs = windows::wallet_runs(text, WALLET_MIN);
         for (s, e) in windows::find_in(&self.wallet, text, &long_runs) {
             if bounded(text, s, e) && validate::wallet(&text[s..e]) {
                 out.push(Finding::new(&self.ids.wallet, Category::Pii, s, e, RANK));
