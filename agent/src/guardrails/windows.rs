@@ -17,7 +17,7 @@ const ALNUM: u8 = 4;
 /// A digit or a number separator: `().- /` and a leading `+`.
 const NUM: u8 = 8;
 
-/// What each byte is to [`blobs`].
+/// What each byte is to the finders: a bit per class.
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;

@@ -153,6 +153,8 @@ impl Pii {
         for (s, e) in windows::find_in(&self.number, text, &windows::numbers(text, NUMBER_SPAN)) {
             numbers::judge(self, o, text, s, e, out);
         }
+        // IPv6 candidates grow out of each colon (a regex led by a hex class would run everywhere
+        // in prose): the run of hex digits, colons and dots around it, with a zone and a prefix.
         let addr = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
         let mut next = 0;
         for at in memchr::memchr_iter(b':', b) {
